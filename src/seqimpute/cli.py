@@ -66,7 +66,8 @@ def cmd_data(args) -> int:
     print(f"dataset   {info['name']}")
     print(f"shape     {info['shape']}  ({info['dim']} values per example)")
     print(f"splits    " + "  ".join(f"{s} {n}" for s, n in info["sizes"].items()))
-    print(f"range     {info['min']:.4g} .. {info['max']:.4g}   missing (NaN) {info['nan_fraction']:.3g}")
+    lo, hi = ("-" if v is None else f"{v:.4g}" for v in (info["min"], info["max"]))
+    print(f"range     {lo} .. {hi}   missing (NaN) {info['nan_fraction']:.3g}")
     print(f"values    {info['likelihood']} likelihood")
     print(f"source    {info['note']}")
     print(f"location  {info['location']}")
@@ -87,10 +88,95 @@ def data_info(name, data_root=None, **options) -> dict:
     ds = sources.load_dataset(name, "train", data_root, **options)
     return {"name": canon, "sizes": {s: int(len(a)) for s, a in arrays.items()}, "shape": shape, "dim": int(d),
             "image_shape": list(splits.image_shape) if splits.image_shape else None,
-            "min": float(finite.min()) if finite.size else float("nan"),
-            "max": float(finite.max()) if finite.size else float("nan"),
+            "min": float(finite.min()) if finite.size else None,  # None, not NaN: the JSON stays valid
+            "max": float(finite.max()) if finite.size else None,
             "nan_fraction": float(1 - finite.size / max(allv.size, 1)), "likelihood": ds.likelihood,
             "note": splits.note, "location": splits.location}
+
+
+# ---------------------------------------------------------------------------------------------------- train / eval
+
+
+def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
+    """--set key=value: model options (hidden, z, steps, ...) or training options (lr, warmup, optimizer, ...)."""
+    from .train import TrainConfig
+
+    model_opts, train_opts = {}, {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise SeqImputeError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value.strip()
+        if key in model_keys:
+            model_opts[key] = parsed
+        elif key in TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options"}:
+            train_opts[key] = parsed
+        else:
+            raise SeqImputeError(f"unknown option {key!r} for --set; model options: {', '.join(sorted(model_keys))}; "
+                                 f"training options: lr, warmup, optimizer, valid_every, valid_size, ckpt_every, log_every.")
+    return model_opts, train_opts
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .models.registry import build_model, spec
+    from .train import TrainConfig, train
+
+    run = Path(args.run)
+    if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
+        cfg = None
+        if args.updates is not None or args.minutes is not None or args.device is not None:
+            from . import runs
+
+            stored = TrainConfig(**runs.read_config(run)["train"])
+            if args.model and args.model != stored.model:
+                raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
+            stored.updates = args.updates if args.updates is not None else stored.updates
+            stored.minutes = args.minutes if args.minutes is not None else stored.minutes
+            stored.device = args.device or stored.device
+            cfg = stored
+        print(f"resuming {run}")
+        summary = train(run, cfg, progress_bar=not args.quiet)
+    else:
+        missing = [f for f in ("model", "data", "mask") if not getattr(args, f)]
+        if missing:
+            raise SeqImputeError(f"a new run needs --{', --'.join(missing)} (or --run pointing at an existing run).")
+        spec(args.model)
+        probe = build_model(args.model, 4, args.sizes, {"hidden": 1, "z": 1}) if args.model.startswith("gpsi") else None
+        model_keys = set(probe.config()) - {"dim", "step_type"} if probe is not None else set()
+        model_opts, train_opts = _parse_sets(args.set, model_keys)
+        cfg = TrainConfig(model=args.model, data=args.data, mask=args.mask, data_options=data_options(args),
+                          sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
+                          batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts)
+        summary = train(run, cfg, progress_bar=not args.quiet)
+    print(f"trained {summary['step']} updates in {summary['elapsed_s'] / 60:.1f} min; best validation bound "
+          f"{summary['best_valid_bound_paper_units']:.2f} (paper units); run folder {summary['run']}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data.sources import load_dataset
+    from .evaluate import evaluate, format_table
+    from .runs import load_run_model
+
+    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
+    data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
+    res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
+                   n=args.n, seed=args.seed, progress=not args.quiet)
+    res["run"] = str(args.run)
+    print(format_table(res))
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.json}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -106,6 +192,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="info as JSON")
     _add_data_options(p)
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train (or resume) a model in a run folder")
+    p.add_argument("--model", help="gpsi-add, gpsi-jump, ...")
+    _add_data_args(p, data_required=False)
+    p.add_argument("--mask", help="mask spec, e.g. mcar:0.8, MAR-14, square:12-18")
+    p.add_argument("--run", required=True, help="run folder (resumed when it exists)")
+    p.add_argument("--updates", type=int, help="total updates of the run")
+    p.add_argument("--minutes", type=float, help="total wall-clock training budget (default 30 when no --updates)")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--sizes", help="size preset: mnist, tfd, svhn (default: by the data's size)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model or training option, e.g. --set hidden=200 --set optimizer=paper")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a trained run on fixed test masks")
+    p.add_argument("run")
+    p.add_argument("--mask", help="mask spec (default: the training mask)")
+    p.add_argument("--samples", type=int, default=10, help="K rollouts per image (default 10, as the paper)")
+    p.add_argument("--steps", type=int, help="roll out for T steps instead of the trained number")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--n", type=int, help="only the first N images")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--json", help="write the scores to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_args(p, data_required=False)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

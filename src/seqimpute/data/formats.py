@@ -6,6 +6,7 @@ import gzip
 import io
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def read_svhn_mat(path: Path) -> np.ndarray:
         X = loadmat(path, variable_names=["X"])["X"]
     except Exception as e:  # scipy raises several types for corrupt files
         raise SeqImputeError(f"{path} is not a valid SVHN .mat file ({e}); download it again.") from None
-    if X.ndim != 4 or X.shape[2] != 3:
+    if X.ndim != 4 or X.shape[:3] != (32, 32, 3):
         raise SeqImputeError(f"{path}: expected X of shape (32, 32, 3, N), got {X.shape}.")
     return rgb_to_grey(np.transpose(X, (3, 0, 1, 2)))
 
@@ -68,9 +69,13 @@ def read_svhn_mat(path: Path) -> np.ndarray:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles plain containers and NumPy arrays only, so a data pickle cannot run code."""
 
+    # _reconstruct/ndarray/dtype/scalar: every protocol; _frombuffer: NumPy arrays under protocol 5;
+    # _codecs.encode: how Python 3 writes bytes under protocols 0-2. None of them runs user code.
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("builtins", "slice")}
+               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"), ("builtins", "slice"),
+               ("collections", "OrderedDict")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -83,7 +88,8 @@ def load_numpy_pickle(path: Path):
     try:
         with _open(path) as f:
             return _NumpyOnlyUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as e:
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError, ImportError,
+            KeyError, IndexError, struct.error, zlib.error) as e:
         raise SeqImputeError(f"{path} could not be read as a data pickle ({e}).") from None
 
 
@@ -108,7 +114,9 @@ def read_tfd(path: Path) -> dict:
         images = images.reshape(-1, 48, 48)
     if images.shape[1:] != (48, 48) and images.shape[:2] == (48, 48):  # MATLAB layout (48, 48, N)
         images = np.transpose(images, (2, 0, 1))
-    if images.shape[1:] != (48, 48) or folds.shape[0] != images.shape[0]:
+    if folds.ndim == 1:
+        folds = folds.reshape(-1, 1)
+    if images.shape[1:] != (48, 48) or folds.ndim != 2 or folds.shape[0] != images.shape[0]:
         raise SeqImputeError(f"{path}: expected 48x48 images with one fold row each, got {images.shape} / {folds.shape}.")
     return {"images": images, "folds": folds}
 
@@ -134,30 +142,57 @@ def read_image_folder(folder: Path, size: tuple[int, int] | None) -> np.ndarray:
     if not files:
         raise SeqImputeError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     first = read_image(files[0], size)
-    size = size or first.shape
-    out = np.empty((len(files), *size), dtype=np.uint8)
+    out = np.empty((len(files), *first.shape), dtype=np.uint8)
     out[0] = first
     for i, f in enumerate(files[1:], 1):
         img = read_image(f, size)
+        if img.shape != first.shape:
+            raise SeqImputeError(
+                f"{f} is {img.shape[0]}x{img.shape[1]} but {files[0]} is {first.shape[0]}x{first.shape[1]}; "
+                f"pass --size HxW to resize every image to one size."
+            )
         out[i] = img
     return out
 
 
 def read_csv(path: Path) -> np.ndarray:
-    """A numeric CSV table; empty cells and NaN are missing. A non-numeric first row is taken as a header."""
+    """A numeric CSV table; empty cells, NA and NaN are missing. A non-numeric first row is taken as a header.
+    Any other non-numeric cell is an error (it is not silently turned into a missing value)."""
+    import csv
+
+    missing = {"", "na", "nan", "n/a", "null"}
+
+    def cell(c: str, line: int, col: int) -> float:
+        c = c.strip()
+        try:
+            return float(c)
+        except ValueError:
+            if c.lower() in missing:
+                return np.nan
+            raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c!r} is not a number; a CSV table must "
+                                 f"be numeric (leave a cell empty or write NaN for a missing value).") from None
+
     try:
-        with open(path) as f:
-            first = f.readline()
-        cells = [c.strip() for c in first.split(",")]
-        def numeric(c):
-            try:
-                float(c)
-                return True
-            except ValueError:
-                return c.lower() in ("", "nan", "na")
-        skip = 0 if all(numeric(c) for c in cells) else 1
-        arr = np.genfromtxt(path, delimiter=",", dtype=np.float32, skip_header=skip,
-                            missing_values=("", "NA", "nan", "NaN"), filling_values=np.nan, ndmin=2)
-    except (ValueError, OSError) as e:
-        raise SeqImputeError(f"{path} could not be read as a numeric CSV table ({e}).") from None
-    return arr
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SeqImputeError(f"{path} could not be read as a CSV table ({e}).") from None
+    if not rows:
+        raise SeqImputeError(f"{path} is empty; give a CSV table with one example per row.")
+
+    def is_number(c):
+        try:
+            float(c)
+            return True
+        except ValueError:
+            return c.strip().lower() in missing
+
+    start = 0 if all(is_number(c) for c in rows[0][1]) else 1  # a header
+    width = len(rows[0][1])
+    out = np.empty((len(rows) - start, width), dtype=np.float32)
+    for i, (line, r) in enumerate(rows[start:]):
+        if len(r) != width:
+            raise SeqImputeError(f"{path}, line {line}: {len(r)} cells, but the table has {width} columns.")
+        out[i] = [cell(c, line, j) for j, c in enumerate(r)]
+    return out

@@ -42,19 +42,23 @@ class MaskSampler:
 
     def sample(self, n: int, image_shape: tuple[int, int] | None = None, generator: torch.Generator | None = None,
                device=None, x: torch.Tensor | None = None, dim: int | None = None) -> torch.Tensor:
-        """A bool tensor (n, D), True = observed. D = H*W, or ``dim`` for tables (or x.shape[1])."""
+        """A bool tensor (n, D), True = observed. D = H*W, or ``dim`` for tables (or x.shape[1]).
+
+        The mask lands on ``device`` (default: x's device, else the generator's, else the CPU); the random
+        numbers are drawn on the generator's device, so a seeded CPU generator gives the same masks everywhere."""
         if x is not None:
             device = x.device if device is None else device
             dim = x.shape[1]
-        if generator is not None:
-            device = generator.device
+        target = None if device is None else torch.device(device)
+        work = generator.device if generator is not None else (target or torch.device("cpu"))
         if dim is None:
             if image_shape is None:
                 raise SeqImputeError("give image_shape (H, W) or dim to sample a mask.")
             dim = image_shape[0] * image_shape[1]
         if image_shape is not None and image_shape[0] * image_shape[1] != dim:
             raise SeqImputeError(f"image shape {image_shape} does not match {dim} values per example.")
-        return self._sample(int(n), image_shape, int(dim), generator, torch.device(device or "cpu"), x)
+        out = self._sample(int(n), image_shape, int(dim), generator, work, x)
+        return out if target is None or out.device == target else out.to(target)
 
     def _sample(self, n, shape, dim, gen, device, x) -> torch.Tensor:
         raise NotImplementedError
@@ -185,7 +189,7 @@ def _parse_one(spec: str) -> MaskSampler:
         lo, hi = _number_range(arg, spec, float)
         if hi > 1:
             raise _bad(spec, "a missing rate is a probability in [0, 1] (MCAR-80 is mcar:0.8)")
-        return MCAR(lo, hi, spec=s)
+        return MCAR(lo, hi, spec=f"mcar:{lo:g}" + (f"-{hi:g}" if hi != lo else ""))
     if kind == "square":
         size, _, placement = arg.partition(":")
         if placement not in ("", "uniform", "paper"):
@@ -193,7 +197,8 @@ def _parse_one(spec: str) -> MaskSampler:
         lo, hi = _number_range(size, spec, int)
         if lo < 1:
             raise _bad(spec, "a square needs a side of at least 1")
-        return Square(lo, hi, placement == "uniform", spec=s)
+        uniform = placement == "uniform"
+        return Square(lo, hi, uniform, spec=f"square:{lo}" + (f"-{hi}" if hi != lo else "") + (":uniform" if uniform else ""))
     if s == "full":
         return Full()
     if kind == "half":
@@ -224,9 +229,15 @@ def mask_sampler(spec: str) -> MaskSampler:
                 weights.append(1.0)
                 rest = item
             parts.append(mask_sampler(rest))
-        return Mixture(parts, weights, spec=spec.strip().lower())
+        total = sum(weights)
+        if all(w == weights[0] for w in weights):
+            canon = "|".join(p.spec for p in parts)
+        else:
+            canon = "|".join(f"{w / total:g}*{p.spec}" for w, p in zip(weights, parts))
+        return Mixture(parts, weights, spec=canon)
     if "&" in spec:
-        return Both([_parse_one(p) for p in spec.split("&")], spec=spec.strip().lower())
+        parts = [_parse_one(p) for p in spec.split("&")]
+        return Both(parts, spec="&".join(p.spec for p in parts))
     return _parse_one(spec)
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,7 @@ class Splits:
     image_shape: tuple[int, int] | None
     note: str = ""
     location: str = ""
+    likelihood: str = ""  # set by load_splits from all three splits: "bernoulli" or "gaussian"
 
 
 @dataclass
@@ -82,18 +84,26 @@ def register(source: Source) -> Source:
 
 
 def minmax_per_image(x: np.ndarray) -> np.ndarray:
-    """Shift each row so its minimum is 0, then divide by its maximum (REFERENCE.md §8; constant rows -> 0)."""
-    x = x - x.min(axis=1, keepdims=True)
-    mx = x.max(axis=1, keepdims=True)
-    return np.divide(x, mx, out=np.zeros_like(x), where=mx > 0)
+    """Shift each row so its minimum is 0, then divide by its maximum (REFERENCE.md §8; constant rows -> 0).
+    NaN entries (missing values) are ignored by the min and max and stay NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0:
+        return x.copy()
+    x = x - np.fmin.reduce(x, axis=1, keepdims=True)  # fmin/fmax skip NaN (all-NaN rows give NaN)
+    mx = np.fmax.reduce(x, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mx > 0, x / np.where(mx > 0, mx, 1), x * 0).astype(np.float32)
 
 
 def seeded_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
     """Indices of a fixed random 80/10/10 split (the same for the same n, always)."""
     perm = np.random.default_rng(seed).permutation(n)
     a = int(round(fractions[0] * n))
-    b = a + int(round(fractions[1] * n))
-    return {"train": perm[:a], "valid": perm[a:b], "test": perm[b:]}
+    v = int(round(fractions[1] * n))
+    if n >= 3:  # small n: every split still gets at least one example (unchanged where none was empty)
+        v = max(v, 1)
+        a = min(max(a, 1), n - v - 1)
+    return {"train": perm[:a], "valid": perm[a : a + v], "test": perm[a + v :]}
 
 
 def scale_images(x: np.ndarray, scale: str, what: str) -> np.ndarray:
@@ -104,6 +114,9 @@ def scale_images(x: np.ndarray, scale: str, what: str) -> np.ndarray:
     if scale != "none":
         raise SeqImputeError(f"unknown scale {scale!r}; use --scale none or --scale minmax.")
     if np.issubdtype(flat.dtype, np.integer):
+        if flat.size and flat.min() < 0:
+            raise SeqImputeError(f"{what}: integer images with negative values cannot be scaled by their type's "
+                                 f"maximum; pass --scale minmax to scale each image into [0, 1].")
         return flat.astype(np.float32) / np.float32(np.iinfo(flat.dtype).max)
     if np.issubdtype(flat.dtype, np.bool_):
         return flat.astype(np.float32)
@@ -127,6 +140,18 @@ def _need_path(options: dict, name: str, what: str) -> Path:
     return path
 
 
+def _int_option(options: dict, key: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+    value = options.get(key, default)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise SeqImputeError(f"option {key}={value!r} is not a whole number; e.g. --data-opt {key}={default}.") from None
+    if value < lo or (hi is not None and value > hi):
+        top = "" if hi is None else f"..{hi}"
+        raise SeqImputeError(f"option {key}={value} is out of range; give {lo}{top}{'' if hi is not None else ' or more'}.")
+    return value
+
+
 def _find(folder: Path, *names: str) -> Path:
     for n in names:
         for cand in (folder / n, folder / (n + ".gz")):
@@ -147,6 +172,9 @@ def _save_npz_atomic(path: Path, **arrays) -> None:
         raise
 
 
+_NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def _cached_npz(path: Path) -> dict[str, np.ndarray]:
     """Load an npz the cache wrote, after checking it against the checksum written beside it."""
     sidecar = path.with_suffix(".sha256")
@@ -155,7 +183,7 @@ def _cached_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
+    except _NPZ_ERRORS as e:
         raise SeqImputeError(f"{path} is corrupt ({e}); delete it and run `seqimpute data get` again.") from None
 
 
@@ -180,6 +208,8 @@ def get_mnist(root: Path) -> Path:
     arrays = {}
     for split, (xs, _ys) in zip(SPLITS, data):
         q = np.rint(np.asarray(xs, np.float32) * 256)  # grey levels are k/256: store losslessly as uint8
+        if q.min() < 0 or q.max() > 255:
+            raise SeqImputeError(f"{pkl}: grey levels outside [0, 1); delete it and run `seqimpute data get` again.")
         arrays[split] = q.astype(np.uint8)
     _write_cache(cache, **arrays)
     pkl.unlink()
@@ -226,7 +256,7 @@ def load_svhn(root: Path, **options) -> Splits:
     folder = _need_path(options, "svhn", "the official SVHN train_32x32.mat and test_32x32.mat")
     train = formats.read_svhn_mat(_find(folder, "train_32x32.mat"))
     test = formats.read_svhn_mat(_find(folder, "test_32x32.mat"))
-    extra_n = int(options.get("extra", 0))
+    extra_n = _int_option(options, "extra", 0)
     if extra_n:
         train = np.concatenate([train, formats.read_svhn_mat(_find(folder, "extra_32x32.mat"))[:extra_n]])
     idx = np.random.default_rng(0).permutation(len(train))
@@ -241,10 +271,11 @@ def load_tfd(root: Path, **options) -> Splits:
     d = formats.read_tfd(path)
     images = d["images"].reshape(len(d["images"]), -1).astype(np.float32) / 255
     keep = images.sum(axis=1) > 0.1  # the authors drop empty images
-    fold = d["folds"][:, int(options.get("fold", 0))]
+    k = _int_option(options, "fold", 0, 0, d["folds"].shape[1] - 1)
+    fold = d["folds"][:, k]
     roles = {"train": (fold == 0) | (fold == 1), "valid": fold == 2, "test": fold == 3}
     arrays = {s: minmax_per_image(images[keep & r]) for s, r in roles.items()}
-    return Splits(arrays, (48, 48), f"TFD fold {int(options.get('fold', 0))}: train = unlabeled+train", str(path))
+    return Splits(arrays, (48, 48), f"TFD fold {k}: train = unlabeled+train", str(path))
 
 
 def get_orl(root: Path) -> Path:
@@ -339,7 +370,7 @@ def load_own(path: Path, **options) -> Splits:
             else:
                 with np.load(path, allow_pickle=False) as z:
                     given = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
+        except _NPZ_ERRORS as e:
             raise SeqImputeError(f"{path} could not be read as a NumPy file ({e}).") from None
         if set(SPLITS) <= set(given):
             shapes = {s: _as_rows(given[s], path, scale, size) for s in SPLITS}
@@ -361,7 +392,11 @@ def load_own(path: Path, **options) -> Splits:
 
 def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray, tuple | None]:
     if arr.ndim == 4 and arr.shape[-1] in (1, 3):  # (N, H, W, C) colour images -> grey
-        arr = formats.rgb_to_grey(arr).astype(arr.dtype) if arr.shape[-1] == 3 else arr[..., 0]
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        else:
+            grey = formats.rgb_to_grey(arr)
+            arr = np.rint(grey).astype(arr.dtype) if np.issubdtype(arr.dtype, np.integer) else grey
     if arr.ndim == 3:
         return scale_images(arr, scale, str(path)), tuple(arr.shape[1:])
     if arr.ndim == 2:
@@ -375,6 +410,8 @@ def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray,
 
 def _split_own(rows: np.ndarray, image_shape, path: Path, already_2d: bool = False) -> Splits:
     rows = rows.reshape(len(rows), -1)
+    if np.isinf(rows).any():
+        raise SeqImputeError(f"{path} holds infinite values; replace them (or mark them missing with NaN).")
     if len(rows) < 3:
         raise SeqImputeError(f"{path} holds {len(rows)} example(s); at least 3 are needed for train/valid/test.")
     idx = seeded_split(len(rows))
@@ -391,19 +428,36 @@ def _is_path(name: str) -> bool:
     return name not in REGISTRY and (os.sep in name or "." in Path(name).name or Path(name).exists())
 
 
+def _within_01(a: np.ndarray) -> bool:
+    """True when every finite value lies in [0, 1] (and there is at least one)."""
+    finite = a[np.isfinite(a)]
+    return finite.size > 0 and finite.min() >= 0 and finite.max() <= 1
+
+
+def _check_options(name: str, options: dict, allowed) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        flags = {"path": "--data-path", "size": "--size", "scale": "--scale"}
+        given = ", ".join(flags.get(k, f"--data-opt {k}=") for k in unknown)
+        takes = ", ".join(flags.get(k, f"--data-opt {k}=") for k in allowed) or "no options"
+        raise SeqImputeError(f"{name} does not take {given}; it takes {takes} (see `seqimpute data list`).")
+
+
 def load_splits(name: str, data_root_dir=None, **options) -> tuple[Splits, str]:
     """All three splits of a source (cached in-process). Returns (splits, canonical name)."""
-    options = {k: v for k, v in options.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None and not (k == "scale" and v == "none")}
     key = (name, str(data_root(data_root_dir)), tuple(sorted((k, str(v)) for k, v in options.items())))
     if key in _CACHE:
         return _CACHE[key]
     if name in REGISTRY:
+        _check_options(name, options, REGISTRY[name].options)
         splits = REGISTRY[name].load(data_root(data_root_dir), **options)
         canon = name
     elif _is_path(name):
         path = Path(name).expanduser()
         if not path.exists():
             raise SeqImputeError(f"{path} does not exist; give a dataset name ({', '.join(REGISTRY)}) or a path.")
+        _check_options(str(path), options, ("size", "scale"))
         splits = load_own(path, **options)
         canon = str(path)
     else:
@@ -413,6 +467,9 @@ def load_splits(name: str, data_root_dir=None, **options) -> tuple[Splits, str]:
         a = splits.arrays.get(s)
         if a is None or len(a) == 0:
             raise SeqImputeError(f"the {s} split of {name} is empty; give more data (or all three splits).")
+    if not splits.likelihood:  # one likelihood for the whole source, decided from all splits together
+        in01 = all(_within_01(splits.arrays[s]) for s in SPLITS)
+        splits.likelihood = "bernoulli" if splits.image_shape is not None or in01 else "gaussian"
     _CACHE[key] = (splits, canon)
     return splits, canon
 
@@ -428,9 +485,7 @@ def load_dataset(name: str, split: str = "train", data_root=None, **options) -> 
         raise SeqImputeError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}.")
     splits, canon = load_splits(name, data_root, **options)
     x = torch.from_numpy(np.ascontiguousarray(splits.arrays[split], dtype=np.float32))
-    finite = x[torch.isfinite(x)]
-    bernoulli = splits.image_shape is not None or (finite.numel() > 0 and finite.min() >= 0 and finite.max() <= 1)
-    return Dataset(x, splits.image_shape, canon, split, "bernoulli" if bernoulli else "gaussian", splits.note)
+    return Dataset(x, splits.image_shape, canon, split, splits.likelihood, splits.note)
 
 
 def get_dataset(name: str, data_root_dir=None) -> Path | None:

@@ -1,0 +1,113 @@
+"""The evaluator: every model scored on the same fixed, seeded masks, in the paper's units and per imputed value.
+
+For a policy, on each image, K guided rollouts give the paper's bound (NLL of the missing values at c_T plus the
+summed KL(q||p)) and an importance-weighted estimate of -log p(x_missing | x_known) with the guide as proposal;
+K unguided rollouts give the unguided NLL and the imputations scored by MSE and PSNR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import metrics
+from .data.masks import mask_set
+from .data.sources import Dataset
+from .errors import SeqImputeError
+from .models.policy import Policy, bound, missing_nll
+
+
+def _check_masks(observed: torch.Tensor, model: Policy, spec: str) -> None:
+    if not (~observed).any():
+        raise SeqImputeError(f"mask {spec!r} leaves nothing missing; choose a mask that hides some values.")
+
+
+@torch.inference_mode()
+def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: int | None = None,
+             n: int | None = None, batch: int = 250, seed: int = 0, device=None, progress: bool = False) -> dict:
+    """Score ``model`` on the first ``n`` examples of ``data`` (all by default) with the fixed mask set of
+    (data, mask). Returns a dict of scores (see README "Scores")."""
+    device = torch.device(device or next(model.parameters(), torch.empty(0)).device)
+    x_all = data.x[:n] if n else data.x
+    observed_all = mask_set(mask, data.name, data.split, len(x_all), data.image_shape, data.dim, x=x_all)
+    _check_masks(observed_all, model, mask)
+    if torch.isnan(x_all).any():
+        raise SeqImputeError("the evaluation data hold NaN; scores need the true values (use complete data).")
+    K = samples if model.stochastic else 1
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    T = steps if steps is not None else getattr(model, "steps", 0)
+    tot = {k: 0.0 for k in ("bound", "iw", "unguided", "kl", "sq_err", "missing")}
+    per_step_g = torch.zeros(T + 1, dtype=torch.float64)
+    per_step_u = torch.zeros(T + 1, dtype=torch.float64)
+    it = range(0, len(x_all), batch)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="eval", unit="batch", leave=False)
+    for start in it:
+        x = x_all[start : start + batch].to(device)
+        obs = observed_all[start : start + batch].to(device)
+        B = len(x)
+        xk, ok = x.repeat(K, 1), obs.repeat(K, 1)  # K samples per image in one batch
+        tot["missing"] += float((~obs).sum())
+        if model.has_bound:
+            r = model.rollout(xk, ok, guided=True, steps=steps, generator=gen)
+            nll = missing_nll(xk, r.final, ok)
+            b = bound(r, xk, ok)
+            tot["bound"] += float(b.sum()) / K
+            tot["kl"] += float(r.kl_qp.sum()) / K
+            log_w = (-nll + r.log_ratio).view(K, B).double()
+            tot["iw"] += float(-(torch.logsumexp(log_w, 0) - math.log(K)).sum())
+            per_step_g += torch.tensor([float(missing_nll(xk, c, ok).sum()) / K for c in r.canvases], dtype=torch.float64)
+        r = model.rollout(xk, ok, guided=False, steps=steps, generator=gen)
+        tot["unguided"] += float(missing_nll(xk, r.final, ok).sum()) / K
+        per_step_u += torch.tensor([float(missing_nll(xk, c, ok).sum()) / K for c in r.canvases], dtype=torch.float64)
+        mean_guess = torch.sigmoid(r.final).view(K, B, -1).mean(0)
+        tot["sq_err"] += float(((mean_guess - x).pow(2) * (~obs)).sum())
+    model.train(was_training)
+
+    N, D, U = len(x_all), data.dim, tot["missing"]
+    to_paper = lambda total: D * total / max(U, 1)  # = per-image mean x D / mean |U| (REFERENCE.md §10)
+    out = {"model": model.name, "dataset": data.name, "split": data.split, "mask": mask, "n_images": N,
+           "samples": K, "steps": T, "dim": D, "imputed_fraction": U / (N * D)}
+    if model.has_bound:
+        out.update({
+            "bound_paper_units": to_paper(tot["bound"]), "bound_nats_per_value": tot["bound"] / U,
+            "bound_bits_per_value": metrics.bits(tot["bound"] / U), "bound_nats_per_image": tot["bound"] / N,
+            "kl_nats_per_image": tot["kl"] / N,
+            "iw_paper_units": to_paper(tot["iw"]), "iw_nats_per_value": tot["iw"] / U,
+            "iw_bits_per_value": metrics.bits(tot["iw"] / U),
+            "per_step_guided_nll_paper_units": [to_paper(v) for v in per_step_g.tolist()],
+        })
+    out.update({
+        "unguided_nll_paper_units": to_paper(tot["unguided"]), "unguided_nll_nats_per_value": tot["unguided"] / U,
+        "per_step_unguided_nll_paper_units": [to_paper(v) for v in per_step_u.tolist()],
+        "mse": tot["sq_err"] / U, "psnr": metrics.psnr(tot["sq_err"] / U),
+    })
+    # The number every model is compared by: the guided bound for a policy, else the NLL of its imputation.
+    key = "bound" if model.has_bound else "unguided_nll"
+    out["score_paper_units"] = out[f"{key}_paper_units"]
+    out["score_nats_per_value"] = out[f"{key}_nats_per_value"]
+    out["score_bits_per_value"] = metrics.bits(out["score_nats_per_value"])
+    out["score_kind"] = "guided bound" if model.has_bound else "NLL of the imputation"
+    return out
+
+
+def format_table(res: dict) -> str:
+    rows = [("score (" + res["score_kind"] + ")", res["score_paper_units"], res["score_nats_per_value"])]
+    if "bound_paper_units" in res:
+        rows.append(("importance-weighted NLL", res["iw_paper_units"], res["iw_nats_per_value"]))
+    rows.append(("unguided NLL", res["unguided_nll_paper_units"], res["unguided_nll_nats_per_value"]))
+    lines = [f"{res['model']} on {res['dataset']}/{res['split']}, mask {res['mask']}, {res['n_images']} images, "
+             f"K={res['samples']}, T={res['steps']}",
+             f"{'':28s}{'paper units':>12s}{'nats/value':>12s}{'bits/value':>12s}"]
+    for name, pu, npv in rows:
+        lines.append(f"{name:28s}{pu:12.2f}{npv:12.4f}{metrics.bits(npv):12.4f}")
+    lines.append(f"{'MSE / PSNR':28s}{res['mse']:12.5f}{res['psnr']:11.2f}dB")
+    if "per_step_guided_nll_paper_units" in res:
+        lines.append("NLL after each step (guided): " + " ".join(f"{v:.1f}" for v in res["per_step_guided_nll_paper_units"]))
+    lines.append("NLL after each step (unguided): " + " ".join(f"{v:.1f}" for v in res["per_step_unguided_nll_paper_units"]))
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""GPSI-add and GPSI-jump (Sec 3.1; REFERENCE.md §4 and §13.1).
+
+Each step: composite x~ = m*x + (1-m)*sigmoid(c); the primary p(z|x~) and the guide q(z|[x~, x]) are ReLU MLPs
+giving diagonal Gaussians; z is drawn from q (guided) or p; the writer (omega) maps z to delta; add: c += delta,
+jump: c = delta. Loss and bound come from the shared rollout (models/policy.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import SeqImputeError
+from ..nn.layers import DecMLP, GaussMLP
+from .policy import Policy, Rollout, composite, latent_step
+
+PRESETS = {  # REFERENCE.md §4.1
+    "mnist": {"hidden": 1000, "z": 100, "steps": 6},
+    "tfd": {"hidden": 1500, "z": 200, "steps": 6},
+    "svhn": {"hidden": 1500, "z": 200, "steps": 6},
+}
+
+
+class GPSI(Policy):
+    l2 = 1e-4
+
+    def __init__(self, dim: int, hidden: int = 1000, z: int = 100, steps: int = 6, step_type: str = "add",
+                 kl_q_weight: float = 0.9, kl_p_weight: float = 0.1, l2: float = 1e-4):
+        super().__init__()
+        if step_type not in ("add", "jump"):
+            raise SeqImputeError(f"step_type must be 'add' or 'jump', not {step_type!r}.")
+        for k, v in (("dim", dim), ("hidden", hidden), ("z", z), ("steps", steps)):
+            if int(v) < 1:
+                raise SeqImputeError(f"{k} must be a positive integer, got {v}.")
+        self.dim, self.hidden, self.z, self.steps, self.step_type = int(dim), int(hidden), int(z), int(steps), step_type
+        self.kl_q_weight, self.kl_p_weight, self.l2 = float(kl_q_weight), float(kl_p_weight), float(l2)
+        self.name = f"gpsi-{step_type}"
+        self.c0 = nn.Parameter(torch.zeros(dim))  # the first guess is sigmoid(0) = 0.5
+        self.p = GaussMLP(dim, hidden, z)  # primary: sees the composite
+        self.q = GaussMLP(2 * dim, hidden, z)  # guide: sees [composite, x]
+        self.writer = DecMLP(z, hidden, dim)  # omega
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "hidden": self.hidden, "z": self.z, "steps": self.steps, "step_type": self.step_type,
+                "kl_q_weight": self.kl_q_weight, "kl_p_weight": self.kl_p_weight, "l2": self.l2}
+
+    def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
+        self.check_input(x, observed)
+        T = self.steps if steps is None else int(steps)
+        B, D = x.shape
+        # Effective weights once per rollout, not per step. The first layers of p and q both read the composite,
+        # so they run as one GEMM; q's columns for x are constant over the steps and computed once.
+        wp1, bp1 = self.p.fc1.effective()
+        p_rest = (self.p.fc2.effective(), self.p.heads())
+        writer = self.writer.weights()
+        if guided:
+            wq1, bq1 = self.q.fc1.effective()
+            w_first = torch.cat([wp1, wq1[:, :D]])
+            q_from_x = F.linear(x, wq1[:, D:], bq1)
+            q_rest = (self.q.fc2.effective(), self.q.heads())
+        c = self.c0.expand(B, D)
+        canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
+        for _ in range(T):
+            xt = composite(x, observed, torch.sigmoid(c))
+            if guided:
+                hp, hq = F.linear(xt, w_first).split(self.hidden, dim=-1)
+                mu_p, lv_p = self.p.from_hidden(F.relu(hp + bp1), *p_rest)
+                mu_q, lv_q = self.q.from_hidden(F.relu(hq + q_from_x), *q_rest)
+            else:
+                mu_p, lv_p = self.p.from_hidden(F.relu(F.linear(xt, wp1, bp1)), *p_rest)
+                mu_q = lv_q = None
+            z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
+            delta = self.writer(z, writer)
+            c = c + delta if self.step_type == "add" else delta
+            canvases.append(c)
+            if guided:
+                kl_qp.append(kqp)
+                kl_pq.append(kpq)
+                log_ratio = log_ratio + lr
+        if not guided:
+            return Rollout(canvases, None, None, None, False)
+        zero = x.new_zeros(0, B)
+        return Rollout(canvases, torch.stack(kl_qp) if kl_qp else zero, torch.stack(kl_pq) if kl_pq else zero,
+                       log_ratio if T else x.new_zeros(B), True)

@@ -1,0 +1,108 @@
+"""The one interface every model implements: a rollout over T refinement steps.
+
+A policy refines a canvas c (logits; the guess is sigmoid(c)) over T steps. Guided rollouts draw each step's
+latent from the guide q, which also sees the missing values; unguided rollouts draw from the primary p, which
+sees only the known values. Loss, bound, importance weights and imputations are computed here from a rollout,
+never per model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..errors import SeqImputeError
+from ..nn.dist import bernoulli_nll, bernoulli_nll_logits, gaussian_log_prob
+
+
+@dataclass
+class Rollout:
+    canvases: list[torch.Tensor]  # c_0..c_T, logits (B, D)
+    kl_qp: torch.Tensor | None  # (S, B): KL(q||p) per step (summed over latent dims); None when unguided
+    kl_pq: torch.Tensor | None  # (S, B): KL(p||q)
+    log_ratio: torch.Tensor | None  # (B,): sum over steps of log p(z_t) - log q(z_t) at the sampled z
+    guided: bool
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.canvases[-1]
+
+
+def composite(x: torch.Tensor, observed: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+    """Known values pasted over the current guess: m*x + (1-m)*guess."""
+    return torch.where(observed, x, guess)
+
+
+def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
+    """Sample z from q (guided) or p, and return (z, KL(q||p), KL(p||q), log p(z) - log q(z)), sums over dims.
+    The last three are None for unguided steps. One fused pass: the exps are shared between the terms."""
+    src_mu, src_lv = (mu_q, lv_q) if guided else (mu_p, lv_p)
+    eps = torch.randn(src_mu.shape, generator=generator, device=src_mu.device, dtype=src_mu.dtype)
+    z = src_mu + torch.exp(0.5 * src_lv) * eps
+    if not guided:
+        return z, None, None, None
+    d2 = (mu_q - mu_p).pow(2)
+    r = torch.exp(lv_q - lv_p)  # var_q / var_p
+    kl_qp = 0.5 * (r - 1 - (lv_q - lv_p) + d2 * torch.exp(-lv_p)).sum(-1)
+    kl_pq = 0.5 * (1 / r - 1 + (lv_q - lv_p) + d2 * torch.exp(-lv_q)).sum(-1)
+    log_ratio = (gaussian_log_prob(z, mu_p, lv_p) + 0.5 * (math.log(2 * math.pi) + lv_q + eps.pow(2))).sum(-1)
+    return z, kl_qp, kl_pq, log_ratio
+
+
+class Policy(nn.Module):
+    """Base class. Subclasses set ``name`` and implement ``rollout`` and ``config``."""
+
+    name = "policy"
+    has_bound = True  # a variational bound exists (False for baselines scored by their imputation's NLL)
+    stochastic = True  # evaluated with K samples; deterministic models are evaluated once
+    trainable = True
+    needs_missing = True  # the model imputes; False for generators that accept only mask 'full'
+    l2 = 0.0  # the authors' L2 penalty on every parameter (added by the optimiser as weight decay 2*l2)
+    kl_q_weight = 0.9  # the authors' trained objective: NLL + 0.9 KL(q||p) + 0.1 KL(p||q)
+    kl_p_weight = 0.1
+
+    def rollout(self, x: torch.Tensor, observed: torch.Tensor, guided: bool = True, steps: int | None = None,
+                generator: torch.Generator | None = None) -> Rollout:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def fit(self, data) -> "Policy":
+        """Non-trainable models (baselines) fit here from the training ``Dataset``; policies train by the trainer."""
+        return self
+
+    def check_input(self, x: torch.Tensor, observed: torch.Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise SeqImputeError(f"{self.name} was built for {self.dim} values per example, got input of shape "
+                                 f"{tuple(x.shape)}; resize your data to the trained size.")
+        if observed.shape != x.shape or observed.dtype != torch.bool:
+            raise SeqImputeError(f"the mask must be a bool tensor of shape {tuple(x.shape)} (True = observed).")
+
+
+def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, paper: bool = True) -> torch.Tensor:
+    """NLL of the missing values under Bernoulli(sigmoid(logits)), per example (B,). ``paper``: the reported,
+    epsilon-clipped form; otherwise the logits form used for training."""
+    nll = bernoulli_nll(x, torch.sigmoid(logits)) if paper else bernoulli_nll_logits(x, logits)
+    return nll.masked_fill(observed, 0.0).sum(-1)
+
+
+def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The authors' objective, mean over the batch: NLL_missing + w_q KL(q||p) + w_p KL(p||q) (L2 is weight decay)."""
+    nll = missing_nll(x, r.final, observed, paper=False)
+    kl_qp, kl_pq = r.kl_qp.sum(0), r.kl_pq.sum(0)
+    loss = (nll + policy.kl_q_weight * kl_qp + policy.kl_p_weight * kl_pq).mean()
+    return loss, {"nll": nll.mean().detach(), "kl_qp": kl_qp.mean().detach(), "kl_pq": kl_pq.mean().detach()}
+
+
+def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """The paper's guided bound per example: NLL of the missing values at c_T + sum over steps of KL(q||p)."""
+    return missing_nll(x, r.final, observed) + r.kl_qp.sum(0)
+
+
+def imputation(x: torch.Tensor, observed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The filled-in observation: known values kept, missing values = sigmoid(c)."""
+    return composite(x, observed, torch.sigmoid(logits))

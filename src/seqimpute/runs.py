@@ -1,0 +1,127 @@
+"""Run folders: config.toml, metrics.jsonl, last.pt / best.pt checkpoints (atomic, loadable without running code)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import tomllib
+from pathlib import Path
+
+import tomli_w
+import torch
+
+from .errors import SeqImputeError
+
+CHECKPOINT_FORMAT = "seqimpute-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``: a crash leaves either
+    the previous complete file or the new complete file, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors, numbers, strings and containers only; a pickle that
+    tries to build any other object is refused."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqImputeError(f"{path} does not exist; is this a run folder written by `seqimpute train`?")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise SeqImputeError(f"{path} is not a safe seqimpute checkpoint and was refused ({str(e).splitlines()[0]}).") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise SeqImputeError(f"{path} is corrupt or not a checkpoint ({str(e).splitlines()[0]}); "
+                             f"use another checkpoint or retrain.") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise SeqImputeError(f"{path} is not a seqimpute checkpoint.")
+    if ck.get("version", 0) > CHECKPOINT_VERSION:
+        raise SeqImputeError(f"{path} was written by a newer seqimpute (format {ck['version']}); upgrade seqimpute.")
+    return ck
+
+
+def write_config(run: Path, config: dict) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    text = tomli_w.dumps(_toml_safe(config))
+    fd, tmp = tempfile.mkstemp(dir=run, prefix=".config.", suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, run / "config.toml")
+
+
+def _toml_safe(d):
+    if isinstance(d, dict):
+        return {k: _toml_safe(v) for k, v in d.items() if v is not None}
+    if isinstance(d, (list, tuple)):
+        return [_toml_safe(v) for v in d]
+    return d
+
+
+def read_config(run: Path) -> dict:
+    path = Path(run) / "config.toml"
+    if not path.exists():
+        raise SeqImputeError(f"{run} is not a run folder (no config.toml); give the folder `seqimpute train --run` wrote.")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SeqImputeError(f"{path} is not valid TOML ({e}); restore it or start a new run.") from None
+
+
+def append_metrics(run: Path, record: dict) -> None:
+    with open(Path(run) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+    return out
+
+
+def load_run_model(run: Path, which: str = "best", device="cpu"):
+    """The trained model of a run folder (``best`` falls back to ``last``) and its config."""
+    from .models.registry import model_from_config
+
+    run = Path(run)
+    cfg = read_config(run)
+    path = run / f"{which}.pt"
+    if not (run / "last.pt").exists() and not path.exists():
+        raise SeqImputeError(f"{run} has no checkpoint yet; train it first (seqimpute train --run {run}).")
+    if which == "best" and not path.exists():
+        path = run / "last.pt"
+    ck = load_checkpoint(path)
+    name = cfg["model"]["name"]
+    if ck.get("model_name") != name:
+        raise SeqImputeError(f"{path} holds a {ck.get('model_name')} model but {run}/config.toml says {name}; "
+                             f"the run folder is mixed up: retrain or restore the matching files.")
+    model = model_from_config(name, json.loads(ck["model_config"]))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise SeqImputeError(f"{path} does not fit the {name} model ({str(e).splitlines()[0]}).") from None
+    if not model.trainable:  # baselines keep the training set out of the checkpoint and refit from the data
+        from .data.sources import load_dataset
+
+        model.fit(load_dataset(cfg["train"]["data"], "train", **cfg["train"].get("data_options", {})))
+    return model.to(device), cfg, ck

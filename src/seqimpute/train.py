@@ -1,0 +1,222 @@
+"""The one training loop for every trainable model: in-memory batches, a fresh mask per batch, guided rollouts,
+periodic validation on fixed masks, atomic last/best checkpoints, exact resume, a wall-clock or update budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .data.masks import mask_sampler
+from .data.sources import load_dataset
+from .errors import SeqImputeError
+from .evaluate import evaluate
+from .models.policy import training_loss
+from .models.registry import build_model, model_from_config, spec
+from .optim import Optimizer
+
+DEFAULT_MINUTES = 30.0
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    data: str
+    mask: str
+    data_options: dict = field(default_factory=dict)
+    sizes: str | None = None
+    model_options: dict = field(default_factory=dict)
+    updates: int | None = None
+    minutes: float | None = None
+    batch: int = 250
+    seed: int = 0
+    device: str = "cpu"
+    optimizer: str = "budget"  # "budget" (default, fits the run's budget) or "paper" (the authors' schedule)
+    lr: float = 1e-3  # budget optimiser: peak learning rate
+    warmup: int = 500  # budget optimiser: linear warm-up updates
+    valid_every: int = 500
+    valid_size: int = 1000
+    ckpt_every: int = 500
+    log_every: int = 50
+
+    @classmethod
+    def fields(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+
+def _progress(step: int, elapsed: float, cfg: TrainConfig) -> float:
+    p = 0.0
+    if cfg.updates:
+        p = max(p, step / cfg.updates)
+    if cfg.minutes:
+        p = max(p, elapsed / (cfg.minutes * 60))
+    return p
+
+
+class BatchOrder:
+    """Epoch-wise shuffles derived from (seed, epoch) alone, so batch i is the same whether or not the run resumed."""
+
+    def __init__(self, n: int, batch: int, seed: int):
+        self.n, self.batch, self.seed = n, min(batch, n), seed
+        self.per_epoch = max(n // self.batch, 1)
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[pos * self.batch : (pos + 1) * self.batch]
+
+
+def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = True, quiet: bool = False) -> dict:
+    """Train (or resume) the run in folder ``run``. A new run needs ``cfg``; an existing one continues with its
+    stored config, where ``cfg`` may raise ``updates``/``minutes`` (the run's totals) and change runtime settings.
+    Returns a summary dict."""
+    run = Path(run)
+    resuming = (run / "last.pt").exists()
+    if resuming:
+        stored = TrainConfig(**runs.read_config(run)["train"])
+        if cfg is not None:
+            if cfg.model != stored.model:
+                raise SeqImputeError(f"{run} holds a {stored.model} run, not {cfg.model}; choose another --run folder.")
+            for k in ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every"):
+                v = getattr(cfg, k)
+                if v is not None and v != getattr(TrainConfig, k, None):
+                    setattr(stored, k, v)
+        cfg = stored
+    elif cfg is None:
+        raise SeqImputeError(f"{run} is not a run folder (no last.pt); start a run with --model, --data and --mask.")
+    elif (run / "config.toml").exists() and not (run / "last.pt").exists():
+        pass  # a run that never reached its first checkpoint starts again
+    if not cfg.updates and not cfg.minutes:
+        cfg.minutes = DEFAULT_MINUTES
+    ms = spec(cfg.model)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SeqImputeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+
+    train_set = load_dataset(cfg.data, "train", **cfg.data_options)
+    valid_set = load_dataset(cfg.data, "valid", **cfg.data_options)
+    if torch.isnan(train_set.x).any():
+        raise SeqImputeError("the training data hold NaN; the policies train on complete data "
+                             "(use seqimpute.SequentialImputer for data with holes).")
+    sampler = mask_sampler(cfg.mask)
+    trial = sampler.sample(256, train_set.image_shape, generator=torch.Generator().manual_seed(0), dim=train_set.dim)
+    if not (~trial).any():
+        raise SeqImputeError(f"mask {cfg.mask!r} leaves nothing missing, so there is nothing to learn; choose a mask "
+                             f"that hides values, e.g. mcar:0.8.")
+
+    if resuming:
+        model, _, ck = runs.load_run_model(run, "last")
+    else:
+        torch.manual_seed(cfg.seed)  # parameter init
+        model = build_model(cfg.model, train_set.dim, cfg.sizes, cfg.model_options)
+        ck = None
+    if not model.trainable:  # baselines: fitting is a pass over the training set, no updates
+        model.fit(train_set)
+        runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
+                                "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
+                                         "dim": train_set.dim, "note": train_set.note}})
+        runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
+                          "model_name": cfg.model, "model_config": json.dumps(model.config()),
+                          "model": model.state_dict(), "step": 0, "elapsed": 0.0, "best": math.nan}, run / "last.pt")
+        return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}
+    if model.dim != train_set.dim:
+        raise SeqImputeError(f"{run} was trained on {model.dim} values per example, the data have {train_set.dim}.")
+    model.to(device)
+    opt = Optimizer(model.parameters(), cfg.optimizer, ms.family, model.l2, cfg.lr, cfg.warmup)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    step, elapsed, best = 0, 0.0, math.inf
+    if ck is not None:
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["rng"])
+        step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
+    runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
+                            "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
+                                     "dim": train_set.dim, "note": train_set.note}})
+
+    x_train = train_set.x.to(device)
+    order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
+    B = order.batch
+
+    def save(which: str):
+        runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
+                          "model_name": cfg.model, "model_config": json.dumps(model.config()),
+                          "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
+                          "step": step, "elapsed": elapsed, "best": best}, run / f"{which}.pt")
+
+    def validate() -> float:
+        res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
+        return res["score_paper_units"]
+
+    def done() -> bool:
+        return (cfg.updates is not None and step >= cfg.updates) or \
+               (cfg.minutes is not None and elapsed >= cfg.minutes * 60)
+
+    bar = None
+    if progress_bar and not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.updates, initial=step, unit="upd", desc=cfg.model, mininterval=1.0, dynamic_ncols=True)
+    last_valid = best if math.isfinite(best) else float("nan")
+    lr = 0.0
+    acc = {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
+    t_log, steps_log = time.perf_counter(), 0
+    model.train()
+    t0 = time.perf_counter()
+    base_elapsed = elapsed
+    while not done():
+        idx = order.indices(step).to(device)
+        x = x_train[idx]
+        observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)
+        r = model.rollout(x, observed, guided=True, generator=gen)
+        loss, stats = training_loss(model, r, x, observed)
+        opt.zero_grad()
+        if torch.isfinite(loss):
+            loss.backward()
+            lr = opt.step(step, _progress(step, elapsed, cfg))
+            acc["loss"] += loss.detach()
+            for k in ("nll", "kl_qp", "kl_pq"):
+                acc[k] += stats[k]
+            acc["n"] += 1
+        else:  # a numerical fault: skip the update rather than poison the parameters
+            acc["skipped"] += 1
+        step += 1
+        steps_log += 1
+        elapsed = base_elapsed + time.perf_counter() - t0
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.log_every == 0 or done():
+            now = time.perf_counter()
+            n = max(acc["n"], 1)
+            rec = {"step": step, "images": step * B, "loss": float(acc["loss"]) / n, "nll": float(acc["nll"]) / n,
+                   "kl_qp": float(acc["kl_qp"]) / n, "kl_pq": float(acc["kl_pq"]) / n, "lr": lr if acc["n"] else 0.0,
+                   "skipped": acc["skipped"], "images_per_s": steps_log * B / max(now - t_log, 1e-9),
+                   "elapsed_s": elapsed}
+            runs.append_metrics(run, rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{last_valid:.1f}", refresh=False)
+            acc = {k: 0 if k in ("n", "skipped") else 0.0 for k in acc}
+            t_log, steps_log = now, 0
+        if step % cfg.valid_every == 0 or done():
+            last_valid = validate()
+            runs.append_metrics(run, {"step": step, "images": step * B, "valid_bound_paper_units": last_valid,
+                                      "elapsed_s": elapsed})
+            if last_valid < best:
+                best = last_valid
+                save("best")
+            t_log = time.perf_counter()  # validation time is not charged to the training rate
+        if step % cfg.ckpt_every == 0 or done():
+            save("last")
+    if bar is not None:
+        bar.close()
+    if not (run / "last.pt").exists():
+        save("last")
+    return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best}
