@@ -124,7 +124,7 @@ def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
 def cmd_train(args) -> int:
     from pathlib import Path
 
-    from .models.registry import build_model, spec
+    from .models.registry import spec
     from .train import TrainConfig, train
 
     run = Path(args.run)
@@ -146,10 +146,7 @@ def cmd_train(args) -> int:
         missing = [f for f in ("model", "data", "mask") if not getattr(args, f)]
         if missing:
             raise SeqImputeError(f"a new run needs --{', --'.join(missing)} (or --run pointing at an existing run).")
-        spec(args.model)
-        probe = build_model(args.model, 4, args.sizes, {"hidden": 1, "z": 1}) if args.model.startswith("gpsi") else None
-        model_keys = set(probe.config()) - {"dim", "step_type"} if probe is not None else set()
-        model_opts, train_opts = _parse_sets(args.set, model_keys)
+        model_opts, train_opts = _parse_sets(args.set, spec(args.model).option_names())
         cfg = TrainConfig(model=args.model, data=args.data, mask=args.mask, data_options=data_options(args),
                           sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
                           batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import inspect
+from dataclasses import dataclass, field
 
 from ..errors import SeqImputeError
 from . import gpsi
@@ -12,17 +12,26 @@ from .policy import Policy
 
 @dataclass
 class ModelSpec:
-    build: Callable[..., Policy]  # build(dim, **config)
+    cls: type  # cls(dim, **fixed, **config) builds the model
     presets: dict  # sizes name -> config
     family: str  # optimiser family for the paper preset
     description: str
+    fixed: dict = field(default_factory=dict)  # constructor arguments the name fixes (e.g. step_type)
+
+    def build(self, dim: int, **config) -> Policy:
+        return self.cls(dim, **self.fixed, **config)
+
+    def option_names(self) -> set[str]:
+        """The options a user may set (--set key=value)."""
+        params = inspect.signature(self.cls.__init__).parameters
+        return set(params) - {"self", "dim"} - set(self.fixed)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "gpsi-add": ModelSpec(lambda dim, **kw: gpsi.GPSI(dim, step_type="add", **kw), gpsi.PRESETS, "gpsi",
-                          "GPSI-add: MLP policy, additive canvas updates (Sec 3.1)"),
-    "gpsi-jump": ModelSpec(lambda dim, **kw: gpsi.GPSI(dim, step_type="jump", **kw), gpsi.PRESETS, "gpsi",
-                           "GPSI-jump: MLP policy, the canvas is replaced each step (Sec 3.1)"),
+    "gpsi-add": ModelSpec(gpsi.GPSI, gpsi.PRESETS, "gpsi", "GPSI-add: MLP policy, additive canvas updates (Sec 3.1)",
+                          {"step_type": "add"}),
+    "gpsi-jump": ModelSpec(gpsi.GPSI, gpsi.PRESETS, "gpsi",
+                           "GPSI-jump: MLP policy, the canvas is replaced each step (Sec 3.1)", {"step_type": "jump"}),
 }
 
 
@@ -40,10 +49,13 @@ def default_sizes(dim: int) -> str:
 def build_model(name: str, dim: int, sizes: str | None = None, overrides: dict | None = None) -> Policy:
     s = spec(name)
     sizes = sizes or default_sizes(dim)
-    if sizes not in s.presets:
+    if s.presets and sizes not in s.presets:
         raise SeqImputeError(f"unknown sizes {sizes!r} for {name}; choose one of {', '.join(s.presets)}.")
-    config = {**s.presets[sizes], **(overrides or {})}
-    config.pop("step_type", None)
+    config = {**s.presets.get(sizes, {}), **(overrides or {})}
+    unknown = set(config) - s.option_names()
+    if unknown:
+        raise SeqImputeError(f"unknown option(s) {', '.join(sorted(unknown))} for {name}; "
+                             f"it takes {', '.join(sorted(s.option_names()))}.")
     try:
         return s.build(dim, **config)
     except TypeError as e:
@@ -51,7 +63,7 @@ def build_model(name: str, dim: int, sizes: str | None = None, overrides: dict |
 
 
 def model_from_config(name: str, config: dict) -> Policy:
-    config = dict(config)
+    s = spec(name)
+    config = {k: v for k, v in config.items() if k not in s.fixed}
     dim = config.pop("dim")
-    config.pop("step_type", None)
-    return spec(name).build(dim, **config)
+    return s.build(dim, **config)
