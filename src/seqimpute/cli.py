@@ -176,6 +176,80 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_impute(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from .data.masks import mask_sampler
+    from .imputation import read_images, sample_trajectories
+    from .plots import trajectory_grid
+    from .runs import load_run_model
+
+    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    shape = tuple(cfg["data"].get("image_shape") or []) or None
+    x = read_images(args.input, shape)
+    if shape is None:
+        raise SeqImputeError("`seqimpute impute` draws image grids; for tables use seqimpute.SequentialImputer.")
+    if len(x) > args.max_images:
+        x = x[: args.max_images]
+    observed = mask_sampler(args.mask).sample(len(x), shape, generator=torch.Generator().manual_seed(args.seed),
+                                              x=x if args.mask == "nan" else None, dim=x.shape[1])
+    observed &= ~torch.isnan(x)
+    if not (~observed).any():
+        raise SeqImputeError(f"mask {args.mask!r} leaves nothing missing in {args.input}; choose another mask.")
+    traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed)
+    T = traj.shape[2] - 1
+    keep = sorted(set(np.linspace(1, T, min(T, args.columns)).round().astype(int).tolist())) if T else [0]
+    rows = []
+    for i in range(len(x)):
+        complete = not torch.isnan(x[i]).any()
+        for k in range(traj.shape[0]):
+            rows.append({"x": x[i].numpy(), "observed": observed[i].numpy(),
+                         "steps": [traj[k, i, t].numpy() for t in keep],
+                         "truth": x[i].numpy() if complete else None})
+    out = trajectory_grid(rows, shape, args.out, [f"t={t}" for t in keep],
+                          f"{cfg['model']['name']}: {args.samples} sample(s) per image, mask {args.mask}")
+    print(f"wrote {out}")
+    if args.save:
+        np.save(args.save, traj[:, :, -1].numpy())
+        print(f"wrote {args.save} (samples x images x values)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    from .models.registry import MODELS
+
+    models = list(MODELS) if args.all else args.model
+    if not models:
+        raise SeqImputeError("give --model NAME (repeatable) or --all.")
+    res = run_bench(models, args.sizes, args.batch, args.device or "cpu", args.steps)
+    print(f"float32 matmul peak {res['peak_gflops']:.1f} GFLOP/s (median of {len(res['peak_samples'])}; "
+          f"{res['threads']} threads, torch {res['torch']})")
+    print(f"{'model':12s}{'train img/s':>12s}{'step GFLOP/s':>14s}{'peak share':>12s}{'impute img/s':>14s}")
+    for r in res["models"]:
+        if "train_images_per_s" in r:
+            print(f"{r['model']:12s}{r['train_images_per_s']:12.1f}{r['step_gflops']:14.1f}{r['peak_share']:12.3f}"
+                  f"{r['impute_images_per_s']:14.1f}")
+    if args.json:
+        from pathlib import Path
+
+        one = res["models"][0] if len(res["models"]) == 1 else {}
+        payload = {**{k: v for k, v in res.items()}, **{k: one[k] for k in
+                   ("train_images_per_s", "step_gflops", "peak_share", "impute_images_per_s") if k in one}}
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -220,6 +294,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p, data_required=False)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("impute", help="fill in images with a trained run and draw the refinement trajectories")
+    p.add_argument("run")
+    p.add_argument("--input", required=True, help=".png/.jpg image, or .npy/.npz images (N,H,W or N,D; NaN = missing)")
+    p.add_argument("--mask", default="nan", help="mask spec to apply (default nan: impute the NaN values)")
+    p.add_argument("--samples", type=int, default=3, help="imputations per image")
+    p.add_argument("--out", required=True, help="PNG grid to write")
+    p.add_argument("--save", help="also save the final imputations as .npy (samples x images x values)")
+    p.add_argument("--steps", type=int, help="roll out for T steps instead of the trained number")
+    p.add_argument("--columns", type=int, default=8, help="steps shown per row")
+    p.add_argument("--max-images", type=int, default=16)
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_impute)
+
+    p = sub.add_parser("bench", help="training/imputation speed against the machine's matmul peak")
+    p.add_argument("--model", action="append", default=[], help="model name (repeatable)")
+    p.add_argument("--all", action="store_true", help="every registered model")
+    p.add_argument("--sizes", default="mnist", choices=["mnist", "tfd", "svhn"])
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    p.add_argument("--device")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="the main job: get MNIST, train GPSI-add on MCAR-80 briefly, evaluate, draw")
+    p.add_argument("--run", default="runs/demo", help="run folder (default runs/demo; resumed when it exists)")
+    p.add_argument("--minutes", type=float, default=6.0, help="training budget (default 6)")
+    p.add_argument("--n", type=int, default=2000, help="test images to score (default 2000)")
+    p.add_argument("--device")
+    p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -229,11 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its one-line usage error
         return int(e.code or 0)
+    if getattr(args, "data_root", None):  # --data-root works on every command, for every load below
+        import os
+
+        os.environ["SEQIMPUTE_DATA"] = args.data_root
     try:
         return int(args.func(args) or 0)
     except SeqImputeError as e:
         print(f"seqimpute: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
     except KeyboardInterrupt:
         print("seqimpute: interrupted", file=sys.stderr)
         return 130

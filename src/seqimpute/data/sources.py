@@ -86,13 +86,14 @@ def register(source: Source) -> Source:
 def minmax_per_image(x: np.ndarray) -> np.ndarray:
     """Shift each row so its minimum is 0, then divide by its maximum (REFERENCE.md §8; constant rows -> 0).
     NaN entries (missing values) are ignored by the min and max and stay NaN."""
-    x = np.asarray(x, dtype=np.float32)
     if len(x) == 0:
-        return x.copy()
-    x = x - np.fmin.reduce(x, axis=1, keepdims=True)  # fmin/fmax skip NaN (all-NaN rows give NaN)
-    mx = np.fmax.reduce(x, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mx > 0, x / np.where(mx > 0, mx, 1), x * 0).astype(np.float32)
+        return np.array(x, dtype=np.float32)
+    lo = np.fmin.reduce(x, axis=1, keepdims=True)  # fmin/fmax skip NaN (an all-NaN row gives NaN)
+    out = np.subtract(x, lo, dtype=np.float32)  # the one full-size temporary: large sets stay affordable
+    mx = np.fmax.reduce(out, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        out /= np.where(mx > 0, mx, np.inf)  # constant rows -> 0, NaN stays NaN
+    return out
 
 
 def seeded_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,7 +109,7 @@ def seeded_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, 
 
 def scale_images(x: np.ndarray, scale: str, what: str) -> np.ndarray:
     """Integer images scale by their type's maximum; float images must lie in [0,1] unless scale='minmax'."""
-    flat = x.reshape(x.shape[0], -1)
+    flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # not -1: an empty split must reshape too
     if scale == "minmax":
         return minmax_per_image(flat.astype(np.float32))
     if scale != "none":
@@ -409,7 +410,7 @@ def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray,
 
 
 def _split_own(rows: np.ndarray, image_shape, path: Path, already_2d: bool = False) -> Splits:
-    rows = rows.reshape(len(rows), -1)
+    rows = rows.reshape(len(rows), int(np.prod(rows.shape[1:])))
     if np.isinf(rows).any():
         raise SeqImputeError(f"{path} holds infinite values; replace them (or mark them missing with NaN).")
     if len(rows) < 3:
@@ -428,10 +429,14 @@ def _is_path(name: str) -> bool:
     return name not in REGISTRY and (os.sep in name or "." in Path(name).name or Path(name).exists())
 
 
-def _within_01(a: np.ndarray) -> bool:
-    """True when every finite value lies in [0, 1] (and there is at least one)."""
-    finite = a[np.isfinite(a)]
-    return finite.size > 0 and finite.min() >= 0 and finite.max() <= 1
+def _within_01(arrays) -> bool:
+    """True when every finite value of the arrays lies in [0, 1] (and there is at least one)."""
+    lo, hi, any_finite = np.inf, -np.inf, False
+    for a in arrays:
+        finite = a[np.isfinite(a)]
+        if finite.size:
+            lo, hi, any_finite = min(lo, finite.min()), max(hi, finite.max()), True
+    return any_finite and lo >= 0 and hi <= 1
 
 
 def _check_options(name: str, options: dict, allowed) -> None:
@@ -445,7 +450,7 @@ def _check_options(name: str, options: dict, allowed) -> None:
 
 def load_splits(name: str, data_root_dir=None, **options) -> tuple[Splits, str]:
     """All three splits of a source (cached in-process). Returns (splits, canonical name)."""
-    options = {k: v for k, v in options.items() if v is not None and not (k == "scale" and v == "none")}
+    options = {k: v for k, v in options.items() if v is not None and v != "" and not (k == "scale" and v == "none")}
     key = (name, str(data_root(data_root_dir)), tuple(sorted((k, str(v)) for k, v in options.items())))
     if key in _CACHE:
         return _CACHE[key]
@@ -468,8 +473,8 @@ def load_splits(name: str, data_root_dir=None, **options) -> tuple[Splits, str]:
         if a is None or len(a) == 0:
             raise SeqImputeError(f"the {s} split of {name} is empty; give more data (or all three splits).")
     if not splits.likelihood:  # one likelihood for the whole source, decided from all splits together
-        in01 = all(_within_01(splits.arrays[s]) for s in SPLITS)
-        splits.likelihood = "bernoulli" if splits.image_shape is not None or in01 else "gaussian"
+        in01 = splits.image_shape is not None or _within_01(splits.arrays[s] for s in SPLITS)
+        splits.likelihood = "bernoulli" if in01 else "gaussian"
     _CACHE[key] = (splits, canon)
     return splits, canon
 

@@ -1,0 +1,152 @@
+"""The trainer, evaluator and run folders: learning, exact resume, bound vs IW, checkpoints, CLI round trips."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from seqimpute import SeqImputeError, load_dataset
+from seqimpute.cli import main
+from seqimpute.evaluate import evaluate
+from seqimpute.models.registry import build_model
+from seqimpute.runs import load_checkpoint, load_run_model
+from seqimpute.train import TrainConfig, train
+
+SMALL = {"hidden": 32, "z": 8, "steps": 3}
+
+
+def cfg(**kw):
+    base = dict(model="gpsi-add", data="sklearn-digits", mask="mcar:0.7", model_options=SMALL, updates=40,
+                batch=64, valid_every=20, valid_size=100, ckpt_every=10, log_every=10)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def params(run):
+    model, _, _ = load_run_model(run, "last")
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    train(tmp_path / "a", cfg(), progress_bar=False)
+    train(tmp_path / "b", cfg(), progress_bar=False, session_updates=15)  # "killed" after 15 updates
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 15
+    train(tmp_path / "b", None, progress_bar=False)  # resume from the folder alone
+    pa, pb = params(tmp_path / "a"), params(tmp_path / "b")
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+
+
+def test_extending_a_finished_run_continues_it(tmp_path):
+    train(tmp_path / "a", cfg(updates=20), progress_bar=False)
+    c = cfg(updates=30)
+    out = train(tmp_path / "a", c, progress_bar=False)
+    assert out["step"] == 30
+
+
+def test_a_few_hundred_updates_lower_the_bound(tmp_path):
+    valid = load_dataset("sklearn-digits", "valid")
+    torch.manual_seed(0)
+    before = evaluate(build_model("gpsi-add", 64, None, SMALL), valid, "mcar:0.7", samples=2)["bound_paper_units"]
+    train(tmp_path / "r", cfg(updates=300, valid_every=100, lr=3e-3, warmup=50), progress_bar=False)
+    model, _, _ = load_run_model(tmp_path / "r")
+    after = evaluate(model, valid, "mcar:0.7", samples=2)["bound_paper_units"]
+    assert after < 0.9 * before
+
+
+def test_bound_is_not_below_the_importance_weighted_estimate(tmp_path):
+    train(tmp_path / "r", cfg(updates=60), progress_bar=False)
+    model, _, _ = load_run_model(tmp_path / "r")
+    res = evaluate(model, load_dataset("sklearn-digits", "test"), "mcar:0.7", samples=20)
+    # E[-log mean_k w_k] <= E[-log w] = bound (Jensen); the estimate also shares the bound's samples
+    assert res["iw_nats_per_value"] <= res["bound_nats_per_value"] + 1e-3
+    assert res["score_paper_units"] == res["bound_paper_units"]
+    for key in ("score_nats_per_value", "bound_nats_per_value", "iw_nats_per_value", "unguided_nll_paper_units",
+                "mse", "psnr"):
+        assert np.isfinite(res[key]), key
+    assert len(res["per_step_guided_nll_paper_units"]) == 4
+
+
+def test_evaluation_is_repeatable_and_uses_fixed_masks(tmp_path):
+    train(tmp_path / "r", cfg(updates=10), progress_bar=False)
+    model, _, _ = load_run_model(tmp_path / "r")
+    test = load_dataset("sklearn-digits", "test")
+    a = evaluate(model, test, "MCAR-70", samples=3)
+    b = evaluate(model, test, "mcar:0.7", samples=3)
+    assert a["bound_paper_units"] == b["bound_paper_units"]
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "last.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "seqimpute-checkpoint", "x": Evil()}, f)
+    with pytest.raises(SeqImputeError, match="refused|not a safe|corrupt"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_from_another_model_is_refused(tmp_path):
+    train(tmp_path / "a", cfg(updates=5), progress_bar=False)
+    train(tmp_path / "b", cfg(model="gpsi-jump", updates=5), progress_bar=False)
+    (tmp_path / "a" / "last.pt").write_bytes((tmp_path / "b" / "last.pt").read_bytes())
+    (tmp_path / "a" / "best.pt").unlink()
+    with pytest.raises(SeqImputeError, match="holds a gpsi-jump model"):
+        load_run_model(tmp_path / "a")
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_train_eval_impute_round_trip(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--model", "gpsi-jump", "--data", "sklearn-digits", "--mask", "mcar:0.8", "--run", str(run),
+            "--updates", "20", "--batch", "50", "--quiet", "--set", "hidden=24", "--set", "z=4", "--set", "steps=2"]
+    assert main(args) == 0
+    assert (run / "config.toml").exists() and (run / "last.pt").exists() and (run / "metrics.jsonl").exists()
+    assert main(["eval", str(run), "--samples", "2", "--json", str(tmp_path / "e.json"), "--quiet"]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    for key in ("score_paper_units", "score_nats_per_value", "bound_paper_units", "bound_nats_per_value",
+                "iw_nats_per_value", "unguided_nll_paper_units", "mse", "psnr"):
+        assert key in res
+    assert main(["eval", str(run), "--samples", "2", "--steps", "4", "--json", str(tmp_path / "e4.json"),
+                 "--quiet"]) == 0
+    assert len(json.loads((tmp_path / "e4.json").read_text())["per_step_unguided_nll_paper_units"]) == 5
+    imgs = load_dataset("sklearn-digits", "test").x[:3].view(3, 8, 8).numpy()
+    np.save(tmp_path / "in.npy", imgs)
+    assert main(["impute", str(run), "--input", str(tmp_path / "in.npy"), "--mask", "square:3",
+                 "--samples", "2", "--out", str(tmp_path / "grid.png"), "--save", str(tmp_path / "out.npy")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    out = np.load(tmp_path / "out.npy")
+    assert out.shape == (2, 3, 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "nope", "--data", "sklearn-digits", "--mask", "mcar:0.5", "--run", "{tmp}/r"], "unknown model"),
+    (["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0", "--run", "{tmp}/r"], "nothing missing"),
+    (["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "blob:3", "--run", "{tmp}/r"], "bad mask spec"),
+    (["eval", "{tmp}"], "not a run folder"),
+    (["impute", "{tmp}", "--input", "x.png", "--out", "y.png"], "not a run folder"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_cli_impute_refuses_images_of_the_wrong_size(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.8", "--run", str(run),
+                 "--updates", "2", "--quiet", "--set", "hidden=8", "--set", "z=2"]) == 0
+    np.save(tmp_path / "big.npy", np.zeros((2, 10, 10), np.float32))
+    assert main(["impute", str(run), "--input", str(tmp_path / "big.npy"), "--mask", "mcar:0.5",
+                 "--out", str(tmp_path / "g.png")]) == 2
+    assert "8x8" in capsys.readouterr().err
