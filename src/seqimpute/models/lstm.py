@@ -1,0 +1,252 @@
+"""LSTM-add and LSTM-jump (Sec 3.2; REFERENCE.md §5 and §13.2; the authors' ``IMoCLDrawModels``).
+
+A reader/writer policy with an infinite-mixture initialisation:
+
+    x~0 = m*x + (1-m)*sigmoid(c0)
+    z0 ~ q(z0 | x) (guided)  or  p(z0 | x~0) (primary)         # mix_q, mix_p: tanh(Linear(D->250)) -> mean, logvar
+    [cW, hW, cRp, hRp, cRq, hRq] = mix_dec(z0)                  # tanh(Linear(mix->250)) -> tanh(Linear(250->6H))
+    for t = 1..T:
+        g   = sigmoid(c)  (add)  |  sigmoid(Wout(cW))  (jump: the guess comes from the writer's CELL state)
+        x~  = m*x + (1-m)*g
+        guide reader   Rq reads [x,  x - g,  hW]                 # sees the whole observation
+        primary reader Rp reads [x~, x~ - g, hW]                 # sees the known values (x~ - g = m*(x - g))
+        (mu_q, lv_q) = Aq(hRq);  (mu_p, lv_p) = Ap(hRp)          # affine Gaussian heads
+        z   ~ q (guided) | p (primary)
+        (hW, cW) = writer LSTM(z)
+        c   = c + Wout(hW)  (add: the writer's OUTPUT)  |  c = Wout(cW)  (jump: the writer's CELL)
+
+Wout is two linear layers (H -> write -> D) with no nonlinearity. The rollout's KL rows are T+1: the mixture
+initialisation first, then the T steps; ``log_ratio`` includes the initialisation. The authors' code computes the
+initial step's KL(p||q) as KL(p||p) = 0 (REFERENCE.md §12.2); that bug is kept only behind
+``authors_zero_init_kl_pq=True``. Unguided rollouts never run the guide reader Rq, its head Aq, q(z0|x), nor the
+part of mix_dec that gives the guide reader's initial state.
+
+Speed (``layout``): each reader step is one GEMM over the concatenation [pieces..., h] with the stacked weight
+[W_in | W_h] built once per rollout. With ``layout="fold"`` (the default) the residual piece is folded away:
+x~ W_a + (x~ - g) W_b = x~ (W_a + W_b) - g W_b, and for the guide x (W_a + W_b) + b is constant over the steps
+and computed once, so the guide's per-step GEMM shrinks from K = 2D + 2H to K = D + 2H. The other layouts
+(``split``: the textbook input GEMM over the concatenated input plus a recurrent GEMM; ``concat``: one GEMM over
+the materialised [x~, x~ - g, hW, h]; ``pieces`` / ``fold-pieces``: one GEMM per piece, no concatenation) are kept
+for benchmarks/lstm_cell_speed.py and compute the same function. ``fused`` picks the cell's elementwise path
+(nn/lstm.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import SeqImputeError
+from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
+from .policy import Policy, Rollout, composite, latent_step
+
+PRESETS = {  # REFERENCE.md §5.1
+    "mnist": {"hidden": 300, "write": 300, "z": 100, "mix": 20, "steps": 16},
+    "tfd": {"hidden": 600, "write": 600, "z": 200, "mix": 20, "steps": 16},
+    "svhn": {"hidden": 600, "write": 600, "z": 200, "mix": 20, "steps": 16},
+}
+MIX_HIDDEN = 250  # hidden width of the mixture nets (fixed in the authors' scripts)
+LAYOUTS = ("fold", "concat", "split", "pieces", "fold-pieces")
+
+
+def _linear(n_in: int, n_out: int) -> nn.Linear:
+    """Linear with the Blocks init: weights N(0, 0.01^2), bias 0."""
+    lin = nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        lin.weight.normal_(0.0, INIT_STD)
+        lin.bias.zero_()
+    return lin
+
+
+class AffineGauss(nn.Module):
+    """The authors' CondNet([], [H, z]): affine maps to the mean and the log-variance of a diagonal Gaussian."""
+
+    def __init__(self, n_in: int, n_z: int):
+        super().__init__()
+        self.mean, self.logvar = _linear(n_in, n_z), _linear(n_in, n_z)
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both heads as one (2z x in) GEMM."""
+        return torch.cat([self.mean.weight, self.logvar.weight]), torch.cat([self.mean.bias, self.logvar.bias])
+
+    def forward(self, h: torch.Tensor, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.linear(h, *(weights or self.stacked())).chunk(2, dim=-1)
+
+
+class MixtureNet(nn.Module):
+    """CondNet([Tanh], [in, 250, mix]): h = tanh(Linear(u)), then affine mean and log-variance heads."""
+
+    def __init__(self, n_in: int, n_z: int, hidden: int = MIX_HIDDEN):
+        super().__init__()
+        self.fc = _linear(n_in, hidden)
+        self.head = AffineGauss(hidden, n_z)
+
+    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(torch.tanh(self.fc(u)))
+
+
+class MixtureDecoder(nn.Module):
+    """MLP([Tanh, Tanh], [mix, 250, out]): z0 -> initial LSTM states, every one in (-1, 1)."""
+
+    def __init__(self, n_z: int, n_out: int, hidden: int = MIX_HIDDEN):
+        super().__init__()
+        self.fc1, self.fc2 = _linear(n_z, hidden), _linear(hidden, n_out)
+
+    def forward(self, z: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        """``n_out``: compute only the first n_out outputs (the unguided rollout skips the guide's states)."""
+        h = torch.tanh(self.fc1(z))
+        w, b = self.fc2.weight, self.fc2.bias
+        if n_out is not None:
+            w, b = w[:n_out], b[:n_out]
+        return torch.tanh(F.linear(h, w, b))
+
+
+class Writer(nn.Module):
+    """Linear(H -> write) then Linear(write -> D), no nonlinearity: a low-rank linear map with bias."""
+
+    def __init__(self, hidden: int, write: int, n_out: int):
+        super().__init__()
+        self.fc1, self.fc2 = _linear(hidden, write), _linear(write, n_out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(h))
+
+
+def _gemm(pieces: list[torch.Tensor], weight, bias: torch.Tensor | None) -> torch.Tensor:
+    """sum_k pieces[k] @ W_k^T + bias (a (N,) vector or a (B, N) matrix). ``weight`` is one stacked tensor (the
+    pieces are concatenated, one GEMM) or a list of blocks, one per piece (one GEMM per piece, no concatenation)."""
+    if isinstance(weight, torch.Tensor):
+        weight, pieces = [weight], [pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)]
+    out = pieces[0] @ weight[0].t() if bias is None else torch.addmm(bias, pieces[0], weight[0].t())
+    for p, w in zip(pieces[1:], weight[1:]):
+        out = out.addmm(p, w.t())
+    return out
+
+
+class LSTMImputer(Policy):
+    """LSTM-add / LSTM-jump. ``dim``: values per example (D). ``hidden``: width H of all three LSTMs (the authors'
+    enc_dim = var_dim = dec_dim). ``write``: the writer's linear bottleneck. ``z``: latent size per step. ``mix``:
+    size of the mixture latent z0. ``steps``: T."""
+
+    l2 = 1e-5
+
+    def __init__(self, dim: int, hidden: int = 300, write: int = 300, z: int = 100, mix: int = 20, steps: int = 16,
+                 step_type: str = "add", kl_q_weight: float = 0.9, kl_p_weight: float = 0.1, l2: float = 1e-5,
+                 authors_zero_init_kl_pq: bool = False, fused: str = "none", layout: str = "fold"):
+        super().__init__()
+        if step_type not in ("add", "jump"):
+            raise SeqImputeError(f"step_type must be 'add' or 'jump', not {step_type!r}.")
+        if layout not in LAYOUTS:
+            raise SeqImputeError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}.")
+        for k, v in (("dim", dim), ("hidden", hidden), ("write", write), ("z", z), ("mix", mix), ("steps", steps)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise SeqImputeError(f"{k} must be a positive integer, got {v!r}.")
+        gate_function(fused)  # validates the name
+        self.dim, self.hidden, self.write, self.z, self.mix, self.steps = dim, hidden, write, z, mix, steps
+        self.step_type, self.layout, self.fused = step_type, layout, fused
+        self.kl_q_weight, self.kl_p_weight, self.l2 = float(kl_q_weight), float(kl_p_weight), float(l2)
+        self.authors_zero_init_kl_pq = bool(authors_zero_init_kl_pq)
+        self.name = f"lstm-{step_type}"
+        D, H = dim, hidden
+        self.c0 = nn.Parameter(torch.zeros(D))
+        self.mix_q = MixtureNet(D, mix)  # q(z0 | x): the guide's mixture component
+        self.mix_p = MixtureNet(D, mix)  # p(z0 | x~0): the primary's
+        self.mix_dec = MixtureDecoder(mix, 6 * H)  # -> [cW, hW, cRp, hRp, cRq, hRq]
+        self.reader_p = PeepholeLSTMCell(2 * D + H, H, fused)  # primary reader: [x~, x~ - g, hW]
+        self.reader_q = PeepholeLSTMCell(2 * D + H, H, fused)  # guide reader: [x, x - g, hW]
+        self.writer = PeepholeLSTMCell(z, H, fused)  # writer LSTM on z
+        self.head_p, self.head_q = AffineGauss(H, z), AffineGauss(H, z)
+        self.write_out = Writer(H, write, D)
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "hidden": self.hidden, "write": self.write, "z": self.z, "mix": self.mix,
+                "steps": self.steps, "step_type": self.step_type, "kl_q_weight": self.kl_q_weight,
+                "kl_p_weight": self.kl_p_weight, "l2": self.l2,
+                "authors_zero_init_kl_pq": self.authors_zero_init_kl_pq, "fused": self.fused, "layout": self.layout}
+
+    # ------------------------------------------------------------------------------------------- weight layouts
+
+    def _reader_weights(self, cell: PeepholeLSTMCell, fold: bool, cat: bool):
+        """Blocks for the reader's pieces. Unfolded: [W_a, W_b, W_c, W_h] over [x', x' - g, hW, h]. Folded:
+        [W_a + W_b, -W_b, W_c, W_h] over [x', g, hW, h]."""
+        D = self.dim
+        w_in = cell.inp.weight
+        wa, wb, wc = w_in[:, :D], w_in[:, D : 2 * D], w_in[:, 2 * D :]
+        blocks = [wa + wb, -wb, wc, cell.weight_hh] if fold else [wa, wb, wc, cell.weight_hh]
+        return torch.cat(blocks, 1) if cat else blocks
+
+    # ------------------------------------------------------------------------------------------------ rollout
+
+    def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
+        self.check_input(x, observed)
+        T = self.steps if steps is None else int(steps)
+        B, D = x.shape
+        H = self.hidden
+        jump = self.step_type == "jump"
+        gates = gate_function(self.fused)
+        layout = self.layout
+        fold, cat = layout in ("fold", "fold-pieces"), layout in ("fold", "concat")
+
+        # Mixture initialisation: z0 from q(z0|x) (guided) or p(z0|x~0) (primary), decoded into the initial states.
+        c = self.c0.expand(B, D)
+        mu_p, lv_p = self.mix_p(composite(x, observed, torch.sigmoid(c)))
+        mu_q, lv_q = self.mix_q(x) if guided else (None, None)
+        z0, kqp, kpq, log_ratio = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
+        if guided and self.authors_zero_init_kl_pq:
+            kpq = torch.zeros_like(kpq)  # the authors' KL(p0 || p0)
+        init = self.mix_dec(z0, None if guided else 4 * H).split(H, dim=1)
+        cW, hW, cP, hP = init[:4]
+        cQ, hQ = init[4:] if guided else (None, None)
+
+        # Weights once per rollout, not per step.
+        head_p = self.head_p.stacked()
+        rp, rq, wr = self.reader_p, self.reader_q, self.writer
+        if layout != "split":
+            w_p = self._reader_weights(rp, fold, cat)
+            w_w = wr.stacked()[0] if cat else [wr.inp.weight, wr.weight_hh]
+        if guided:
+            head_q = self.head_q.stacked()
+            if layout != "split":
+                w_q = self._reader_weights(rq, fold, cat)
+                if fold:  # x (W_a + W_b) + b is the same at every step
+                    wq_x = w_q[:, :D] if cat else w_q[0]
+                    w_q = w_q[:, D:] if cat else w_q[1:]
+                    q_const = F.linear(x, wq_x, rq.inp.bias)
+
+        canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
+        guess = self.write_out(cW) if jump else c  # logits of the current guess g
+        for _ in range(T):
+            g = torch.sigmoid(guess)
+            xt = composite(x, observed, g)
+            if layout == "split":
+                hP, cP = rp(torch.cat([xt, xt - g, hW], 1), (hP, cP))
+            else:
+                pieces = [xt, g, hW, hP] if fold else [xt, xt - g, hW, hP]
+                hP, cP = gates(_gemm(pieces, w_p, rp.inp.bias), cP, rp.p_i, rp.p_f, rp.p_o, rp.gate_bias)
+            mu_p, lv_p = self.head_p(hP, head_p)
+            if guided:
+                if layout == "split":
+                    hQ, cQ = rq(torch.cat([x, x - g, hW], 1), (hQ, cQ))
+                else:
+                    if fold:
+                        a_q = _gemm([g, hW, hQ], w_q, q_const)
+                    else:
+                        a_q = _gemm([x, x - g, hW, hQ], w_q, rq.inp.bias)
+                    hQ, cQ = gates(a_q, cQ, rq.p_i, rq.p_f, rq.p_o, rq.gate_bias)
+                mu_q, lv_q = self.head_q(hQ, head_q)
+            z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
+            if layout == "split":
+                hW, cW = wr(z, (hW, cW))
+            else:
+                hW, cW = gates(_gemm([z, hW], w_w, wr.inp.bias), cW, wr.p_i, wr.p_f, wr.p_o, wr.gate_bias)
+            c = self.write_out(cW) if jump else c + self.write_out(hW)
+            guess = c
+            canvases.append(c)
+            if guided:
+                kl_qp.append(kqp)
+                kl_pq.append(kpq)
+                log_ratio = log_ratio + lr
+        if not guided:
+            return Rollout(canvases, None, None, None, False)
+        return Rollout(canvases, torch.stack(kl_qp), torch.stack(kl_pq), log_ratio, True)
