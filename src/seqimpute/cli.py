@@ -113,7 +113,8 @@ def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
             parsed = value.strip()
         if key in model_keys:
             model_opts[key] = parsed
-        elif key in TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options"}:
+        elif key in TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options", "sizes",
+                                            "updates", "minutes", "batch", "seed", "device"}:
             train_opts[key] = parsed
         else:
             raise SeqImputeError(f"unknown option {key!r} for --set; model options: {', '.join(sorted(model_keys))}; "
@@ -250,6 +251,94 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+# ---------------------------------------------------------------------------------------------------- fit-transform
+
+
+def cmd_fit_transform(args) -> int:
+    import numpy as np
+
+    from .imputer import SequentialImputer, check_output, read_table, write_table
+
+    check_output(args.output)
+    X, header, shape = read_table(args.input)
+    imp = SequentialImputer(model=args.model, likelihood=args.likelihood, max_updates=args.updates,
+                            max_minutes=args.minutes, n_rollouts=args.rollouts, device=args.device or "cpu",
+                            random_state=args.seed, verbose=not args.quiet)
+    filled = imp.fit_transform(X)
+    samples = imp.sample(X, args.samples) if args.samples else None
+    written = write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
+    n_missing = int(np.isnan(X).sum())
+    print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
+          f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s); wrote "
+          + ", ".join(str(p) for p in written))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- generators
+
+
+def cmd_finetune(args) -> int:
+    from .finetune import finetune
+
+    res = finetune(args.run, updates=args.updates, minutes=args.minutes, checkpoint=args.checkpoint,
+                   batch=args.batch, eval_n=args.n, eval_samples=args.samples, seed=args.seed,
+                   device=args.device or "cpu", progress_bar=not args.quiet)
+    raw, tuned = res["raw"], res["finetuned"]
+    print(f"fine-tuned q of {res['model']} ({args.checkpoint}) for {res['updates']} updates "
+          f"({res['minutes']:.1f} min) on {res['split']}; p unchanged")
+    print(f"test bound, nats per image ({res['eval_images']} images, K={res['eval_samples']}): "
+          f"raw {raw['bound_nats_per_image']:.2f}, fine-tuned {tuned['bound_nats_per_image']:.2f}")
+    if res["eval_samples"] > 1:
+        print(f"importance-weighted NLL, nats per image: raw {raw['iw_nats_per_image']:.2f}, "
+              f"fine-tuned {tuned['iw_nats_per_image']:.2f}")
+    print(f"wrote {args.run}/finetuned.pt and {args.run}/finetune.json (best.pt and last.pt untouched)")
+    return 0
+
+
+def _step_list(text: str | None, T: int) -> list[int]:
+    if not text:  # the paper's Fig 1 steps {1, 3, 5, 9, 16}, within 0..T, and always T
+        return sorted({t for t in (1, 3, 5, 9) if t <= T} | {T})
+    try:
+        steps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SeqImputeError(f"--steps takes comma-separated step numbers, e.g. 0,2,4,8,{T}; got {text!r}.") from None
+    bad = [t for t in steps if not 0 <= t <= T]
+    if not steps or bad:
+        raise SeqImputeError(f"--steps must name steps in 0..{T} (the model's T), got {text!r}.")
+    return steps
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .plots import sample_grid
+    from .runs import load_run_model
+
+    if args.n < 1:
+        raise SeqImputeError(f"--n must be positive, got {args.n}.")
+    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    shape = tuple(cfg["data"].get("image_shape") or []) or None
+    if shape is None:
+        raise SeqImputeError("`seqimpute sample` draws images; this run's data are a table, not images.")
+    if not model.trainable:
+        raise SeqImputeError(f"{cfg['model']['name']} is not a generative policy; sample from a trained model "
+                             f"such as draw-ext-add.")
+    T = getattr(model, "steps", 0)
+    steps = _step_list(args.steps, T)
+    device = next(model.parameters()).device
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    x = torch.zeros(args.n, model.dim, device=device)
+    with torch.inference_mode():  # sampling from the primary: everything missing, no guide
+        r = model.rollout(x, torch.zeros_like(x, dtype=torch.bool), guided=False, generator=gen)
+        frames = np.stack([torch.sigmoid(r.canvases[t]).cpu().numpy() for t in steps])
+    out = sample_grid(frames, shape, args.out, steps,
+                      f"{cfg['model']['name']}: sigmoid(c_t) of {args.n} samples from the prior")
+    print(f"wrote {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -287,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="roll out for T steps instead of the trained number")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--n", type=int, help="only the first N images")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--checkpoint", default="best", choices=["best", "last", "finetuned"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.add_argument("--json", help="write the scores to this JSON file")
@@ -328,6 +417,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("fit-transform", help="fill the missing values (NaN) of your own table or array file")
+    p.add_argument("input", metavar="IN", help=".csv (empty/NaN/NA = missing; a header row is kept), .npy or .npz")
+    p.add_argument("output", metavar="OUT", help="where to write the filled array: .csv, .npy or .npz")
+    p.add_argument("--model", default="gpsi-add", help="policy to train on the data (default gpsi-add; lstm-add "
+                   "for values in [0,1])")
+    p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
+                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
+    p.add_argument("--updates", type=int, default=1000, help="training updates (default 1000)")
+    p.add_argument("--minutes", type=float, default=1.0, help="wall-clock cap on training (default 1)")
+    p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
+    p.add_argument("--samples", type=int, default=0, help="also write N multiple imputations: OUT.sample1.csv .. "
+                   "(.csv), OUT.samples.npy (.npy), or key 'samples' in OUT (.npz)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu (default), cuda, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fit_transform)
+
+    p = sub.add_parser("finetune", help="fine-tune the guide q alone on the test set (generative models)")
+    p.add_argument("run")
+    p.add_argument("--updates", type=int, help="fine-tuning updates (the paper: 50000)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget (whichever of --updates/--minutes ends first)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="start from (default best)")
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--n", type=int, help="score the bounds on the first N test images only (default all)")
+    p.add_argument("--samples", type=int, default=1, help="rollouts per image for the bounds (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("sample", help="draw samples of a generative model, sigmoid(c_t) at chosen steps (Fig 1)")
+    p.add_argument("run")
+    p.add_argument("--n", type=int, default=64, help="samples (default 64)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--steps", help="comma-separated steps to show, e.g. 0,2,4,8,16 (default 1,3,5,9,T)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last", "finetuned"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_sample)
     return parser
 
 

@@ -3,6 +3,10 @@
 Each step: composite x~ = m*x + (1-m)*sigmoid(c); the primary p(z|x~) and the guide q(z|[x~, x]) are ReLU MLPs
 giving diagonal Gaussians; z is drawn from q (guided) or p; the writer (omega) maps z to delta; add: c += delta,
 jump: c = delta. Loss and bound come from the shared rollout (models/policy.py).
+
+``link`` names the canvas's output link: "sigmoid" (the paper's, default: the guess is sigmoid(c), c are logits for a
+Bernoulli likelihood) or "identity" (the guess is c itself, a mean for a Gaussian likelihood on standardised reals,
+as seqimpute.SequentialImputer uses).
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ class GPSI(Policy):
     l2 = 1e-4
 
     def __init__(self, dim: int, hidden: int = 1000, z: int = 100, steps: int = 6, step_type: str = "add",
-                 kl_q_weight: float = 0.9, kl_p_weight: float = 0.1, l2: float = 1e-4):
+                 kl_q_weight: float = 0.9, kl_p_weight: float = 0.1, l2: float = 1e-4, link: str = "sigmoid"):
         super().__init__()
         if step_type not in ("add", "jump"):
             raise SeqImputeError(f"step_type must be 'add' or 'jump', not {step_type!r}.")
+        if link not in ("sigmoid", "identity"):
+            raise SeqImputeError(f"link must be 'sigmoid' (Bernoulli) or 'identity' (Gaussian means), not {link!r}.")
+        self.link = link
         for k, v in (("dim", dim), ("hidden", hidden), ("z", z), ("steps", steps)):
             if int(v) < 1:
                 raise SeqImputeError(f"{k} must be a positive integer, got {v}.")
@@ -43,7 +50,8 @@ class GPSI(Policy):
 
     def config(self) -> dict:
         return {"dim": self.dim, "hidden": self.hidden, "z": self.z, "steps": self.steps, "step_type": self.step_type,
-                "kl_q_weight": self.kl_q_weight, "kl_p_weight": self.kl_p_weight, "l2": self.l2}
+                "kl_q_weight": self.kl_q_weight, "kl_p_weight": self.kl_p_weight, "l2": self.l2,
+                **({} if self.link == "sigmoid" else {"link": self.link})}
 
     def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
         self.check_input(x, observed)
@@ -59,10 +67,11 @@ class GPSI(Policy):
             w_first = torch.cat([wp1, wq1[:, :D]])
             q_from_x = F.linear(x, wq1[:, D:], bq1)
             q_rest = (self.q.fc2.effective(), self.q.heads())
+        guess = torch.sigmoid if self.link == "sigmoid" else (lambda u: u)
         c = self.c0.expand(B, D)
         canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
         for _ in range(T):
-            xt = composite(x, observed, torch.sigmoid(c))
+            xt = composite(x, observed, guess(c))
             if guided:
                 hp, hq = F.linear(xt, w_first).split(self.hidden, dim=-1)
                 mu_p, lv_p = self.p.from_hidden(F.relu(hp + bp1), *p_rest)

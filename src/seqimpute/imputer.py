@@ -1,0 +1,570 @@
+"""SequentialImputer: a scikit-learn estimator that fills the NaN entries of an array with a sequential imputation
+policy (Bachman & Precup 2015), trained on the incomplete array itself.
+
+    from seqimpute import SequentialImputer
+    imp = SequentialImputer(random_state=0).fit(X_train)      # X: (N, D) floats, NaN = missing
+    X_filled = imp.transform(X)                                # mean of ``n_rollouts`` rollouts, observed kept
+    draws = imp.sample(X, n_samples=50)                        # (50, N, D) multiple imputations
+    imp.score(X_valid)                                         # minus the held-out bound, nats per imputed value
+
+Training from incomplete data. The paper trains on complete observations with synthetic masks; here the truth of a
+missing value is never known, so every batch hides an extra random share of the *observed* values (a rate drawn per
+row from ``hide_rate``), the policy imputes them from the rest, and the loss scores exactly those artificially hidden,
+originally observed values. Values that were never observed are treated as missing in the model's input and never
+scored. The guide (which sees the whole observation during training) therefore sees the observed values only.
+
+Assumption: the values are missing at random (MAR; MCAR is the simplest case): whether a value is missing may depend
+on the observed values of its row but not on the missing value itself. Under MAR the artificially hidden observed
+values are distributed like the truly missing ones given the rest of the row, so learning to impute the former
+teaches the latter. When missingness depends on the value itself (e.g. large incomes left blank), the imputations
+are biased toward the observed distribution, as with every imputer that learns only from observed values.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, check_random_state
+
+from .errors import SeqImputeError
+from .models.registry import MODELS, build_model, spec
+from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
+from .optim import Optimizer
+from .train import BatchOrder
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    def _validate_data(est, X, reset=True, **kw):
+        return est._validate_data(X, reset=reset, **kw)
+
+LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+_FLOATS = (np.float64, np.float32)
+LOG_VAR_GAIN = 20.0  # log_var = GAIN * raw: Adam moves raw by ~lr per update, so the log-variance moves ~GAIN*lr
+# (a 1e-3 step alone could not leave 0 in a budget of a few hundred updates); it is clamped at LOG_VAR_MIN
+LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor against collapse on near-duplicates
+_ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
+
+
+class _Threads:
+    """torch's intra-op thread count set for a block and restored after it."""
+
+    def __init__(self, n: int | None):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n is not None and self.n != torch.get_num_threads():
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            torch.set_num_threads(self.old)
+
+
+class SequentialImputer(TransformerMixin, BaseEstimator):
+    """Fill missing values (NaN) with a sequential imputation policy trained on the observed values.
+
+    Parameters
+    ----------
+    model : str, default "gpsi-add"
+        A trainable policy of the registry (``seqimpute.models.registry.MODELS``): "gpsi-add", "gpsi-jump",
+        "lstm-add", "lstm-jump". The LSTM policies have a sigmoid output only, so they take the Bernoulli likelihood.
+    likelihood : {"auto", "bernoulli", "gaussian"}, default "auto"
+        "bernoulli": every column's observed values must lie in [0, 1] (grey levels, proportions, binary flags); the
+        canvas holds logits and the imputation is sigmoid(c). "gaussian": each column is standardised with the mean
+        and standard deviation of its observed values, the canvas is the mean of a Gaussian with a learned
+        per-column variance, and results are mapped back to the original units. "auto": Bernoulli when every
+        observed value lies in [0, 1], Gaussian otherwise. The choice made is ``likelihood_``.
+    hidden, latent : int or None, default None
+        Width of the policy's hidden layers and of its latent z per step. None: sized by the number of columns D,
+        hidden = clip(4 D, 64, 500), latent = clip(D // 2, 4, 100).
+    steps : int, default 6
+        Refinement steps T of the canvas.
+    max_updates : int or None, default 1000
+        Training updates (batches). The learning rate warms up and decays over this budget.
+    max_minutes : float or None, default 1.0
+        A wall-clock cap on training. When it stops training before ``max_updates`` the result depends on the
+        machine's speed; for repeatable fits let ``max_updates`` bind (or set ``max_minutes=None``). With
+        ``max_updates=None`` the schedule runs over this time instead.
+    batch_size : int, default 128
+    learning_rate : float, default 3e-3
+        Peak Adam learning rate (seqimpute.optim's budget schedule: warm-up, then cosine decay). Higher than the
+        image trainer's 1e-3: small tables get budgets of hundreds of updates, not hundreds of thousands.
+    hide_rate : (float, float), default (0.1, 0.6)
+        Range of the share of a row's observed values hidden in each training batch (drawn uniformly per row).
+    n_rollouts : int, default 20
+        Unguided rollouts averaged by ``transform`` (and guided rollouts averaged by ``score``, at most 10).
+    model_options : dict or None, default None
+        Further constructor options of the policy (e.g. {"write": 100} for an LSTM, {"l2": 0.0}).
+    device : str, default "cpu"
+        Torch device for training and inference ("cuda" when available).
+    n_threads : int or None, default None
+        CPU threads torch uses inside fit/transform/sample/score (restored afterwards). None: 1 for small policies
+        (hidden < 256), whose steps are too short to gain from threads (and lose badly on a busy machine), else
+        torch's current setting.
+    random_state : int, RandomState instance or None, default None
+        Seeds the initialisation, the batches, the hidden values and the rollouts. transform, sample and score are
+        deterministic given the fitted estimator; fit is deterministic given an int here (see ``max_minutes``).
+    verbose : bool, default False
+        A tqdm progress bar during training.
+
+    Attributes
+    ----------
+    model_ : seqimpute.models.policy.Policy   the trained policy (eval mode), on ``device``
+    likelihood_ : str                         "bernoulli" or "gaussian"
+    mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from observed values
+    log_var_ : ndarray (D,) or None           learned log-variance per column in standardised units (Gaussian)
+    n_updates_ : int                          updates made;  training_seconds_ : float
+    loss_ : float                             mean training loss over the last 10% of the updates
+    seed_ : int                               the torch seed derived from ``random_state``
+    n_features_in_ : int
+    """
+
+    def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=6, max_updates=1000,
+                 max_minutes=1.0, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
+                 model_options=None, device="cpu", n_threads=None, random_state=None, verbose=False):
+        self.model = model
+        self.likelihood = likelihood
+        self.hidden = hidden
+        self.latent = latent
+        self.steps = steps
+        self.max_updates = max_updates
+        self.max_minutes = max_minutes
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.hide_rate = hide_rate
+        self.n_rollouts = n_rollouts
+        self.model_options = model_options
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------------ sklearn plumbing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks the values to impute
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        return _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
+
+    def _check_params(self) -> None:
+        trainable = [n for n, s in MODELS.items() if getattr(s.cls, "trainable", True) and s.family != "none"
+                     and getattr(s.cls, "train_mask", None) is None]
+        if self.model not in MODELS or self.model not in trainable:
+            raise SeqImputeError(f"model={self.model!r} is not a trainable policy; choose one of "
+                                 f"{', '.join(trainable)}.")
+        if self.likelihood not in LIKELIHOODS:
+            raise SeqImputeError(f"likelihood={self.likelihood!r}; choose 'auto', 'bernoulli' or 'gaussian'.")
+
+        def positive_int(name, value, allow_none=False):
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise SeqImputeError(f"{name} must be a positive integer{' or None' if allow_none else ''}, "
+                                     f"got {value!r}.")
+
+        positive_int("hidden", self.hidden, True)
+        positive_int("latent", self.latent, True)
+        positive_int("steps", self.steps)
+        positive_int("max_updates", self.max_updates, True)
+        positive_int("batch_size", self.batch_size)
+        positive_int("n_rollouts", self.n_rollouts)
+        positive_int("n_threads", self.n_threads, True)
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0):
+            raise SeqImputeError(f"max_minutes must be a positive number or None, got {self.max_minutes!r}.")
+        if self.max_updates is None and self.max_minutes is None:
+            raise SeqImputeError("give a training budget: max_updates (e.g. 1000) and/or max_minutes (e.g. 1.0).")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise SeqImputeError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
+        try:
+            lo, hi = (float(v) for v in self.hide_rate)
+        except (TypeError, ValueError):
+            raise SeqImputeError(f"hide_rate must be a pair (low, high) of shares, e.g. (0.1, 0.6); "
+                                 f"got {self.hide_rate!r}.") from None
+        if not (0.0 <= lo <= hi < 1.0 and hi > 0.0):
+            raise SeqImputeError(f"hide_rate must satisfy 0 <= low <= high < 1 with high > 0, e.g. (0.1, 0.6); "
+                                 f"got {self.hide_rate!r}.")
+        if self.model_options is not None and not isinstance(self.model_options, dict):
+            raise SeqImputeError(f"model_options must be a dict or None, got {type(self.model_options).__name__}.")
+
+    # ------------------------------------------------------------------------------------------ scaling
+
+    def _choose_likelihood(self, X: np.ndarray, observed: np.ndarray) -> str:
+        vals = X[observed]
+        in_unit = bool(vals.size == 0 or (vals.min() >= 0.0 and vals.max() <= 1.0))
+        if self.likelihood == "bernoulli":
+            if not in_unit:
+                cols = np.where(np.any(observed & ((np.nan_to_num(X) < 0) | (np.nan_to_num(X) > 1)), axis=0))[0]
+                raise SeqImputeError(
+                    f"likelihood='bernoulli' needs every observed value in [0, 1], but column(s) "
+                    f"{', '.join(map(str, cols[:10]))}{' ...' if len(cols) > 10 else ''} hold values in "
+                    f"{vals.min():g}..{vals.max():g}; use likelihood='gaussian' (or 'auto'), or scale those columns "
+                    f"into [0, 1].")
+            return "bernoulli"
+        if self.likelihood == "gaussian":
+            return "gaussian"
+        return "bernoulli" if in_unit else "gaussian"
+
+    def _to_model(self, X: np.ndarray):
+        """(N, D) array -> standardised float32 tensor with NaN replaced by the column's fill, and the mask."""
+        observed = ~np.isnan(X)
+        Z = (X.astype(np.float64) - self.mean_) / self.scale_
+        Z = np.where(observed, Z, self.fill_)
+        dev = torch.device(self.device)
+        return (torch.as_tensor(Z, dtype=torch.float32, device=dev),
+                torch.as_tensor(observed, dtype=torch.bool, device=dev))
+
+    def _link(self, c: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(c) if self.likelihood_ == "bernoulli" else c
+
+    def _nll(self, z: torch.Tensor, c: torch.Tensor, log_var: torch.Tensor | None, paper: bool) -> torch.Tensor:
+        """Elementwise NLL of the standardised targets z under the canvas c."""
+        if self.likelihood_ == "bernoulli":
+            return bernoulli_nll(z, torch.sigmoid(c)) if paper else bernoulli_nll_logits(z, c)
+        return 0.5 * (LOG_2PI + log_var + (z - c).pow(2) * torch.exp(-log_var))
+
+    def _hide(self, observed: torch.Tensor, gen: torch.Generator, rate=None) -> torch.Tensor:
+        """Artificially hidden entries: a random share of each row's observed values."""
+        n, d = observed.shape
+        if rate is None:
+            lo, hi = (float(v) for v in self.hide_rate)
+            rate = lo + (hi - lo) * torch.rand(n, 1, generator=gen, device=gen.device)
+        return (torch.rand(n, d, generator=gen, device=gen.device) < rate).to(observed.device) & observed
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def _threads(self, hidden: int | None = None) -> _Threads:
+        if self.n_threads is not None:
+            return _Threads(int(self.n_threads))
+        hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
+        return _Threads(1 if hidden < 256 else None)
+
+    def fit(self, X, y=None):
+        """Train the policy on X, shape (N, D), NaN = missing. ``y`` is ignored. Returns self."""
+        self._check_params()
+        X = self._check_X(X, reset=True)
+        with self._threads(self.hidden or int(np.clip(4 * X.shape[1], 64, 500))):
+            return self._fit(X)
+
+    def _fit(self, X):
+        observed = ~np.isnan(X)
+        empty = np.where(~observed.any(axis=0))[0]
+        if len(empty):
+            raise SeqImputeError(f"column(s) {', '.join(map(str, empty[:10]))}{' ...' if len(empty) > 10 else ''} "
+                                 f"of X have no observed value, so nothing can be learned about them; drop those "
+                                 f"columns (or fill them) before fitting.")
+        N, D = X.shape
+        self.likelihood_ = self._choose_likelihood(X, observed)
+        ms = spec(self.model)
+        if self.likelihood_ == "gaussian" and "link" not in ms.option_names():
+            raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, so it takes "
+                                 f"likelihood='bernoulli' (values in [0, 1]); for real-valued columns use "
+                                 f"model='gpsi-add' or scale your columns into [0, 1].")
+        Xd = X.astype(np.float64)
+        if self.likelihood_ == "gaussian":
+            self.mean_ = np.nanmean(Xd, axis=0)
+            sd = np.nanstd(Xd, axis=0)
+            self.scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+            self.fill_ = np.zeros(D)
+        else:
+            self.mean_, self.scale_ = np.zeros(D), np.ones(D)
+            self.fill_ = np.nanmean(Xd, axis=0)
+        rs = check_random_state(self.random_state)
+        self.seed_ = int(rs.randint(0, 2**31 - 1))
+
+        options = {"hidden": self.hidden or int(np.clip(4 * D, 64, 500)),
+                   "z": self.latent or int(np.clip(D // 2, 4, 100)), "steps": self.steps}
+        if "write" in ms.option_names():  # LSTM: the write layer follows the hidden width unless given
+            options["write"] = options["hidden"]
+        if self.likelihood_ == "gaussian":
+            options["link"] = "identity"
+        options.update(self.model_options or {})
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+            torch.manual_seed(self.seed_)
+            model = build_model(self.model, D, None, options).to(device)
+        raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ == "gaussian" else None
+        params = list(model.parameters()) + ([raw_lv] if raw_lv is not None else [])
+
+        def log_var():
+            return None if raw_lv is None else (LOG_VAR_GAIN * raw_lv).clamp(min=LOG_VAR_MIN)
+
+        updates, minutes = self.max_updates, self.max_minutes
+        warmup = max(1, (updates or 500) // 20)
+        opt = Optimizer(params, "budget", ms.family, model.l2, float(self.learning_rate), warmup)
+        gen = torch.Generator(device=device).manual_seed(self.seed_)
+        Z, O = self._to_model(X)
+        order = BatchOrder(N, int(self.batch_size), self.seed_)
+        bar = None
+        if self.verbose:
+            from tqdm import tqdm
+
+            bar = tqdm(total=updates, unit="upd", desc=f"SequentialImputer {self.model}", mininterval=0.5,
+                       dynamic_ncols=True)
+        model.train()
+        losses, step, t0 = [], 0, time.perf_counter()
+        while True:
+            elapsed = time.perf_counter() - t0
+            if (updates is not None and step >= updates) or (minutes is not None and elapsed >= minutes * 60):
+                break
+            progress = step / updates if updates is not None else elapsed / (minutes * 60)
+            idx = order.indices(step).to(device)
+            z, obs = Z[idx], O[idx]
+            hidden = self._hide(obs, gen)
+            r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
+            nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
+            loss = (nll + model.kl_q_weight * r.kl_qp.sum(0) + model.kl_p_weight * r.kl_pq.sum(0)).mean()
+            opt.zero_grad()
+            if torch.isfinite(loss):
+                loss.backward()
+                opt.step(step, progress)
+                losses.append(loss.detach())
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                if step % 20 == 0 and losses:
+                    bar.set_postfix(loss=f"{float(losses[-1]):.3g}", refresh=False)
+        if bar is not None:
+            bar.close()
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model_ = model
+        lv = log_var()
+        self.log_var_ = None if lv is None else lv.detach().cpu().numpy().astype(np.float64)
+        self._log_var_t = None if lv is None else lv.detach()
+        self.n_updates_ = step
+        self.training_seconds_ = time.perf_counter() - t0
+        tail = losses[-max(1, len(losses) // 10):]
+        self.loss_ = float(torch.stack(tail).mean()) if tail else math.nan
+        return self
+
+    # ------------------------------------------------------------------------------------------ rollouts
+
+    @torch.inference_mode()
+    def _rollout_values(self, X: np.ndarray, n: int, seed_offset: int, noise: bool, mean: bool) -> np.ndarray:
+        """Unguided rollouts for the rows of X: (n, N, D) values in original units, or their mean (N, D)."""
+        Z, O = self._to_model(X)
+        N, D = Z.shape
+        gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + seed_offset)
+        lv = self._log_var_t
+        chunk = max(1, _ROLLOUT_ROWS // n)
+        out = np.empty((N, D) if mean else (n, N, D), dtype=np.float64)
+        for s in range(0, N, chunk):
+            z, o = Z[s:s + chunk], O[s:s + chunk]
+            b = len(z)
+            r = self.model_.rollout(z.repeat(n, 1), o.repeat(n, 1), guided=False, generator=gen)
+            v = self._link(r.final).view(n, b, D)
+            if noise and lv is not None:
+                eps = torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype)
+                v = v + torch.exp(0.5 * lv.to(v.device)) * eps
+            v = v.double().cpu().numpy() * self.scale_ + self.mean_
+            if mean:
+                out[s:s + chunk] = v.mean(0)
+            else:
+                out[:, s:s + chunk] = v
+        return out
+
+    def transform(self, X):
+        """X (N, D) with NaN -> a copy in X's float dtype with every NaN replaced by the mean of ``n_rollouts``
+        unguided rollouts; observed entries are returned bit-identical. Deterministic for a fitted estimator."""
+        check_is_fitted(self, "model_")
+        with self._threads():
+            return self._transform(X)
+
+    def _transform(self, X):
+        X = self._check_X(X, reset=False)
+        out = np.array(X, copy=True)
+        missing = np.isnan(X)
+        rows = np.where(missing.any(axis=1))[0]
+        if len(rows):
+            vals = self._rollout_values(X[rows], int(self.n_rollouts), 0, noise=False, mean=True)
+            sub = out[rows]
+            m = missing[rows]
+            sub[m] = vals[m].astype(X.dtype)
+            out[rows] = sub
+        return out
+
+    def sample(self, X, n_samples=1, noise=True):
+        """Multiple imputation: ``n_samples`` completed copies of X, shape (n_samples, N, D), in X's float dtype.
+
+        Each copy holds the values of one stochastic (unguided) rollout at the missing entries and X's values,
+        bit-identical, at the observed ones. With the Gaussian likelihood and ``noise`` (default) the per-column
+        observation noise N(0, exp(log_var_)) is added, so the copies are draws from the model's predictive
+        distribution (what Rubin's rules and interval coverage need); ``noise=False`` gives the rollouts' means.
+        With the Bernoulli likelihood a sample is the rollout's probability sigmoid(c_T) (a grey level), not a 0/1
+        draw. Deterministic for a fitted estimator."""
+        check_is_fitted(self, "model_")
+        with self._threads():
+            return self._sample(X, n_samples, noise)
+
+    def _sample(self, X, n_samples=1, noise=True):
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise SeqImputeError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        X = self._check_X(X, reset=False)
+        out = np.repeat(np.array(X, copy=True)[None], n_samples, axis=0)
+        missing = np.isnan(X)
+        rows = np.where(missing.any(axis=1))[0]
+        if len(rows):
+            vals = self._rollout_values(X[rows], int(n_samples), 1, noise=bool(noise), mean=False)
+            m = missing[rows]
+            for k in range(n_samples):
+                sub = out[k, rows]
+                sub[m] = vals[k][m].astype(X.dtype)
+                out[k, rows] = sub
+        return out
+
+    def score(self, X, y=None):
+        """Minus the held-out bound per imputed value (higher is better, scikit-learn's convention).
+
+        A fixed random share (the middle of ``hide_rate``) of X's observed values is hidden; the score is
+        -(NLL of the hidden values at c_T + sum over steps of KL(q||p)) / (number hidden), averaged over
+        min(n_rollouts, 10) guided rollouts: a lower bound on the mean log-likelihood per hidden value, in nats.
+        Gaussian NLLs are in the data's original units (the standardisation's log-Jacobian is included); Bernoulli
+        NLLs use the paper's epsilon-clipped form. Never-observed values are not scored. ``y`` is ignored."""
+        check_is_fitted(self, "model_")
+        with self._threads():
+            return self._score(X)
+
+    @torch.inference_mode()
+    def _score(self, X):
+        X = self._check_X(X, reset=False)
+        Z, O = self._to_model(X)
+        gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + 2)
+        lo, hi = (float(v) for v in self.hide_rate)
+        hidden = self._hide(O, gen, rate=0.5 * (lo + hi))
+        if not hidden.any():
+            hidden = O.clone()  # tiny inputs: score every observed value
+        if not hidden.any():
+            raise SeqImputeError("X has no observed value to score; score() needs held-out data with values.")
+        K = min(int(self.n_rollouts), 10)
+        lv = self._log_var_t
+        jac = torch.as_tensor(np.log(self.scale_), dtype=torch.float32, device=Z.device)
+        total = 0.0
+        for _ in range(K):
+            r = self.model_.rollout(Z, O & ~hidden, guided=True, generator=gen)
+            nll = self._nll(Z, r.final, lv, paper=True)
+            if self.likelihood_ == "gaussian":
+                nll = nll + jac
+            total += float(nll.masked_fill(~hidden, 0.0).sum() + r.kl_qp.sum())
+        return -total / (K * int(hidden.sum()))
+
+
+# ---------------------------------------------------------------------------------------------- files (CLI)
+
+
+def _cell(text: str) -> float:
+    t = text.strip()
+    if t == "" or t.lower() in ("nan", "na", "n/a", "null", "none", "?"):
+        return math.nan
+    return float(t)
+
+
+def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
+    """An array from .csv (NaN, NA or empty = missing; a first row that is not numbers is the header), .npy or
+    .npz (key 'x' or its only array). Returns (X (N, D) float, header or None, the array's original shape)."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqImputeError(f"{path} does not exist.")
+    suffix = path.suffix.lower()
+    header = None
+    if suffix == ".csv":
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if not rows:
+            raise SeqImputeError(f"{path} is empty.")
+        try:
+            [_cell(c) for c in rows[0]]
+        except ValueError:
+            header, rows = [c.strip() for c in rows[0]], rows[1:]
+        width = len(header) if header else len(rows[0]) if rows else 0
+        try:
+            data = [[_cell(c) for c in r] for r in rows]
+        except ValueError as e:
+            raise SeqImputeError(f"{path}: a cell is not a number ({e}); leave missing cells empty or write NaN.") \
+                from None
+        bad = [i + 1 + (header is not None) for i, r in enumerate(data) if len(r) != width]
+        if bad:
+            raise SeqImputeError(f"{path}: line {bad[0]} has a different number of cells than the others ({width}).")
+        arr = np.array(data, dtype=np.float64).reshape(len(data), width)
+    elif suffix in (".npy", ".npz"):
+        try:
+            if suffix == ".npy":
+                arr = np.load(path, allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    if "x" not in z.files and len(z.files) != 1:
+                        raise SeqImputeError(f"{path} holds arrays {', '.join(z.files)}; name the data 'x'.")
+                    arr = z["x"] if "x" in z.files else z[z.files[0]]
+        except (ValueError, OSError) as e:
+            raise SeqImputeError(f"{path} could not be read ({e}).") from None
+    else:
+        raise SeqImputeError(f"{path}: unsupported file type {suffix!r}; use .csv, .npy or .npz.")
+    if arr.ndim < 1 or arr.size == 0:
+        raise SeqImputeError(f"{path} holds no values.")
+    shape = arr.shape
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+    return arr, header, shape
+
+
+def check_output(path: str | Path) -> None:
+    """Fail before any work when ``path`` is not a writable .csv/.npy/.npz destination."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".npy", ".npz"):
+        raise SeqImputeError(f"{path}: unsupported output type {path.suffix!r}; use .csv, .npy or .npz.")
+    if not path.parent.exists():
+        raise SeqImputeError(f"{path}: the folder {path.parent} does not exist; create it first.")
+
+
+def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = None, shape: tuple | None = None,
+                samples: np.ndarray | None = None) -> list[Path]:
+    """Write ``arr`` (N, D) as .csv (with ``header``; full precision), .npy or .npz (key 'x', plus 'samples').
+    For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    full = (lambda a: a.reshape(shape)) if shape is not None else (lambda a: a)
+    written = [path]
+    if suffix == ".csv":
+        def dump(p, a):
+            with open(p, "w", newline="") as f:
+                w = csv.writer(f)
+                if header:
+                    w.writerow(header)
+                for row in a:
+                    w.writerow([repr(float(v)) if a.dtype == np.float64 else repr(np.float32(v).item()) for v in row])
+
+        dump(path, arr)
+        for k, s in enumerate(samples if samples is not None else []):
+            p = path.with_name(f"{path.stem}.sample{k + 1}{path.suffix}")
+            dump(p, s)
+            written.append(p)
+    elif suffix == ".npy":
+        np.save(path, full(arr))
+        if samples is not None:
+            p = path.with_name(f"{path.stem}.samples.npy")
+            np.save(p, samples.reshape((len(samples),) + tuple(shape or arr.shape)))
+            written.append(p)
+    elif suffix == ".npz":
+        extra = {} if samples is None else {"samples": samples.reshape((len(samples),) + tuple(shape or arr.shape))}
+        np.savez(path, x=full(arr), **extra)
+    else:
+        raise SeqImputeError(f"{path}: unsupported output type {suffix!r}; use .csv, .npy or .npz.")
+    return written

@@ -1,0 +1,211 @@
+"""SequentialImputer: scikit-learn conformance, observed values untouched, multiple imputation, training from
+incomplete data (MAR, known truth), likelihood choice, the fit-transform CLI."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import seqimpute
+from seqimpute import SeqImputeError, SequentialImputer
+from seqimpute.cli import main
+from seqimpute.models.registry import MODELS
+
+TINY = dict(hidden=16, latent=2, steps=2, max_updates=20, max_minutes=None, n_rollouts=3, batch_size=32)
+
+
+def small(**kw):
+    return SequentialImputer(**{**TINY, "random_state": 0, **kw})
+
+
+def correlated(n=400, d=4, noise=0.05, seed=0):
+    """Rows t * (1, 2, ..., d) + small noise: every column predicts every other (a known truth)."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, 1))
+    return t * np.arange(1, d + 1) + noise * rng.normal(size=(n, d))
+
+
+def holes(X, rate, seed=1):
+    m = np.random.default_rng(seed).random(X.shape) < rate
+    Xm = X.copy()
+    Xm[m] = np.nan
+    return Xm, m
+
+
+# Every check of scikit-learn's suite applies and passes (array-API input is skipped by scikit-learn itself unless
+# SCIPY_ARRAY_API is set); allow_nan is the only tag that differs from a plain transformer, and it is the point.
+@parametrize_with_checks([small()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_tags_declare_nan_input():
+    assert small().__sklearn_tags__().input_tags.allow_nan
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_observed_values_bit_identical_in_input_dtype(dtype):
+    X = correlated(60, 3).astype(dtype)
+    X[0, 0], X[1, 1], X[2, 2] = dtype(1e-30), -0.0, dtype(np.pi)  # awkward values must survive untouched
+    Xm, m = holes(X, 0.3)
+    m[:3] = False
+    Xm[:3] = X[:3]
+    imp = small().fit(Xm)
+    out = imp.transform(Xm)
+    assert out.dtype == dtype and out.shape == X.shape and not np.isnan(out).any()
+    assert np.array_equal(out[~m].view(np.uint8), Xm[~m].view(np.uint8))  # bitwise, -0.0 included
+    draws = imp.sample(Xm, 3)
+    assert draws.shape == (3,) + X.shape and draws.dtype == dtype
+    assert all(np.array_equal(d[~m].view(np.uint8), Xm[~m].view(np.uint8)) for d in draws)
+
+
+def test_samples_differ_and_average_to_transform_on_a_low_noise_model():
+    X = correlated(300, 4, noise=0.02)
+    Xm, m = holes(X, 0.25)
+    imp = SequentialImputer(hidden=32, latent=4, max_updates=300, max_minutes=None, n_rollouts=50,
+                            random_state=0).fit(Xm)
+    assert np.all(np.exp(0.5 * imp.log_var_) < 0.6)  # the learned noise fell from 1 (standardised units)
+    draws = imp.sample(Xm, 100)
+    assert not np.allclose(draws[0][m], draws[1][m])  # stochastic rollouts
+    assert np.array_equal(draws[0][~m], draws[1][~m])
+    gap = np.abs(draws.mean(0)[m] - imp.transform(Xm)[m]).mean()
+    spread = draws.std(0)[m].mean()
+    assert gap < 0.3 * spread and gap < 0.1 * X.std(0).mean(), (gap, spread)  # Monte Carlo error only
+
+
+def test_learns_from_incomplete_data_under_mar_with_known_truth():
+    """Column 0 always observed; the others go missing far more often when column 0 is large (MAR, not MCAR), so
+    the observed values of a column are a biased sample. The imputer never sees a true missing value."""
+    rng = np.random.default_rng(3)
+    X = correlated(600, 4, noise=0.1, seed=3)
+    p = np.where(X[:, :1] > 0, 0.6, 0.1) * np.ones((1, 4))
+    p[:, 0] = 0.0
+    m = rng.random(X.shape) < p
+    Xm = X.copy()
+    Xm[m] = np.nan
+    imp = SequentialImputer(max_updates=400, max_minutes=None, random_state=0).fit(Xm)
+    out = imp.transform(Xm)
+    rmse = np.sqrt(np.mean((out[m] - X[m]) ** 2))
+    mean_rmse = np.sqrt(np.mean((np.where(m, np.nanmean(Xm, 0), X)[m] - X[m]) ** 2))
+    assert rmse < 0.3 * mean_rmse, (rmse, mean_rmse)
+    assert abs(np.mean(out[m] - X[m])) < 0.1 * X.std()  # no bias toward the observed (lower) values
+    assert np.isfinite(imp.score(Xm))
+
+
+def test_fully_missing_column_is_a_clear_error():
+    X = correlated(30, 3)
+    X[:, 1] = np.nan
+    with pytest.raises(SeqImputeError, match=r"column\(s\) 1 of X have no observed value.*drop"):
+        small().fit(X)
+
+
+def test_get_params_clone_round_trip_and_pickle():
+    imp = SequentialImputer(hidden=32, hide_rate=(0.2, 0.4), model_options={"l2": 0.0}, random_state=7)
+    params = imp.get_params()
+    assert params["hidden"] == 32 and params["hide_rate"] == (0.2, 0.4) and params["random_state"] == 7
+    twin = clone(imp)
+    assert twin.get_params() == params and twin is not imp
+    twin.set_params(max_updates=5, likelihood="gaussian")
+    assert twin.max_updates == 5 and imp.max_updates == 1000
+    fitted = small().fit(holes(correlated(40, 3), 0.2)[0])
+    again = pickle.loads(pickle.dumps(fitted))
+    Xm = holes(correlated(10, 3, seed=5), 0.3)[0]
+    assert np.array_equal(again.transform(Xm), fitted.transform(Xm))
+
+
+def test_in_a_pipeline():
+    X = correlated(80, 3)
+    y = X @ np.array([1.0, -1.0, 0.5])
+    Xm, _ = holes(X, 0.2)
+    pipe = make_pipeline(small(), LinearRegression()).fit(Xm, y)
+    assert np.isfinite(pipe.predict(Xm)).all()
+
+
+def test_deterministic_given_random_state():
+    Xm, _ = holes(correlated(60, 3), 0.3)
+    a, b = small(random_state=3).fit(Xm), small(random_state=3).fit(Xm)
+    assert np.array_equal(a.transform(Xm), b.transform(Xm))
+    assert np.array_equal(a.transform(Xm), a.transform(Xm))
+    assert np.array_equal(a.sample(Xm, 2), b.sample(Xm, 2))
+    assert a.score(Xm) == b.score(Xm)
+    assert not np.array_equal(small(random_state=4).fit(Xm).transform(Xm), a.transform(Xm))
+
+
+def test_likelihood_choice_is_explicit_and_validated():
+    unit = np.random.default_rng(0).random((40, 5))
+    unit_m, m = holes(unit, 0.3)
+    imp = small().fit(unit_m)
+    assert imp.likelihood_ == "bernoulli" and np.all(imp.scale_ == 1) and imp.log_var_ is None
+    out = imp.transform(unit_m)
+    assert np.all((out[m] > 0) & (out[m] < 1))
+    assert small(likelihood="gaussian").fit(unit_m).likelihood_ == "gaussian"
+    real = holes(correlated(40, 3), 0.3)[0]
+    g = small().fit(real)
+    assert g.likelihood_ == "gaussian" and g.log_var_.shape == (3,)
+    np.testing.assert_allclose(g.mean_, np.nanmean(real, 0))  # statistics from observed values only
+    with pytest.raises(SeqImputeError, match=r"likelihood='bernoulli' needs every observed value in \[0, 1\].*"
+                                             r"likelihood='gaussian'"):
+        small(likelihood="bernoulli").fit(real)
+    with pytest.raises(SeqImputeError, match="choose 'auto', 'bernoulli' or 'gaussian'"):
+        small(likelihood="poisson").fit(real)
+    with pytest.raises(SeqImputeError, match="not a trainable policy"):
+        small(model="mean").fit(real)
+    with pytest.raises(SeqImputeError, match="hide_rate"):
+        small(hide_rate=(0.5, 1.0)).fit(real)
+    if "lstm-add" in MODELS:
+        with pytest.raises(SeqImputeError, match="sigmoid output only"):
+            small(model="lstm-add").fit(real)
+
+
+def test_lstm_add_by_option():
+    if "lstm-add" not in MODELS:
+        pytest.skip("lstm-add is not registered")
+    unit_m, m = holes(np.random.default_rng(0).random((30, 6)), 0.3)
+    out = small(model="lstm-add", max_updates=5).fit_transform(unit_m)
+    assert not np.isnan(out).any() and np.array_equal(out[~m], unit_m[~m])
+
+
+def test_package_exports_the_imputer():
+    assert seqimpute.SequentialImputer is SequentialImputer and "SequentialImputer" in seqimpute.__all__
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array([[float(c) if c else np.nan for c in r] for r in rows[1:]])
+
+
+def test_cli_fit_transform_csv_with_header_round_trip(tmp_path, capsys):
+    X = correlated(50, 3)
+    Xm, m = holes(X, 0.2)
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["alpha", "beta", "gamma"])
+        for row in Xm:
+            w.writerow(["" if np.isnan(v) else repr(float(v)) for v in row])
+    out = tmp_path / "out.csv"
+    rc = main(["fit-transform", str(src), str(out), "--updates", "20", "--rollouts", "3", "--samples", "2",
+               "--seed", "1", "--quiet"])
+    assert rc == 0 and "imputed" in capsys.readouterr().out
+    header, filled = _read_csv(out)
+    assert header == ["alpha", "beta", "gamma"] and filled.shape == X.shape and not np.isnan(filled).any()
+    assert np.array_equal(filled[~m], Xm[~m])
+    for k in (1, 2):
+        h, s = _read_csv(tmp_path / f"out.sample{k}.csv")
+        assert h == header and np.array_equal(s[~m], Xm[~m])
+    # .npz in, .npz out with the samples under their own key; a bad output type exits 2 before training
+    np.savez(tmp_path / "in.npz", x=Xm.astype(np.float32))
+    assert main(["fit-transform", str(tmp_path / "in.npz"), str(tmp_path / "o.npz"), "--updates", "5",
+                 "--rollouts", "2", "--samples", "3", "--quiet"]) == 0
+    with np.load(tmp_path / "o.npz") as z:
+        assert z["x"].shape == X.shape and z["samples"].shape == (3,) + X.shape
+    assert main(["fit-transform", str(src), str(tmp_path / "o.txt"), "--quiet"]) == 2
+    assert "use .csv, .npy or .npz" in capsys.readouterr().err
