@@ -219,6 +219,27 @@ def cmd_impute(args) -> int:
     return 0
 
 
+def cmd_curve(args) -> int:
+    from pathlib import Path
+
+    from . import runs
+    from .plots import training_curves
+
+    curves = {}
+    for run in args.runs:
+        runs.read_config(run)  # a clear error for a folder that is not a run
+        curves[Path(run).name] = runs.read_metrics(run)
+    refs = {}
+    for item in args.reference:
+        name, eq, value = item.rpartition("=")
+        try:
+            refs[name or "reference"] = float(value)
+        except ValueError:
+            raise SeqImputeError(f"--reference takes NAME=VALUE, e.g. paper=80.5; got {item!r}.") from None
+    print(f"wrote {training_curves(curves, args.out, args.title or '', refs)}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
     from .models.registry import MODELS
@@ -398,6 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.set_defaults(func=cmd_impute)
+
+    p = sub.add_parser("curve", help="plot validation bound against images seen for one or more runs")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=VALUE", help="a dashed line, e.g. paper=80.5")
+    p.add_argument("--title")
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("bench", help="training/imputation speed against the machine's matmul peak")
     p.add_argument("--model", action="append", default=[], help="model name (repeatable)")

@@ -50,24 +50,32 @@ def trajectory_grid(rows: list[dict], shape, path: str | Path, step_labels: list
     return path
 
 
-def training_curve(records: list[dict], path: str | Path, title: str = "", reference: dict | None = None) -> Path:
-    """Validation bound (paper units) against images seen, with optional horizontal reference lines."""
+def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "",
+                    reference: dict | None = None) -> Path:
+    """Validation bound (paper units) against training images seen, one line per run, with optional horizontal
+    reference lines (e.g. the paper's number, kNN)."""
     plt = _plt()
-    pts = [(r["images"], r["valid_bound_paper_units"]) for r in records if "valid_bound_paper_units" in r]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    if pts:
-        xs, ys = zip(*pts)
-        ax.plot(xs, ys, "-", lw=1.5, label="validation bound")
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ys_all = []
+    for label, records in curves.items():
+        pts = [(r["images"], r["valid_bound_paper_units"]) for r in records if "valid_bound_paper_units" in r]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, "-o", ms=2, lw=1.5, label=label)
+            ys_all += ys
     for name, value in (reference or {}).items():
         ax.axhline(value, ls="--", lw=1, color="gray")
-        ax.text(ax.get_xlim()[1], value, f" {name}", va="center", fontsize=7, color="gray")
+        ax.annotate(f"{name} {value:g}", (1, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    fontsize=7, color="dimgray")
+    if ys_all:
+        lo = min(ys_all + list((reference or {}).values()))
+        hi = float(np.percentile(ys_all, 95))
+        ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.02 * (hi - lo))
     ax.set_xlabel("training images seen")
-    ax.set_ylabel("bound (paper units, lower is better)")
-    if pts:
-        lo, hi = min(ys + tuple((reference or {}).values())), np.percentile(ys, 90)
-        ax.set_ylim(lo - 0.05 * (hi - lo), hi)
+    ax.set_ylabel("validation bound (paper units)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

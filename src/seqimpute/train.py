@@ -16,8 +16,9 @@ from . import runs
 from .data.masks import mask_sampler
 from .data.sources import load_dataset
 from .errors import SeqImputeError
-from .evaluate import evaluate
-from .models.policy import training_loss
+from .evaluate import check_mask_allowed, evaluate
+from . import distributed
+from .models.policy import Policy, noise_shard, training_loss
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 
@@ -75,10 +76,32 @@ class BatchOrder:
         return self._perm[pos * self.batch : (pos + 1) * self.batch]
 
 
-def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = True, quiet: bool = False) -> dict:
+def _tune_checkpoints(run: Path, cfg: TrainConfig, valid_set) -> None:
+    """After training: Policy.tune on the validation split for the last and best checkpoints (e.g. VAE-imp's step
+    count); the chosen settings go into each checkpoint's model config, and the best one's into config.toml."""
+    tuned = None
+    for which in ("last", "best"):
+        path = run / f"{which}.pt"
+        if not path.exists():
+            continue
+        ck = runs.load_checkpoint(path)
+        tuned = model_from_config(cfg.model, json.loads(ck["model_config"]))
+        tuned.load_state_dict(ck["model"])
+        tuned.to(cfg.device).tune(valid_set, cfg.mask)
+        ck["model_config"] = json.dumps(tuned.config())
+        runs.atomic_save(ck, path)
+    if tuned is not None:
+        config = runs.read_config(run)
+        config["model"] = {"name": cfg.model, **tuned.config()}
+        runs.write_config(run, config)
+
+
+def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = True, quiet: bool = False,
+          session_updates: int | None = None) -> dict:
     """Train (or resume) the run in folder ``run``. A new run needs ``cfg``; an existing one continues with its
     stored config, where ``cfg`` may raise ``updates``/``minutes`` (the run's totals) and change runtime settings.
-    Returns a summary dict."""
+    ``session_updates`` stops this call after that many updates (the run itself is unchanged: resume continues
+    exactly as if never stopped). Returns a summary dict."""
     run = Path(run)
     resuming = (run / "last.pt").exists()
     if resuming:
@@ -98,9 +121,11 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     if not cfg.updates and not cfg.minutes:
         cfg.minutes = DEFAULT_MINUTES
     ms = spec(cfg.model)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    check_mask_allowed(getattr(ms.cls, "allowed_masks", None), cfg.model, cfg.mask)  # generators: 'full' only
+    if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
         raise SeqImputeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    world, rank, device = distributed.setup(cfg.device)
+    main = rank == 0
 
     train_set = load_dataset(cfg.data, "train", **cfg.data_options)
     valid_set = load_dataset(cfg.data, "valid", **cfg.data_options)
@@ -121,6 +146,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         ck = None
     if not model.trainable:  # baselines: fitting is a pass over the training set, no updates
         model.fit(train_set)
+        model.tune(valid_set, cfg.mask)  # settings chosen on the validation split (e.g. kNN's k), in config()
         runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
                                 "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
                                          "dim": train_set.dim, "note": train_set.note}})
@@ -131,6 +157,8 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     if model.dim != train_set.dim:
         raise SeqImputeError(f"{run} was trained on {model.dim} values per example, the data have {train_set.dim}.")
     model.to(device)
+    if model.train_mask:  # a model that trains on its own mask whatever the run's (a VAE: 'full')
+        sampler = mask_sampler(model.train_mask)
     opt = Optimizer(model.parameters(), cfg.optimizer, ms.family, model.l2, cfg.lr, cfg.warmup)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     step, elapsed, best = 0, 0.0, math.inf
@@ -138,13 +166,16 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["rng"])
         step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
-    runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
-                            "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
-                                     "dim": train_set.dim, "note": train_set.note}})
+    if main:
+        runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
+                                "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
+                                         "dim": train_set.dim, "note": train_set.note}})
 
     x_train = train_set.x.to(device)
     order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
     B = order.batch
+    rows = distributed.local_rows(B, world, rank)
+    objective = distributed.wrap(model, world, device)
 
     def save(which: str):
         runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
@@ -156,12 +187,15 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
         return res["score_paper_units"]
 
+    start_step = step
+
     def done() -> bool:
         return (cfg.updates is not None and step >= cfg.updates) or \
-               (cfg.minutes is not None and elapsed >= cfg.minutes * 60)
+               (cfg.minutes is not None and elapsed >= cfg.minutes * 60) or \
+               (session_updates is not None and step - start_step >= session_updates)
 
     bar = None
-    if progress_bar and not quiet:
+    if progress_bar and not quiet and main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.updates, initial=step, unit="upd", desc=cfg.model, mininterval=1.0, dynamic_ncols=True)
@@ -173,14 +207,20 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     t0 = time.perf_counter()
     base_elapsed = elapsed
     while not done():
-        idx = order.indices(step).to(device)
+        idx = order.indices(step)[rows].to(device)
         x = x_train[idx]
-        observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)
-        r = model.rollout(x, observed, guided=True, generator=gen)
-        loss, stats = training_loss(model, r, x, observed)
+        # masks (and, inside the rollout, noise) are drawn for the global batch on every rank: see distributed.py
+        observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)[rows]
+        with noise_shard(world, rank):
+            loss, stats = objective(x, observed, gen)
         opt.zero_grad()
-        if torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if world > 1:  # every rank must join the gradient all-reduce; a fault anywhere skips the update everywhere
             loss.backward()
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+        elif finite:
+            loss.backward()
+        if finite:
             lr = opt.step(step, _progress(step, elapsed, cfg))
             acc["loss"] += loss.detach()
             for k in ("nll", "kl_qp", "kl_pq"):
@@ -190,9 +230,12 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
             acc["skipped"] += 1
         step += 1
         steps_log += 1
-        elapsed = base_elapsed + time.perf_counter() - t0
+        elapsed = distributed.broadcast_float(base_elapsed + time.perf_counter() - t0, world) if cfg.minutes \
+            else base_elapsed + time.perf_counter() - t0
         if bar is not None:
             bar.update(1)
+        if not main:
+            continue
         if step % cfg.log_every == 0 or done():
             now = time.perf_counter()
             n = max(acc["n"], 1)
@@ -217,6 +260,11 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
             save("last")
     if bar is not None:
         bar.close()
+    distributed.cleanup(world)
+    if not main:
+        return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best}
     if not (run / "last.pt").exists():
         save("last")
+    if type(model).tune is not Policy.tune:
+        _tune_checkpoints(run, cfg, valid_set)
     return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best}

@@ -25,10 +25,12 @@ class Rollout:
     kl_pq: torch.Tensor | None  # (S, B): KL(p||q)
     log_ratio: torch.Tensor | None  # (B,): sum over steps of log p(z_t) - log q(z_t) at the sampled z
     guided: bool
+    final_step: int | None = None  # the canvas that is the model's output when not the last (VAE-imp: a step
+    # chosen on validation data, while the rollout still returns the whole horizon for per-step curves)
 
     @property
     def final(self) -> torch.Tensor:
-        return self.canvases[-1]
+        return self.canvases[-1 if self.final_step is None else self.final_step]
 
 
 def composite(x: torch.Tensor, observed: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
@@ -36,11 +38,40 @@ def composite(x: torch.Tensor, observed: torch.Tensor, guess: torch.Tensor) -> t
     return torch.where(observed, x, guess)
 
 
+_NOISE_SHARD: tuple[int, int] | None = None  # (world size, rank) while a data-parallel step runs
+
+
+class noise_shard:
+    """Within this context every rank draws the noise of the whole global batch and keeps its own rows, so N
+    processes with the same generator state reproduce single-process training on the global batch exactly."""
+
+    def __init__(self, world: int, rank: int):
+        self.shard = (world, rank) if world > 1 else None
+
+    def __enter__(self):
+        global _NOISE_SHARD
+        self.prev, _NOISE_SHARD = _NOISE_SHARD, self.shard
+
+    def __exit__(self, *exc):
+        global _NOISE_SHARD
+        _NOISE_SHARD = self.prev
+
+
+def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
+    """N(0, I) noise of ``shape`` (batch first), honouring a data-parallel noise shard."""
+    if _NOISE_SHARD is None:
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    world, rank = _NOISE_SHARD
+    b = shape[0]
+    full = torch.randn((b * world, *shape[1:]), generator=generator, device=device, dtype=dtype)
+    return full[rank * b : (rank + 1) * b]
+
+
 def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
     """Sample z from q (guided) or p, and return (z, KL(q||p), KL(p||q), log p(z) - log q(z)), sums over dims.
     The last three are None for unguided steps. One fused pass: the exps are shared between the terms."""
     src_mu, src_lv = (mu_q, lv_q) if guided else (mu_p, lv_p)
-    eps = torch.randn(src_mu.shape, generator=generator, device=src_mu.device, dtype=src_mu.dtype)
+    eps = normal_noise(src_mu.shape, generator, src_mu.device, src_mu.dtype)
     z = src_mu + torch.exp(0.5 * src_lv) * eps
     if not guided:
         return z, None, None, None
@@ -63,6 +94,7 @@ class Policy(nn.Module):
     l2 = 0.0  # the authors' L2 penalty on every parameter (added by the optimiser as weight decay 2*l2)
     kl_q_weight = 0.9  # the authors' trained objective: NLL + 0.9 KL(q||p) + 0.1 KL(p||q)
     kl_p_weight = 0.1
+    train_mask: str | None = None  # the trainer's mask when set, whatever the run's mask (a VAE trains on 'full')
 
     def rollout(self, x: torch.Tensor, observed: torch.Tensor, guided: bool = True, steps: int | None = None,
                 generator: torch.Generator | None = None) -> Rollout:
@@ -74,6 +106,12 @@ class Policy(nn.Module):
     def fit(self, data) -> "Policy":
         """Non-trainable models (baselines) fit here from the training ``Dataset``; policies train by the trainer."""
         return self
+
+    def tune(self, valid, mask: str) -> dict:
+        """Settings chosen on the validation ``Dataset`` under the run's ``mask`` after fitting or training (not by
+        gradient: kNN's k, VAE-imp's step count). They must appear in ``config()``, so a reloaded model keeps them.
+        Returns what was chosen; the default tunes nothing."""
+        return {}
 
     def check_input(self, x: torch.Tensor, observed: torch.Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.dim:

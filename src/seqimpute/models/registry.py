@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from ..errors import SeqImputeError
 from . import gpsi
+from . import lstm
+from . import draw
+from . import baselines, template, vae
 from .policy import Policy
 
 
@@ -32,6 +35,29 @@ MODELS: dict[str, ModelSpec] = {
                           {"step_type": "add"}),
     "gpsi-jump": ModelSpec(gpsi.GPSI, gpsi.PRESETS, "gpsi",
                            "GPSI-jump: MLP policy, the canvas is replaced each step (Sec 3.1)", {"step_type": "jump"}),
+    "lstm-add": ModelSpec(lstm.LSTMImputer, lstm.PRESETS, "lstm",
+                          "LSTM-add: reader/writer LSTM policy, additive writes from the writer's output (Sec 3.2)",
+                          {"step_type": "add"}),
+    "lstm-jump": ModelSpec(lstm.LSTMImputer, lstm.PRESETS, "lstm",
+                           "LSTM-jump: reader/writer LSTM policy, the canvas is written from the writer's cell state "
+                           "(Sec 3.2)", {"step_type": "jump"}),
+    "vae-imp": ModelSpec(vae.VAEImputer, vae.PRESETS, "vae",
+                         "VAE-imp: a VAE trained on complete images, imputing by repeated encode/decode (Sec 4)"),
+    "tm-hon": ModelSpec(template.TemplateMatcher, {}, "none",
+                        "TM-hon: the training image that best explains the known values", {"oracle": False}),
+    "tm-orc": ModelSpec(template.TemplateMatcher, {}, "none",
+                        "TM-orc: the training image that best explains the missing values (an oracle)", {"oracle": True}),
+    "mean": ModelSpec(baselines.MeanImputer, {}, "none", "mean imputation: the training mean of each value"),
+    "knn": ModelSpec(baselines.KNNImputer, {}, "none",
+                     "kNN imputation: mean of the k nearest training images on the known values (k tuned on valid)"),
+    "draw": ModelSpec(draw.DRAW, draw.DRAW_PRESETS, "lstm",
+                      "DRAW without attention: N(0,I) step priors, c_T = c_0 + sum of writes (Sec 2.4; --mask full)"),
+    "draw-ext-add": ModelSpec(draw.ExtendedDRAW, draw.EXT_PRESETS, "lstm",
+                              "extended DRAW: mixture initial state, priors p(z_t|s_t-1), c_T = c_0 + sum of writes "
+                              "(Sec 2.5; --mask full)", {"step_type": "add"}),
+    "draw-ext-jump": ModelSpec(draw.ExtendedDRAW, draw.EXT_PRESETS, "lstm",
+                               "extended DRAW: mixture initial state, priors p(z_t|s_t-1), c_t = L(generator cell) "
+                               "(Sec 2.5; --mask full)", {"step_type": "jump"}),
 }
 
 
