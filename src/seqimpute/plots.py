@@ -82,3 +82,35 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def tile(images: np.ndarray, shape, cols: int | None = None, pad: int = 1) -> np.ndarray:
+    """(N, D) images in [0,1] -> one (rows*(H+pad)-pad, cols*(W+pad)-pad) mosaic, nearly square by default."""
+    n = len(images)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    H, W = shape
+    out = np.ones((rows * (H + pad) - pad, cols * (W + pad) - pad), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (H + pad) : r * (H + pad) + H, c * (W + pad) : c * (W + pad) + W] = img.reshape(H, W)
+    return out
+
+
+def sample_grid(frames: np.ndarray, shape, path: str | Path, steps: list[int], title: str = "") -> Path:
+    """The paper's Fig 1 layout: one mosaic of all samples per chosen step. ``frames``: (len(steps), N, D)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.2 * len(steps), 2.5), squeeze=False)
+    for ax, frame, t in zip(axes[0], frames, steps):
+        ax.imshow(tile(frame, shape), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"t={t}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.92 if title else 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
