@@ -1,4 +1,5 @@
-"""The command line: `seqimpute data|train|eval|impute|demo|bench ...`. Mistakes exit with code 2 and one line."""
+"""The command line: `seqimpute data|train|eval|impute|sample|finetune|curve|fit-transform|demo|bench ...`.
+Mistakes exit with code 2 and one line."""
 
 from __future__ import annotations
 
