@@ -1,20 +1,42 @@
 """`seqimpute bench`: training and imputation speed against the machine's float32 matmul peak, measured in one run.
 
 peak_share = (matmul FLOPs of one forward+backward training step / its time) / (median GFLOP/s of a large
-square float32 matmul). FLOPs are counted by torch.utils.flop_counter, i.e. only matrix products.
+square float32 matmul, timed before and after the models in the same process). FLOPs are counted by
+torch.utils.flop_counter, i.e. only matrix products; the optimiser's elementwise work is in the time, not the FLOPs.
+
+``--all``: every registered model at its paper preset: training images/s, share of the peak, peak memory, and the
+imputation rate (an unguided rollout under inference mode); non-trainable baselines get the imputation rate only.
+``--sweep T|D|batch``: one model (default gpsi-add) as T (1..32), D (784, 1024, 2304) or the batch grows.
+
+Peak memory ("peak_mem_mb", with "peak_mem_kind" saying how it was measured):
+* CUDA: ``torch.cuda.max_memory_allocated`` over the timed training steps (reset first), i.e. tensors only;
+* CPU: the resident-set high-water above the RSS just before the model's first training step, read from
+  /proc/self/statm by a sampling thread every millisecond (freed memory is handed back to the OS with malloc_trim
+  before each model, so earlier models do not hide the growth; short spikes between samples can be missed, so this
+  is a lower bound on the true peak, and it includes the allocator's slack).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
+import math
+import os
 import statistics
+import threading
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models.policy import training_loss
-from .models.registry import build_model, spec
+from .models.policy import compiled_elementwise, training_loss
+from .models.registry import MODELS, build_model, spec
 from .optim import Optimizer
+
+SWEEPS = {"T": [1, 2, 4, 8, 16, 32], "D": [784, 1024, 2304], "batch": [50, 100, 250, 500]}
+SIZE_SHAPES = {"mnist": (28, 28), "tfd": (48, 48), "svhn": (32, 32)}
+BASELINE_BANK = 10_000  # synthetic training images the non-trainable baselines search (MNIST has 50,000)
 
 
 def _sync(device):
@@ -28,7 +50,8 @@ def matmul_peak_gflops(device="cpu", n: int = 2048, repeats: int = 7) -> tuple[f
     b = torch.randn(n, n, device=device)
     torch.mm(a, b)
     _sync(device)
-    inner = max(1, int(4e9 // (2 * n**3)))  # ~4 GFLOP per timing
+    # ~4 GFLOP per timing on a CPU; a GPU needs far more work per timing to be measurable
+    inner = max(1, int((4e12 if torch.device(device).type == "cuda" else 4e9) // (2 * n**3)))
     rates = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -39,6 +62,11 @@ def matmul_peak_gflops(device="cpu", n: int = 2048, repeats: int = 7) -> tuple[f
     return statistics.median(rates), rates
 
 
+def _image_shape(dim: int) -> tuple[int, int] | None:
+    side = math.isqrt(dim)
+    return (side, side) if side * side == dim else None
+
+
 def _batch(dim, batch, device, mask, image_shape, gen):
     from .data.masks import mask_sampler
 
@@ -47,25 +75,108 @@ def _batch(dim, batch, device, mask, image_shape, gen):
     return x, observed
 
 
+# ------------------------------------------------------------------------------------------------ peak memory
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _trim():
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak memory of the block: CUDA max_memory_allocated, or the sampled RSS high-water above the start (CPU)."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.kind = "cuda max_memory_allocated" if self.cuda else "cpu rss high-water above start (sampled 1 ms)"
+        self.peak = 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
+        _trim()
+        self.base = self.peak = _rss_bytes() if os.path.exists("/proc/self/statm") else 0
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.001):
+                self.peak = max(self.peak, _rss_bytes())
+
+        self._thread = threading.Thread(target=sample, daemon=True) if self.base else None
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+            self.mb = self.peak / 2**20  # everything allocated at the peak, the model's weights included
+        else:
+            if self._thread:
+                self._stop.set()
+                self._thread.join()
+                self.peak = max(self.peak, _rss_bytes())
+            self.mb = max(self.peak - self.base, 0) / 2**20 if self.base else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------ one model
+
+def autocast(device, amp: str | None):
+    """bf16 autocast for the forward pass when ``amp == "bf16"``, else a no-op (the float32 reference)."""
+    if amp in (None, "none", "fp32", False):
+        return contextlib.nullcontext()
+    if amp != "bf16":
+        from .errors import SeqImputeError
+
+        raise SeqImputeError(f"amp must be 'none' or 'bf16', not {amp!r}.")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
 def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,
-                warmup: int = 3, overrides: dict | None = None, mask: str = "mcar:0.8") -> dict:
-    """Training images/s, matmul GFLOP/s of the step, and imputation (unguided rollout) images/s."""
-    dims = {"mnist": (28, 28), "tfd": (48, 48), "svhn": (32, 32)}
-    image_shape = dims.get(sizes, (28, 28))
-    dim = image_shape[0] * image_shape[1]
+                warmup: int = 3, overrides: dict | None = None, mask: str = "mcar:0.8", dim: int | None = None,
+                compile: bool = False, amp: str | None = None, impute: bool = True,
+                bank: int = BASELINE_BANK) -> dict:
+    """Training images/s, matmul GFLOP/s of the step, peak memory, and imputation (unguided rollout) images/s.
+    ``dim``: values per example (default: the preset's image size). ``compile``/``amp``: the fused-elementwise
+    and bf16-autocast paths (train.py's ``--set compile=true`` / ``--set amp=bf16``)."""
+    image_shape = SIZE_SHAPES.get(sizes, (28, 28)) if dim is None else _image_shape(dim)
+    dim = dim or image_shape[0] * image_shape[1]
     torch.manual_seed(0)
     model = build_model(name, dim, sizes, overrides).to(device)
     gen = torch.Generator(device=device).manual_seed(0)
-    out = {"model": name, "sizes": sizes, "batch": batch, "device": str(device), "dim": dim}
+    out = {"model": name, "sizes": sizes, "batch": batch, "device": str(device), "dim": dim,
+           "trainable": bool(model.trainable)}
     if not model.trainable:
+        if not impute:
+            return out
+        from .data.sources import Dataset
+
+        bank_x = torch.rand(bank, dim, generator=torch.Generator().manual_seed(1))
+        model.fit(Dataset(bank_x, image_shape, "synthetic", "train"))
+        model.to(device)
+        x, observed = _batch(dim, batch, device, mask, image_shape, gen)
+        out["bank"] = bank
+        out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, max(1, min(steps, 3)))
         return out
     opt = Optimizer(model.parameters(), "budget", spec(name).family, model.l2)
     mask = getattr(model, "train_mask", None) or mask
     x, observed = _batch(dim, batch, device, mask, image_shape, gen)
 
     def step(i):
-        r = model.rollout(x, observed, guided=True, generator=gen)
-        loss, _ = training_loss(model, r, x, observed)
+        with autocast(device, amp):
+            r = model.rollout(x, observed, guided=True, generator=gen)
+            loss, _ = training_loss(model, r, x, observed)
         opt.zero_grad()
         loss.backward()
         opt.step(i, 0.5)
@@ -73,36 +184,135 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     with FlopCounterMode(display=False) as fc:
         step(0)
     flops = fc.get_total_flops()
-    for i in range(warmup):
-        step(i)
-    _sync(device)
-    t = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    _sync(device)
-    dt = (time.perf_counter() - t) / steps
+    with compiled_elementwise(compile):
+        for i in range(warmup):
+            step(i)
+        with PeakMemory(device) as mem:
+            _sync(device)
+            t = time.perf_counter()
+            for i in range(steps):
+                step(i)
+            _sync(device)
+            dt = (time.perf_counter() - t) / steps
+        out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
+                    "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
+                    "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
+                    "amp": amp or "none", "steps_T": getattr(model, "steps", None)})
+        if impute:
+            with autocast(device, amp):
+                out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
+    return out
+
+
+def _impute_rate(model, x, observed, gen, device, reps: int) -> float:
     with torch.inference_mode():
         model.rollout(x, observed, guided=False, generator=gen)
         _sync(device)
         t = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(reps):
             model.rollout(x, observed, guided=False, generator=gen)
         _sync(device)
-        dti = (time.perf_counter() - t) / steps
-    out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
-                "step_gflops": flops / dt / 1e9, "impute_images_per_s": batch / dti,
-                "params": sum(p.numel() for p in model.parameters())})
-    return out
+        return len(x) * reps / (time.perf_counter() - t)
 
 
-def run_bench(models: list[str], sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,
-              overrides: dict | None = None) -> dict:
-    peak_before, rates_before = matmul_peak_gflops(device)
-    results = [bench_model(m, sizes, batch, device, steps, overrides=overrides) for m in models]
-    peak_after, rates_after = matmul_peak_gflops(device)
-    peak = statistics.median(rates_before + rates_after)
+def _with_peak(results: list[dict], rates: list[float]) -> float:
+    peak = statistics.median(rates)
     for r in results:
         if "step_gflops" in r:
             r["peak_share"] = r["step_gflops"] / peak
-    return {"peak_gflops": peak, "peak_samples": rates_before + rates_after, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": str(device), "models": results}
+    return peak
+
+
+def _header(device, rates) -> dict:
+    return {"peak_gflops": statistics.median(rates), "peak_samples": rates, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "device": str(device),
+            "device_name": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda"
+            else "cpu"}
+
+
+def run_bench(models: list[str], sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,
+              overrides: dict | None = None, compile: bool = False, amp: str | None = None,
+              warmup: int = 3) -> dict:
+    """The suite: the matmul peak before and after, every model in between (one process)."""
+    _, rates_before = matmul_peak_gflops(device)
+    def own(m):  # with several models, each takes the options it has (--all --set steps=4)
+        if not overrides or len(models) == 1:
+            return overrides
+        return {k: v for k, v in overrides.items() if k in spec(m).option_names()}
+
+    results = [bench_model(m, sizes, batch, device, steps, warmup=warmup, overrides=own(m), compile=compile,
+                           amp=amp) for m in models]
+    _, rates_after = matmul_peak_gflops(device)
+    rates = rates_before + rates_after
+    _with_peak(results, rates)
+    return {**_header(device, rates), "models": results}
+
+
+def run_sweep(what: str, model: str = "gpsi-add", sizes: str = "mnist", batch: int = 250, device="cpu",
+              steps: int = 2, values: list[int] | None = None, overrides: dict | None = None,
+              compile: bool = False, amp: str | None = None, warmup: int = 1) -> dict:
+    """How a training step's cost grows with T, D or the batch (every other setting at the preset)."""
+    from .errors import SeqImputeError
+
+    if what not in SWEEPS:
+        raise SeqImputeError(f"--sweep takes T, D or batch, not {what!r}.")
+    values = values or SWEEPS[what]
+    _, rates_before = matmul_peak_gflops(device)
+    results = []
+    for v in values:
+        ov = dict(overrides or {})
+        kw = {}
+        if what == "T":
+            ov["steps"] = int(v)
+        elif what == "D":
+            kw["dim"] = int(v)
+        r = bench_model(model, sizes, int(v) if what == "batch" else batch, device, steps, warmup=warmup,
+                        overrides=ov, dim=kw.get("dim"), compile=compile, amp=amp, impute=True)
+        r["sweep"], r["value"] = what, int(v)
+        results.append(r)
+    _, rates_after = matmul_peak_gflops(device)
+    rates = rates_before + rates_after
+    _with_peak(results, rates)
+    out = {**_header(device, rates), "sweep": what, "model": model, "models": results}
+    if what == "T" and len(results) >= 2:
+        out["linear_fit"] = linear_fit([r["value"] for r in results], [r["step_seconds"] for r in results])
+    return out
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> dict:
+    """Least squares y = a + b x, and the largest relative deviation of a point from the line."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    a = my - b * mx
+    dev = max(abs(y - (a + b * x)) / y for x, y in zip(xs, ys))
+    return {"intercept_s": a, "slope_s_per_step": b, "max_rel_deviation": dev}
+
+
+def format_table(res: dict) -> str:
+    lines = [f"float32 matmul peak {res['peak_gflops']:.1f} GFLOP/s (median of {len(res['peak_samples'])}; "
+             f"{res['threads']} threads, torch {res['torch']}, {res.get('device_name', res['device'])})"]
+    key = res.get("sweep")
+    first = f"{key:>6s}" if key else f"{'model':14s}"
+    lines.append(f"{first}{'train img/s':>12s}{'s/step':>9s}{'GFLOP/step':>11s}{'GFLOP/s':>9s}{'peak share':>11s}"
+                 f"{'peak MB':>9s}{'impute img/s':>13s}")
+    for r in res["models"]:
+        head = f"{r['value']:6d}" if key else f"{r['model']:14s}"
+        imp = f"{r['impute_images_per_s']:13.1f}" if "impute_images_per_s" in r else f"{'':13s}"
+        if "train_images_per_s" in r:
+            lines.append(f"{head}{r['train_images_per_s']:12.1f}{r['step_seconds']:9.3f}{r['step_gflop']:11.2f}"
+                         f"{r['step_gflops']:9.1f}{r['peak_share']:11.3f}{r['peak_mem_mb']:9.0f}{imp}")
+        else:
+            lines.append(f"{head}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':9s}{imp}")
+    if "linear_fit" in res:
+        f = res["linear_fit"]
+        lines.append(f"linear fit: s/step = {f['intercept_s']:.4f} + {f['slope_s_per_step']:.4f} T; "
+                     f"largest deviation {100 * f['max_rel_deviation']:.1f}%")
+    if res["models"] and "peak_mem_kind" in next((r for r in res["models"] if "peak_mem_kind" in r), {}):
+        lines.append("peak MB: " + next(r for r in res["models"] if "peak_mem_kind" in r)["peak_mem_kind"])
+    return "\n".join(lines)
+
+
+def all_models() -> list[str]:
+    return list(MODELS)

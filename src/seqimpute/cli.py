@@ -189,6 +189,9 @@ def cmd_impute(args) -> int:
     from .plots import trajectory_grid
     from .runs import load_run_model
 
+    for name in ("columns", "max_images"):
+        if getattr(args, name) < 1:
+            raise SeqImputeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     x = read_images(args.input, shape)
@@ -242,20 +245,39 @@ def cmd_curve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-    from .models.registry import MODELS
+    from .bench import format_table, run_bench, run_sweep
+    from .models.registry import MODELS, spec
 
-    models = list(MODELS) if args.all else args.model
-    if not models:
-        raise SeqImputeError("give --model NAME (repeatable) or --all.")
-    res = run_bench(models, args.sizes, args.batch, args.device or "cpu", args.steps)
-    print(f"float32 matmul peak {res['peak_gflops']:.1f} GFLOP/s (median of {len(res['peak_samples'])}; "
-          f"{res['threads']} threads, torch {res['torch']})")
-    print(f"{'model':12s}{'train img/s':>12s}{'step GFLOP/s':>14s}{'peak share':>12s}{'impute img/s':>14s}")
-    for r in res["models"]:
-        if "train_images_per_s" in r:
-            print(f"{r['model']:12s}{r['train_images_per_s']:12.1f}{r['step_gflops']:14.1f}{r['peak_share']:12.3f}"
-                  f"{r['impute_images_per_s']:14.1f}")
+    overrides = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SeqImputeError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            overrides[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip().replace("-", "_")] = value.strip()
+    compile_, amp = bool(overrides.pop("compile", False)), overrides.pop("amp", "none")
+    device = args.device or "cpu"
+    if torch_device_is_cuda(device):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SeqImputeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    if args.sweep:
+        model = (args.model or ["gpsi-add"])[0]
+        if not spec(model).presets:
+            raise SeqImputeError(f"{model} is not trained; --sweep takes a trainable model, e.g. gpsi-add.")
+        values = [int(v) for v in args.values.split(",")] if args.values else None
+        res = run_sweep(args.sweep, model, args.sizes, args.batch, device, args.steps, values, overrides or None,
+                        compile_, amp, warmup=args.warmup)
+    else:
+        models = list(MODELS) if args.all else args.model
+        if not models:
+            raise SeqImputeError("give --model NAME (repeatable), --all or --sweep T|D|batch.")
+        res = run_bench(models, args.sizes, args.batch, device, args.steps, overrides or None, compile_, amp,
+                        warmup=args.warmup)
+    print(format_table(res))
     if args.json:
         from pathlib import Path
 
@@ -265,6 +287,10 @@ def cmd_bench(args) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def torch_device_is_cuda(device: str) -> bool:
+    return str(device).split(":")[0] == "cuda"
 
 
 def cmd_demo(args) -> int:
@@ -361,6 +387,32 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- reproduce
+
+
+def cmd_reproduce(args) -> int:
+    import shlex
+
+    from .experiments.reproduce import reproduce
+
+    argv = ["seqimpute", "reproduce", args.experiment, "--preset", args.preset, "--runs", args.runs, "--out", args.out]
+    for flag, value in (("--data-root", args.data_root), ("--data", args.data), ("--tfd-path", args.tfd_path),
+                        ("--svhn-path", args.svhn_path), ("--binarized-path", args.binarized_path),
+                        ("--device", args.device)):
+        if value:
+            argv += [flag, value]
+    if args.smoke:
+        argv += ["--smoke", "--smoke-updates", str(args.smoke_updates)]
+    argv += ["--report-only"] if args.report_only else []
+    res = reproduce(args.experiment, args.preset, runs=args.runs, out=args.out, smoke=args.smoke,
+                    smoke_updates=args.smoke_updates, data=args.data, tfd_path=args.tfd_path,
+                    svhn_path=args.svhn_path, binarized_path=args.binarized_path, device=args.device or "cpu",
+                    quiet=args.quiet, report_only=args.report_only, command=shlex.join(argv))
+    print(f"wrote {res['out']}: " + ", ".join(f for files in res["files"].values() for f in files))
+    print(f"runs in {res['runs']}; status in {res['status']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -433,7 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--sizes", default="mnist", choices=["mnist", "tfd", "svhn"])
     p.add_argument("--batch", type=int, default=250)
-    p.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps per model (or per sweep point)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first (compile happens here)")
+    p.add_argument("--sweep", choices=["T", "D", "batch"],
+                   help="cost of one model (--model, default gpsi-add) as T (1..32), D (784, 1024, 2304) or the batch grows")
+    p.add_argument("--values", help="comma-separated sweep points instead of the defaults, e.g. 1,2,4,8")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option for every model, or compile=true / amp=bf16 (the trainer's fast paths)")
     p.add_argument("--device")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)
@@ -486,6 +544,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("reproduce", help="train, score and tabulate an experiment of the paper beside its numbers")
+    p.add_argument("experiment", choices=["table1", "fig1", "fig2", "fig2c", "fig3", "all"])
+    p.add_argument("--preset", default="cpu", help="paper (the paper's sizes and updates, for a GPU) or cpu "
+                   "(at most 15 min per model on a 2-core CPU; default), or a path to a preset .toml")
+    p.add_argument("--runs", default="runs/reproduce", help="where the runs live (default runs/reproduce; "
+                   "<runs>/<preset>/...): finished runs are skipped, unfinished ones resume")
+    p.add_argument("--out", default="results", help="results root (default results): writes <out>/<preset>/")
+    p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+    p.add_argument("--tfd-path", help="your TFD file: the TFD rows run on it (else on the orl-faces stand-in)")
+    p.add_argument("--svhn-path", help="folder with the SVHN .mat files: the SVHN rows run (else 'not run')")
+    p.add_argument("--binarized-path", help="folder with binarized_mnist_*.amat for Fig 1 (else a seeded binarization)")
+    p.add_argument("--data", help="run every dataset on this one instead (e.g. sklearn-digits for a quick check); "
+                   "the outputs go to <preset>-<data> and say so")
+    p.add_argument("--smoke", action="store_true", help="a few updates per model and 50 test images: checks the "
+                   "whole pipeline in about a minute (outputs to <preset>-smoke)")
+    p.add_argument("--smoke-updates", type=int, default=3, help="updates per model with --smoke (default 3)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: score and tabulate the runs as they are")
+    p.add_argument("--device", help="cpu (default), cuda, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
@@ -502,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SeqImputeError as e:
-        print(f"seqimpute: error: {e}", file=sys.stderr)
+        print(f"seqimpute: error: {' '.join(str(e).split())}", file=sys.stderr)  # always one line
         return 2
     except BrokenPipeError:  # output piped into `head` and friends
         return 0

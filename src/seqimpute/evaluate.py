@@ -8,6 +8,7 @@ K unguided rollouts give the unguided NLL and the imputations scored by MSE and 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -28,6 +29,28 @@ def check_mask_allowed(allowed, name: str, spec: str) -> None:
         raise SeqImputeError(f"{name} takes only {options}, not mask {spec!r}; use {options}.")
 
 
+MAX_SAMPLES = ROWS_BUDGET  # K rollouts per image: one image's K rows fit one evaluation batch
+
+
+def check_counts(samples=1, steps=None, n=None, batch=1, seed=0) -> None:
+    """Whole-number knobs of evaluation and imputation, refused with one message when they make no sense
+    (--samples 0, --steps -1, --n 0) or would exhaust memory or never end (--samples 10**9, --steps 10**9)."""
+    from .models.registry import MAX_STEPS
+
+    def whole(name, v, lo, hi=None, none_ok=False):
+        if v is None and none_ok:
+            return
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
+            top = f" and at most {hi:,}" if hi is not None else ""
+            raise SeqImputeError(f"{name} must be a whole number of at least {lo}{top}, got {v!r}.")
+
+    whole("samples", samples, 1, MAX_SAMPLES)
+    whole("steps", steps, 1, MAX_STEPS, none_ok=True)
+    whole("n", n, 1, none_ok=True)
+    whole("batch", batch, 1)
+    whole("seed", seed, 0, 2**63 - 1)
+
+
 def _check_masks(observed: torch.Tensor, model: Policy, spec: str) -> None:
     if not (~observed).any():
         raise SeqImputeError(f"mask {spec!r} leaves nothing missing; choose a mask that hides some values.")
@@ -38,6 +61,7 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
              n: int | None = None, batch: int = 250, seed: int = 0, device=None, progress: bool = False) -> dict:
     """Score ``model`` on the first ``n`` examples of ``data`` (all by default) with the fixed mask set of
     (data, mask). Returns a dict of scores (see README "Scores")."""
+    check_counts(samples=samples, steps=steps, n=n, batch=batch, seed=seed)
     check_mask_allowed(getattr(model, "allowed_masks", None), model.name, mask)
     device = torch.device(device or next(model.parameters(), torch.empty(0)).device)
     x_all = data.x[:n] if n else data.x

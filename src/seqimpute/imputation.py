@@ -16,6 +16,9 @@ def sample_trajectories(model: Policy, x: torch.Tensor, observed: torch.Tensor, 
                         steps: int | None = None, seed: int = 0) -> torch.Tensor:
     """Unguided (primary-policy) rollouts. Returns (samples, N, T+1, D): the composite (known values kept,
     missing values = sigmoid(c_t)) after each step t = 0..T. NaN in x at missing entries is allowed."""
+    from .evaluate import check_counts
+
+    check_counts(samples=samples, steps=steps, seed=seed)
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device
     x = torch.nan_to_num(x.to(device), nan=0.0)  # missing entries are never read by the primary policy
@@ -50,6 +53,18 @@ def read_images(path: str | Path, image_shape) -> torch.Tensor:
         arr = read_image(path, None)[None]
     if arr.ndim == 2 and image_shape is not None and arr.shape == tuple(image_shape):
         arr = arr[None]
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise SeqImputeError(f"{path}: expected images as an array (N, H, W) or (N, H*W) with N >= 1, got shape "
+                             f"{arr.shape}.")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or np.issubdtype(arr.dtype, np.bool_)):
+        raise SeqImputeError(f"{path}: images must hold numbers, not {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.floating):  # checked before the float32 cast, which would overflow to inf
+        if np.isinf(arr).any():
+            raise SeqImputeError(f"{path} holds infinite values; mark missing values with NaN instead.")
+        finite = arr[np.isfinite(arr)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise SeqImputeError(f"{path}: float values must lie in [0, 1] (found {finite.min():g}..{finite.max():g}).")
     if np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
     arr = arr.reshape(len(arr), -1).astype(np.float32)

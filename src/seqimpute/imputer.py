@@ -159,7 +159,12 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
-        return _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
+        try:
+            return _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
+        except SeqImputeError:
+            raise
+        except ValueError as e:  # scikit-learn's validation: one line, as a SeqImputeError (still a ValueError)
+            raise SeqImputeError(" ".join(str(e).split())) from None
 
     def _check_params(self) -> None:
         trainable = [n for n, s in MODELS.items() if getattr(s.cls, "trainable", True) and s.family != "none"

@@ -56,17 +56,29 @@ class Optimizer:
         else:
             raise SeqImputeError(f"unknown optimizer {kind!r}; use budget (default) or paper.")
         self.clip = clip
-        self.adam = torch.optim.Adam(self.params, lr=lr, betas=(0.9, beta2), eps=eps, weight_decay=2 * l2)
+        self.lr_scale = 1.0  # lowered by the trainer after repeated numerical faults (kept in checkpoints)
+        self.skipped = False  # whether the last step() skipped its update (a non-finite gradient)
+        try:
+            self.adam = torch.optim.Adam(self.params, lr=lr, betas=(0.9, beta2), eps=eps, weight_decay=2 * l2)
+        except ValueError as e:  # a negative learning rate or L2 penalty
+            raise SeqImputeError(f"bad optimiser setting ({e}); give lr > 0 and l2 >= 0.") from None
 
     def step(self, i: int, progress: float) -> float:
+        """Apply update ``i``; returns the learning rate. A NaN/inf gradient skips the update (``self.skipped``):
+        the per-tensor norms the clipping computes anyway are checked with one device sync."""
         lr, beta1 = self.schedule(i, progress)
+        lr *= self.lr_scale
         for g in self.adam.param_groups:
             g["lr"], g["betas"] = lr, (beta1, g["betas"][1])
-        if self.clip:
-            for p in self.params:  # per-tensor clipping, as the authors' Adam does
-                if p.grad is not None:
-                    torch.nn.utils.clip_grad_norm_(p, self.clip, foreach=True)
-        self.adam.step()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.clip:  # per-tensor clipping, as the authors' Adam does
+            norms = [torch.nn.utils.clip_grad_norm_(p, self.clip, foreach=True) for p in self.params
+                     if p.grad is not None]
+        else:
+            norms = list(torch._foreach_norm(grads)) if grads else []
+        self.skipped = bool(norms) and not bool(torch.isfinite(torch.stack(norms)).all())
+        if not self.skipped:
+            self.adam.step()
         return lr
 
     def zero_grad(self):

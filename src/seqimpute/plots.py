@@ -72,6 +72,7 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str 
         hi = float(np.percentile(ys_all, 95))
         ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.02 * (hi - lo))
     ax.set_xlabel("training images seen")
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k")
     ax.set_ylabel("validation bound (paper units)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

@@ -6,7 +6,9 @@ import json
 import os
 import pickle
 import tempfile
+import time
 import tomllib
+import warnings
 from pathlib import Path
 
 import tomli_w
@@ -28,10 +30,39 @@ def atomic_save(obj, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        if _SLOW_WRITE_ENV in os.environ:  # test seam (crash tests): widen the window in which a kill tears a write
+            time.sleep(float(os.environ[_SLOW_WRITE_ENV]))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+_SLOW_WRITE_ENV = "SEQIMPUTE_TEST_SLOW_CHECKPOINT_S"  # seconds to wait between writing a checkpoint and renaming it
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_partials(run: Path) -> list[Path]:
+    """Delete the temporary ``.*.part`` files a killed writer left in a run folder (never complete files)."""
+    gone = []
+    for p in Path(run).glob(".*.part"):
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -41,9 +72,13 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not path.exists():
         raise SeqImputeError(f"{path} does not exist; is this a run folder written by `seqimpute train`?")
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise SeqImputeError(f"{path} is not a safe seqimpute checkpoint and was refused ({str(e).splitlines()[0]}).") from None
+        why = str(e).partition("WeightsUnpickler error:")[2].strip().splitlines() or str(e).splitlines() or [""]
+        raise SeqImputeError(f"{path} is not a safe seqimpute checkpoint and was refused ({why[0].strip()}); "
+                             f"never load it with weights_only=False unless you trust its source.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise SeqImputeError(f"{path} is corrupt or not a checkpoint ({str(e).splitlines()[0]}); "
                              f"use another checkpoint or retrain.") from None
@@ -81,6 +116,33 @@ def read_config(run: Path) -> dict:
         raise SeqImputeError(f"{path} is not valid TOML ({e}); restore it or start a new run.") from None
 
 
+def truncate_metrics(run: Path, step: int) -> int:
+    """Keep only the metrics records of steps <= ``step`` (and drop lines a crash tore), atomically: a run resumed
+    from the checkpoint of ``step`` then logs every later step exactly once. Returns the number of lines dropped."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        at = rec.get("step", 0) if isinstance(rec, dict) else None
+        if isinstance(at, (int, float)) and at <= step:
+            keep.append(line)
+    if len(keep) == len(lines) and (not lines or path.read_bytes().endswith(b"\n")):
+        return 0  # nothing to drop and no cut-off last line: leave the file alone
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.jsonl.", suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(line + "\n" for line in keep))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
 def append_metrics(run: Path, record: dict) -> None:
     with open(Path(run) / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -93,9 +155,11 @@ def read_metrics(run: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut by a crash
             continue
+        if isinstance(rec, dict):
+            out.append(rec)
     return out
 
 
@@ -115,11 +179,15 @@ def load_run_model(run: Path, which: str = "best", device="cpu"):
     if ck.get("model_name") != name:
         raise SeqImputeError(f"{path} holds a {ck.get('model_name')} model but {run}/config.toml says {name}; "
                              f"the run folder is mixed up: retrain or restore the matching files.")
-    model = model_from_config(name, json.loads(ck["model_config"]))
+    try:
+        model = model_from_config(name, json.loads(ck["model_config"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # ValueError covers JSONDecodeError
+        raise SeqImputeError(f"{path} holds an unusable model configuration ({type(e).__name__}: {e}); "
+                             f"use another checkpoint or retrain.") from None
     try:
         model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise SeqImputeError(f"{path} does not fit the {name} model ({str(e).splitlines()[0]}).") from None
+    except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+        raise SeqImputeError(f"{path} does not fit the {name} model ({str(e).splitlines()[0] if str(e) else type(e).__name__}).") from None
     if not model.trainable:  # baselines keep the training set out of the checkpoint and refit from the data
         from .data.sources import load_dataset
 

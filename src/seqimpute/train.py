@@ -3,6 +3,7 @@ periodic validation on fixed masks, atomic last/best checkpoints, exact resume, 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -18,11 +19,19 @@ from .data.sources import load_dataset
 from .errors import SeqImputeError
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
-from .models.policy import Policy, noise_shard, training_loss
+from .bench import autocast
+from .models.policy import Policy, compiled_elementwise, noise_shard, training_loss
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 
 DEFAULT_MINUTES = 30.0
+# Numerical faults (a NaN/inf loss or gradient) skip their update. This many in a row, or this many within the last
+# FAULT_WINDOW updates, restore the last checkpoint with the learning rate halved; after MAX_RESTORES restores the
+# run stops with a SeqImputeError (last.pt stays the last good state).
+MAX_CONSECUTIVE_FAULTS = 5
+MAX_FAULTS_IN_WINDOW = 20
+FAULT_WINDOW = 100
+MAX_RESTORES = 3
 
 
 @dataclass
@@ -45,10 +54,38 @@ class TrainConfig:
     valid_size: int = 1000
     ckpt_every: int = 500
     log_every: int = 50
+    compile: bool = False  # run the step's elementwise chains through torch.compile (models.policy.compiled_elementwise)
+    amp: str = "none"  # "bf16": bfloat16 autocast for the forward pass (GPU mixed precision; also works on CPU)
 
     @classmethod
     def fields(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+    def check(self) -> None:
+        """Refuse nonsensical settings with one clear message (they would otherwise fail deep inside training)."""
+        def whole(name, lo=1, hi=None, none_ok=False):
+            v = getattr(self, name)
+            if v is None and none_ok:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                top = f" and at most {hi:,}" if hi is not None else ""
+                raise SeqImputeError(f"{name} must be a whole number of at least {lo}{top}, got {v!r}.")
+
+        whole("batch", hi=10_000_000)
+        whole("updates", none_ok=True)
+        whole("seed", lo=0, hi=2**32 - 1)
+        whole("warmup", lo=0)
+        for name in ("valid_every", "valid_size", "ckpt_every", "log_every"):
+            whole(name)
+        for name, none_ok in (("minutes", True), ("lr", False)):
+            v = getattr(self, name)
+            if v is None and none_ok:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise SeqImputeError(f"{name} must be a positive number, got {v!r}.")
+        for name in ("model", "data", "mask", "device", "optimizer"):
+            if not isinstance(getattr(self, name), str):
+                raise SeqImputeError(f"{name} must be a string, got {getattr(self, name)!r}.")
 
 
 def _progress(step: int, elapsed: float, cfg: TrainConfig) -> float:
@@ -74,6 +111,22 @@ class BatchOrder:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
         return self._perm[pos * self.batch : (pos + 1) * self.batch]
+
+
+def _restore(run: Path, model, opt: Optimizer, gen: torch.Generator, seed: int, step: int) -> tuple[int, float | None]:
+    """After repeated numerical faults: the last checkpoint's parameters and optimiser state (or the current ones
+    when there is none yet, which skipped updates kept finite), half the learning rate, and a fresh noise stream so
+    the same draws do not replay the same fault. Returns the step to continue from and the checkpoint's best
+    validation score (None without a checkpoint)."""
+    path, best = run / "last.pt", None
+    if path.exists():
+        ck = runs.load_checkpoint(path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, best = int(ck["step"]), float(ck["best"])
+    opt.lr_scale *= 0.5
+    gen.manual_seed(seed)
+    return step, best
 
 
 def _tune_checkpoints(run: Path, cfg: TrainConfig, valid_set) -> None:
@@ -109,7 +162,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         if cfg is not None:
             if cfg.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {cfg.model}; choose another --run folder.")
-            for k in ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every"):
+            for k in ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "amp"):
                 v = getattr(cfg, k)
                 if v is not None and v != getattr(TrainConfig, k, None):
                     setattr(stored, k, v)
@@ -118,8 +171,10 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         raise SeqImputeError(f"{run} is not a run folder (no last.pt); start a run with --model, --data and --mask.")
     elif (run / "config.toml").exists() and not (run / "last.pt").exists():
         pass  # a run that never reached its first checkpoint starts again
+    cfg.check()
     if not cfg.updates and not cfg.minutes:
         cfg.minutes = DEFAULT_MINUTES
+    autocast(cfg.device, cfg.amp)  # validates the amp name before any work
     ms = spec(cfg.model)
     check_mask_allowed(getattr(ms.cls, "allowed_masks", None), cfg.model, cfg.mask)  # generators: 'full' only
     if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
@@ -161,12 +216,21 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         sampler = mask_sampler(model.train_mask)
     opt = Optimizer(model.parameters(), cfg.optimizer, ms.family, model.l2, cfg.lr, cfg.warmup)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    step, elapsed, best = 0, 0.0, math.inf
+    step, elapsed, best, restores = 0, 0.0, math.inf, 0
     if ck is not None:
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["rng"])
-        step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
+        try:
+            opt.load_state_dict(ck["optimizer"])
+            gen.set_state(ck["rng"])
+            step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise SeqImputeError(f"{run}/last.pt lacks a usable training state ({type(e).__name__}: {e}); it cannot "
+                                 f"be resumed: start a new run folder.") from None
+        opt.lr_scale, restores = float(ck.get("lr_scale", 1.0)), int(ck.get("restores", 0))
     if main:
+        # A resumed run continues from its last complete checkpoint: temporary files of a killed write go, and
+        # metrics logged after the checkpoint's step are dropped (they are logged again, once, as the run replays).
+        runs.remove_partials(run)
+        runs.truncate_metrics(run, step)
         runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
                                 "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
                                          "dim": train_set.dim, "note": train_set.note}})
@@ -181,7 +245,8 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
                           "model_name": cfg.model, "model_config": json.dumps(model.config()),
                           "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
-                          "step": step, "elapsed": elapsed, "best": best}, run / f"{which}.pt")
+                          "step": step, "elapsed": elapsed, "best": best, "lr_scale": opt.lr_scale,
+                          "restores": restores}, run / f"{which}.pt")
 
     def validate() -> float:
         res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
@@ -202,6 +267,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     last_valid = best if math.isfinite(best) else float("nan")
     lr = 0.0
     acc = {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
+    fault_run, faults = 0, collections.deque()  # consecutive faults; steps of the faults in the last FAULT_WINDOW
     t_log, steps_log = time.perf_counter(), 0
     model.train()
     t0 = time.perf_counter()
@@ -211,10 +277,11 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         x = x_train[idx]
         # masks (and, inside the rollout, noise) are drawn for the global batch on every rank: see distributed.py
         observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)[rows]
-        with noise_shard(world, rank):
+        with noise_shard(world, rank), compiled_elementwise(cfg.compile), autocast(device, cfg.amp):
             loss, stats = objective(x, observed, gen)
         opt.zero_grad()
         finite = bool(torch.isfinite(loss))
+        cause = "loss"
         if world > 1:  # every rank must join the gradient all-reduce; a fault anywhere skips the update everywhere
             loss.backward()
             finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
@@ -222,12 +289,42 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
             loss.backward()
         if finite:
             lr = opt.step(step, _progress(step, elapsed, cfg))
+            finite, cause = not opt.skipped, "gradient"  # the optimiser skips a NaN/inf gradient
+        if finite:
             acc["loss"] += loss.detach()
             for k in ("nll", "kl_qp", "kl_pq"):
                 acc[k] += stats[k]
             acc["n"] += 1
+            fault_run = 0
         else:  # a numerical fault: skip the update rather than poison the parameters
             acc["skipped"] += 1
+            fault_run += 1
+            faults.append(step)
+            while faults and faults[0] <= step - FAULT_WINDOW:
+                faults.popleft()
+            if main:
+                runs.append_metrics(run, {"step": step + 1, "event": "skipped_update", "cause": f"non-finite {cause}"})
+            if fault_run >= MAX_CONSECUTIVE_FAULTS or len(faults) >= MAX_FAULTS_IN_WINDOW:
+                restores += 1
+                if restores > MAX_RESTORES:
+                    if bar is not None:
+                        bar.close()
+                    raise SeqImputeError(
+                        f"training diverged: non-finite losses or gradients kept coming back after {MAX_RESTORES} "
+                        f"restores of the last checkpoint with the learning rate halved each time (now x"
+                        f"{opt.lr_scale:g}); lower the learning rate (--set lr=...) or check the data for extreme "
+                        f"values. {run / 'last.pt'} holds the last good state.")
+                step, ck_best = _restore(run, model, opt, gen, cfg.seed + 1_000_003 * restores, step)
+                best = best if ck_best is None else ck_best
+                fault_run, acc = 0, {k: 0 if k in ("n", "skipped") else 0.0 for k in acc}
+                faults.clear()
+                if main:
+                    runs.truncate_metrics(run, step)
+                    runs.append_metrics(run, {"step": step, "event": "restored", "lr_scale": opt.lr_scale,
+                                              "restores": restores})
+                    save("last")  # the halved rate and the fresh noise stream survive a crash from here on
+                t_log, steps_log = time.perf_counter(), 0
+                continue
         step += 1
         steps_log += 1
         elapsed = distributed.broadcast_float(base_elapsed + time.perf_counter() - t0, world) if cfg.minutes \

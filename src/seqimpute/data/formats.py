@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import io
 import pickle
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..errors import SeqImputeError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 
 
@@ -165,8 +167,15 @@ def read_csv(path: Path) -> np.ndarray:
     def cell(c: str, line: int, col: int) -> float:
         c = c.strip()
         try:
-            return float(c)
+            v = float(c)
         except ValueError:
+            v = None
+        if v is not None:
+            if math.isfinite(v) and abs(v) > FLOAT32_MAX:
+                raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c} is beyond float32's range; "
+                                     f"rescale the column.")
+            return v
+        else:
             if c.lower() in missing:
                 return np.nan
             raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c!r} is not a number; a CSV table must "

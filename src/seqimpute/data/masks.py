@@ -57,6 +57,11 @@ class MaskSampler:
             dim = image_shape[0] * image_shape[1]
         if image_shape is not None and image_shape[0] * image_shape[1] != dim:
             raise SeqImputeError(f"image shape {image_shape} does not match {dim} values per example.")
+        if int(n) < 0:
+            raise SeqImputeError(f"cannot sample {n} masks; give n >= 0.")
+        if int(n) == 0:  # nothing to draw (some samplers, e.g. mixtures, cannot draw zero rows)
+            out = torch.zeros(0, int(dim), dtype=torch.bool, device=work)
+            return out if target is None else out.to(target)
         out = self._sample(int(n), image_shape, int(dim), generator, work, x)
         return out if target is None or out.device == target else out.to(target)
 

@@ -378,6 +378,8 @@ def load_own(path: Path, **options) -> Splits:
             image_shape = shapes["train"][1]
             if any(v[1] != image_shape or v[0].shape[1] != shapes["train"][0].shape[1] for v in shapes.values()):
                 raise SeqImputeError(f"{path}: train, valid and test must have the same shape per example.")
+            if any(np.isinf(v[0]).any() for v in shapes.values()):
+                raise SeqImputeError(f"{path} holds infinite values; replace them (or mark them missing with NaN).")
             return Splits({s: v[0] for s, v in shapes.items()}, image_shape, "your splits", str(path))
         if "x" in given:
             arr = given["x"]
@@ -392,6 +394,16 @@ def load_own(path: Path, **options) -> Splits:
 
 
 def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray, tuple | None]:
+    if arr.ndim >= 2 and 0 in arr.shape[1:]:
+        raise SeqImputeError(f"{path}: examples of shape {arr.shape[1:]} hold no values; give (N, D) or (N, H, W) "
+                             f"with D, H, W >= 1.")
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
+        raise SeqImputeError(f"{path}: the data must be real numbers, not {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > 4:
+        big = np.abs(arr[np.isfinite(arr)])
+        if big.size and big.max() > np.finfo(np.float32).max:
+            raise SeqImputeError(f"{path} holds values beyond float32's range (up to {big.max():g}); rescale them.")
     if arr.ndim == 4 and arr.shape[-1] in (1, 3):  # (N, H, W, C) colour images -> grey
         if arr.shape[-1] == 1:
             arr = arr[..., 0]

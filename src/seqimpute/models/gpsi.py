@@ -64,8 +64,9 @@ class GPSI(Policy):
         writer = self.writer.weights()
         if guided:
             wq1, bq1 = self.q.fc1.effective()
-            w_first = torch.cat([wp1, wq1[:, :D]])
-            q_from_x = F.linear(x, wq1[:, D:], bq1)
+            wq_c, wq_x = wq1.split(D, dim=1)  # one SplitBackward (a cat of the two grads), not two zero-filled slices
+            w_first = torch.cat([wp1, wq_c])
+            q_from_x = F.linear(x, wq_x, bq1)
             q_rest = (self.q.fc2.effective(), self.q.heads())
         guess = torch.sigmoid if self.link == "sigmoid" else (lambda u: u)
         c = self.c0.expand(B, D)

@@ -67,20 +67,78 @@ def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
     return full[rank * b : (rank + 1) * b]
 
 
-def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
-    """Sample z from q (guided) or p, and return (z, KL(q||p), KL(p||q), log p(z) - log q(z)), sums over dims.
-    The last three are None for unguided steps. One fused pass: the exps are shared between the terms."""
-    src_mu, src_lv = (mu_q, lv_q) if guided else (mu_p, lv_p)
-    eps = normal_noise(src_mu.shape, generator, src_mu.device, src_mu.dtype)
+def _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q):
+    """The deterministic part of a guided latent step, from the noise: (z, KL(q||p), KL(p||q), log p(z) - log q(z)),
+    sums over dims. A pure function of tensors (no generator), so torch.compile can take it whole."""
     z = src_mu + torch.exp(0.5 * src_lv) * eps
-    if not guided:
-        return z, None, None, None
+    dlv = lv_q - lv_p
     d2 = (mu_q - mu_p).pow(2)
-    r = torch.exp(lv_q - lv_p)  # var_q / var_p
-    kl_qp = 0.5 * (r - 1 - (lv_q - lv_p) + d2 * torch.exp(-lv_p)).sum(-1)
-    kl_pq = 0.5 * (1 / r - 1 + (lv_q - lv_p) + d2 * torch.exp(-lv_q)).sum(-1)
+    r = torch.exp(dlv)  # var_q / var_p
+    kl_qp = 0.5 * (r - 1 - dlv + d2 * torch.exp(-lv_p)).sum(-1)
+    kl_pq = 0.5 * (1 / r - 1 + dlv + d2 * torch.exp(-lv_q)).sum(-1)
     log_ratio = (gaussian_log_prob(z, mu_p, lv_p) + 0.5 * (math.log(2 * math.pi) + lv_q + eps.pow(2))).sum(-1)
     return z, kl_qp, kl_pq, log_ratio
+
+
+def _sample_z(src_mu, src_lv, eps):
+    return src_mu + torch.exp(0.5 * src_lv) * eps
+
+
+def _train_nll(x, logits, observed):
+    return bernoulli_nll_logits(x, logits).masked_fill(observed, 0.0).sum(-1)
+
+
+_COMPILE = {"on": False}  # set by compiled_elementwise(): route the elementwise chains through torch.compile
+_COMPILED: dict = {}
+
+
+def _elementwise(fn):
+    """``fn`` itself, or its torch.compile'd twin inside ``compiled_elementwise(True)`` (compiled once per process,
+    then once per input shape)."""
+    if not _COMPILE["on"]:
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=False)
+    return _COMPILED[fn]
+
+
+class compiled_elementwise:
+    """Within this context the elementwise chains of a training step run through torch.compile: the latent step's
+    sample/KL/log-ratio terms, the training NLL and the LSTM gates (nn/lstm.py). The noise is still drawn eagerly
+    from the caller's generator, so the random stream, and hence the results, are those of the plain path (to
+    float rounding). A graph cannot hold a torch.Generator, which is why the whole step is not compiled as one."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = bool(enabled)
+
+    def __enter__(self):
+        from ..nn import lstm as _lstm
+
+        self.prev = _COMPILE["on"], _lstm.COMPILE_GATES["on"]
+        _COMPILE["on"] = _lstm.COMPILE_GATES["on"] = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        from ..nn import lstm as _lstm
+
+        _COMPILE["on"], _lstm.COMPILE_GATES["on"] = self.prev
+
+
+def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
+    """Sample z from q (guided) or p, and return (z, KL(q||p), KL(p||q), log p(z) - log q(z)), sums over dims.
+    The last three are None for unguided steps. One fused pass: the exps are shared between the terms.
+    Under bf16 autocast the Gaussians' parameters are taken in float32 first: the noise, the sample and the KL
+    terms stay float32 (and the random stream is that of the float32 path)."""
+    src_mu, src_lv = (mu_q, lv_q) if guided else (mu_p, lv_p)
+    if src_mu.dtype in (torch.bfloat16, torch.float16):
+        mu_p, lv_p = mu_p.float(), lv_p.float()
+        src_mu, src_lv = src_mu.float(), src_lv.float()
+        if guided:
+            mu_q, lv_q = mu_q.float(), lv_q.float()
+    eps = normal_noise(src_mu.shape, generator, src_mu.device, src_mu.dtype)
+    if not guided:
+        return _elementwise(_sample_z)(src_mu, src_lv, eps), None, None, None
+    return _elementwise(_latent_terms)(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q)
 
 
 class Policy(nn.Module):
@@ -124,8 +182,9 @@ class Policy(nn.Module):
 def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, paper: bool = True) -> torch.Tensor:
     """NLL of the missing values under Bernoulli(sigmoid(logits)), per example (B,). ``paper``: the reported,
     epsilon-clipped form; otherwise the logits form used for training."""
-    nll = bernoulli_nll(x, torch.sigmoid(logits)) if paper else bernoulli_nll_logits(x, logits)
-    return nll.masked_fill(observed, 0.0).sum(-1)
+    if not paper:
+        return _elementwise(_train_nll)(x, logits, observed)
+    return bernoulli_nll(x, torch.sigmoid(logits)).masked_fill(observed, 0.0).sum(-1)
 
 
 def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, dict]:

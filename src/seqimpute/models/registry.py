@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
+
+import torch
 
 from ..errors import SeqImputeError
 from . import gpsi
@@ -72,6 +75,58 @@ def default_sizes(dim: int) -> str:
     return "mnist" if dim <= 784 else "svhn" if dim <= 1024 else "tfd"
 
 
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights (8 GB with Adam's moments): beyond it, a typo, not a model
+MAX_STEPS = 10_000  # refinement steps T per rollout (the paper's models use at most 64)
+
+
+def _check_options(name: str, s: ModelSpec, dim, config: dict) -> None:
+    """Types and sizes of constructor options, checked before anything is allocated: a whole-number option takes a
+    whole number (not 1.5, not true), a real one a finite number; the parameter count is taken on the meta device,
+    so an absurd size (hidden=10**12) is refused in microseconds instead of exhausting memory."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise SeqImputeError(f"{name}: the data must have at least one value per example, got dim={dim!r}.")
+    params = inspect.signature(s.cls.__init__).parameters
+    for k, v in config.items():
+        default = params[k].default if k in params else None
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise SeqImputeError(f"{name}: option {k} takes true or false, got {v!r}.")
+        elif isinstance(default, int):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SeqImputeError(f"{name}: option {k} takes a whole number, got {v!r}.")
+        elif isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SeqImputeError(f"{name}: option {k} takes a finite number, got {v!r}.")
+    steps = config.get("steps")
+    if isinstance(steps, int) and steps > MAX_STEPS:
+        raise SeqImputeError(f"{name}: steps={steps} refinement steps per rollout is far beyond any use "
+                             f"(at most {MAX_STEPS}); the paper's models take 6 to 64.")
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in s.build(dim, **config).parameters())
+    except SeqImputeError:
+        raise
+    except Exception:  # a constructor that cannot run on the meta device: the real build below decides
+        return
+    if n > MAX_PARAMETERS:
+        raise SeqImputeError(f"{name} with {', '.join(f'{k}={v}' for k, v in config.items())} would have {n:,} "
+                             f"parameters (at most {MAX_PARAMETERS:,}); choose smaller sizes.")
+
+
+def _build(name: str, s: ModelSpec, dim, config: dict) -> Policy:
+    _check_options(name, s, dim, config)
+    try:
+        return s.build(dim, **config)
+    except SeqImputeError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise SeqImputeError(f"bad model option for {name}: {e}.") from None
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, MemoryError) or "allocate" in str(e):
+            raise SeqImputeError(f"{name} does not fit in memory with {config}; choose smaller sizes.") from None
+        raise
+
+
 def build_model(name: str, dim: int, sizes: str | None = None, overrides: dict | None = None) -> Policy:
     s = spec(name)
     sizes = sizes or default_sizes(dim)
@@ -82,14 +137,17 @@ def build_model(name: str, dim: int, sizes: str | None = None, overrides: dict |
     if unknown:
         raise SeqImputeError(f"unknown option(s) {', '.join(sorted(unknown))} for {name}; "
                              f"it takes {', '.join(sorted(s.option_names()))}.")
-    try:
-        return s.build(dim, **config)
-    except TypeError as e:
-        raise SeqImputeError(f"bad model option for {name}: {e}.") from None
+    return _build(name, s, dim, config)
 
 
 def model_from_config(name: str, config: dict) -> Policy:
+    """A model from the config a checkpoint stores (checked like user options: checkpoints are untrusted)."""
     s = spec(name)
+    if not isinstance(config, dict) or "dim" not in config:
+        raise SeqImputeError(f"the stored {name} configuration is not a mapping with 'dim'.")
     config = {k: v for k, v in config.items() if k not in s.fixed}
     dim = config.pop("dim")
-    return s.build(dim, **config)
+    unknown = set(config) - s.option_names()
+    if unknown:
+        raise SeqImputeError(f"the stored {name} configuration has unknown option(s) {', '.join(sorted(unknown))}.")
+    return _build(name, s, dim, config)

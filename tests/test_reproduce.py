@@ -1,0 +1,182 @@
+"""`seqimpute reproduce`: smoke runs of the presets on sklearn-digits (the data cache is an empty temp folder, see
+conftest.py), tables beside the packaged paper numbers, figures, resume/skip, and the status file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+
+import pytest
+
+from seqimpute.cli import main
+from seqimpute.experiments import reproduce
+from seqimpute.experiments.reproduce import Reproduction, _trainable, adapt_mask
+from seqimpute.models.registry import build_model
+
+
+def anchors() -> dict:  # read independently of the runner
+    return json.loads(resources.files("seqimpute.anchors").joinpath("paper_results.json").read_text())
+
+
+def _check_rows(rows, paper_of):
+    assert rows
+    for r in rows:
+        assert r["paper"] == paper_of(r)
+        if r["ours"] is not None and r["paper"] is not None:
+            assert r["diff"] == pytest.approx(r["ours"] - r["paper"])
+
+
+def test_cpu_fig2_smoke_then_rerun_skips(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    argv = ["reproduce", "fig2", "--preset", "cpu", "--smoke", "--data", "sklearn-digits", "--runs", str(runs),
+            "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    assert main(argv) == 0
+    first = time.perf_counter() - t0
+    res = out / "cpu-smoke-sklearn-digits"
+    for f in ("fig2.md", "fig2.json", "fig2a.png", "fig2b.png", "status.json"):
+        assert (res / f).stat().st_size > 0, f
+
+    fig = anchors()["fig2_mnist_mcar"]
+    table = json.loads((res / "fig2.json").read_text())
+    rows = table["rows"]
+
+    def paper_of(r):
+        name = {k.lower(): k for k in fig if k != "drop_rates"}.get(r["model"])
+        rate = int(r["mask"].split("-")[1]) / 100
+        return None if name is None else fig[name][fig["drop_rates"].index(rate)]
+
+    _check_rows(rows, paper_of)
+    assert {r["model"] for r in rows} >= {"gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump", "vae-imp", "tm-hon",
+                                          "tm-orc", "mean", "knn"}
+    assert {r["mask"] for r in rows} == {"MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"}
+    assert all(r["ours"] is not None and r["status"] == "complete" for r in rows)
+    # the family models: one per policy, trained on the MCAR mixture and scored at every cell
+    assert {r["trained_on"] for r in rows if r["model"] == "gpsi-add"} == {"mcar:0.5-0.95 (one model for the family)"}
+    md = (res / "fig2.md").read_text()
+    assert "one model per MNIST mask family" in md and "SMOKE RUN" in md and "stand-in: sklearn-digits" in md
+    gpsi60 = next(r for r in rows if r["model"] == "gpsi-add" and r["mask"] == "MCAR-60")
+    assert f"| {gpsi60['ours']:.1f} | {gpsi60['paper']:.1f} | {gpsi60['diff']:+.1f} |" in md
+
+    status = json.loads((res / "status.json").read_text())
+    assert status["experiments"]["fig2"]["complete"] is True
+    assert status["runs"] and all(r["complete"] and r["last_action"] == "trained" for r in status["runs"].values())
+    assert all(r["command"].startswith("seqimpute train ") for r in status["runs"].values())
+    assert "seqimpute reproduce fig2 --preset cpu" in status["invocations"][0]["command"]
+    ckpt = runs / "cpu-smoke-sklearn-digits" / "mnist" / "gpsi-add" / "mcar0.5-0.95" / "last.pt"
+    mtime = ckpt.stat().st_mtime_ns
+
+    t0 = time.perf_counter()
+    assert main(argv) == 0
+    second = time.perf_counter() - t0
+    status = json.loads((res / "status.json").read_text())
+    assert all(r["last_action"] == "skipped (finished)" for r in status["runs"].values())
+    assert len(status["invocations"]) == 2 and status["invocations"][1]["finished"]
+    assert ckpt.stat().st_mtime_ns == mtime  # nothing retrained
+    assert second < first
+    assert json.loads((res / "fig2.json").read_text())["rows"] == rows  # same checkpoints, same masks, same scores
+
+
+def test_paper_fig1_smoke_resumes_unfinished_runs(tmp_path):
+    kw = dict(runs=tmp_path / "runs", out=tmp_path / "results", smoke=True, data="sklearn-digits", quiet=True)
+    reproduce("fig1", "paper", smoke_updates=1, **kw)
+    res = tmp_path / "results" / "paper-smoke-sklearn-digits"
+    status = json.loads((res / "status.json").read_text())
+    (rid, run), = status["runs"].items()
+    assert rid == "binarized-mnist/draw-ext-add/full" and run["step"] == 1 and run["last_action"] == "trained"
+    # a larger budget makes the finished run unfinished: it resumes from its checkpoint
+    reproduce("fig1", "paper", smoke_updates=2, **kw)
+    run = json.loads((res / "status.json").read_text())["runs"][rid]
+    assert run["step"] == 2 and run["last_action"] == "resumed" and run["complete"]
+    reproduce("fig1", "paper", smoke_updates=2, **kw)
+    assert json.loads((res / "status.json").read_text())["runs"][rid]["last_action"] == "skipped (finished)"
+    table = json.loads((res / "fig1.json").read_text())
+    gen = anchors()["binarized_mnist_generation"]
+    paper = gen["extended LSTM model, c_T = c_0 + sum of writes (raw / q fine-tuned on test)"][0]
+    _check_rows(table["rows"], lambda r: paper)
+    assert (res / "fig1_draw-ext-add.png").stat().st_size > 0
+
+
+def test_paper_preset_plan_has_the_papers_settings_and_every_model_builds():
+    rep = Reproduction("paper", data="sklearn-digits")
+    exps = ("table1", "fig1", "fig2", "fig2c", "fig3")
+    plans = {}
+    for e in exps:
+        for c in rep.cells(e):
+            if rep.data_for(c.role).available:
+                for m in c.models:
+                    p = rep.plan_run(c, m)
+                    plans[p.id] = p
+    want = {"gpsi-add": 200000, "gpsi-jump": 200000, "lstm-add": 250000, "lstm-jump": 250000, "vae-imp": 200000,
+            "draw-ext-add": 250000}
+    built = set()
+    for p in plans.values():
+        cfg = p.cfg
+        if p.model in want:
+            assert cfg.updates == want[p.model] and cfg.minutes is None and cfg.optimizer == "paper", p.id
+        if "-T" in p.id:  # Fig 2(c): camera-ready settings
+            assert cfg.batch == 200 and cfg.mask == "mcar:0.9"
+            assert cfg.model_options["hidden"] == 800 and cfg.model_options["l2"] == 1e-5
+        elif p.model == "vae-imp":
+            assert cfg.batch == (200 if p.role == "mnist" else 250)
+        else:
+            assert cfg.batch == 250
+        key = (p.model, cfg.sizes, json.dumps(cfg.model_options, sort_keys=True))
+        if key not in built:  # the preset's options are valid for every model
+            build_model(p.model, 64, cfg.sizes, cfg.model_options)
+            built.add(key)
+    steps = sorted(p.cfg.model_options["steps"] for p in plans.values() if p.id.startswith("mnist/gpsi-add-T"))
+    assert steps == anchors()["fig2c_gpsi_mnist_mcar90_refinement_steps"]["steps"]
+    # one model per cell: four MCAR and two MAR runs of each MNIST policy
+    assert sum(1 for i in plans if i.startswith("mnist/lstm-jump/")) == 6
+
+
+def test_cpu_preset_budgets_and_families():
+    rep = Reproduction("cpu")
+    rep._shapes.update({"mnist": (28, 28), "tfd": (48, 48), "binarized-mnist": (28, 28)})  # no data needed
+    plans = {}
+    for e in ("table1", "fig1", "fig2", "fig2c"):
+        for c in rep.cells(e):
+            if rep.data_for(c.role).available:
+                for m in c.models:
+                    p = rep.plan_run(c, m)
+                    plans[p.id] = p
+    trained = [p for p in plans.values() if _trainable(p.model)]
+    assert all(p.cfg.minutes <= (8 if "-T" in p.id else 15) for p in trained)
+    assert sum(p.cfg.minutes for p in trained) <= 4.5 * 60
+    masks = {p.cfg.mask for p in plans.values() if p.id.startswith("mnist/lstm-add/")}
+    assert masks == {"mcar:0.5-0.95", "square:12-18"}
+    assert rep.data_for("tfd").name == "orl-faces" and "stand-in" in rep.data_for("tfd").note
+    assert not rep.data_for("svhn").available
+
+
+def test_svhn_rows_are_not_run_without_files():
+    rep = Reproduction("cpu", data="sklearn-digits")
+    cell = next(c for c in rep.cells("table1") if c.role == "svhn")
+    row = rep.row(cell, cell.models[0], None, None)
+    assert row["status"] == "not run" and row["ours"] is None
+    assert row["paper"] == anchors()["table1"]["SVHN"][cell.label][next(iter(anchors()["table1"]["SVHN"][cell.label]))]
+
+
+def test_adapt_mask_scales_squares_to_a_stand_in():
+    assert adapt_mask("square:14", 28, 28) == "square:14"
+    assert adapt_mask("square:14", 28, 8) == "square:4"
+    assert adapt_mask("square:12-18", 28, 8) == "square:3-5"
+    assert adapt_mask("mcar:0.8|square:16", 28, 8) == "mcar:0.8|square:5"
+
+
+def test_unknown_preset_and_experiment_exit_2(tmp_path, capsys):
+    assert main(["reproduce", "fig2", "--preset", "gpu", "--runs", str(tmp_path)]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SEQIMPUTE_SLOW_TESTS"), reason="set SEQIMPUTE_SLOW_TESTS=1 (about 2 min)")
+def test_paper_all_smoke(tmp_path):
+    r = reproduce("all", "paper", runs=tmp_path / "runs", out=tmp_path / "results", smoke=True, smoke_updates=1,
+                  data="sklearn-digits", quiet=True)
+    status = json.loads((tmp_path / "results" / "paper-smoke-sklearn-digits" / "status.json").read_text())
+    assert all(v["complete"] for v in status["experiments"].values())
+    assert set(r["files"]) == {"table1", "fig1", "fig2", "fig2c", "fig3"}
