@@ -68,8 +68,9 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str 
         ax.annotate(f"{name} {value:g}", (1, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
                     fontsize=7, color="dimgray")
     if ys_all:
-        lo = min(ys_all + list((reference or {}).values()))
-        hi = float(np.percentile(ys_all, 95))
+        refs = list((reference or {}).values())
+        lo = min(ys_all + refs)
+        hi = max([float(np.percentile(ys_all, 95))] + refs)  # every reference line stays inside the axes
         ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.02 * (hi - lo))
     ax.set_xlabel("training images seen")
     ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k")
