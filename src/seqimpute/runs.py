@@ -79,8 +79,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         why = str(e).partition("WeightsUnpickler error:")[2].strip().splitlines() or str(e).splitlines() or [""]
         raise SeqImputeError(f"{path} is not a safe seqimpute checkpoint and was refused ({why[0].strip()}); "
                              f"never load it with weights_only=False unless you trust its source.") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise SeqImputeError(f"{path} is corrupt or not a checkpoint ({str(e).splitlines()[0]}); "
+    except Exception as e:  # on arbitrary bytes the unpickler can fail in any way (IndexError, KeyError, ...)
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SeqImputeError(f"{path} is corrupt or not a checkpoint ({first}); "
                              f"use another checkpoint or retrain.") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise SeqImputeError(f"{path} is not a seqimpute checkpoint.")
