@@ -190,12 +190,7 @@ class DRAW(_Generative):
                 kl_qp.append(kqp)
                 kl_pq.append(kpq)
                 log_ratio = log_ratio + lr
-        if not guided:
-            return Rollout(canvases, None, None, None, False)
-        if T == 0:
-            z0 = x.new_zeros(0, B)
-            return Rollout(canvases, z0, z0, x.new_zeros(B), True)
-        return Rollout(canvases, torch.stack(kl_qp), torch.stack(kl_pq), log_ratio, True)
+        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)
 
 
 class ExtendedDRAW(_Generative):
@@ -264,6 +259,4 @@ class ExtendedDRAW(_Generative):
                 kl_qp.append(kqp)
                 kl_pq.append(kpq)
                 log_ratio = log_ratio + lr
-        if not guided:
-            return Rollout(canvases, None, None, None, False)
-        return Rollout(canvases, torch.stack(kl_qp), torch.stack(kl_pq), log_ratio, True)
+        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)

@@ -88,8 +88,4 @@ class GPSI(Policy):
                 kl_qp.append(kqp)
                 kl_pq.append(kpq)
                 log_ratio = log_ratio + lr
-        if not guided:
-            return Rollout(canvases, None, None, None, False)
-        zero = x.new_zeros(0, B)
-        return Rollout(canvases, torch.stack(kl_qp) if kl_qp else zero, torch.stack(kl_pq) if kl_pq else zero,
-                       log_ratio if T else x.new_zeros(B), True)
+        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)

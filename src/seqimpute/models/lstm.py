@@ -247,6 +247,4 @@ class LSTMImputer(Policy):
                 kl_qp.append(kqp)
                 kl_pq.append(kpq)
                 log_ratio = log_ratio + lr
-        if not guided:
-            return Rollout(canvases, None, None, None, False)
-        return Rollout(canvases, torch.stack(kl_qp), torch.stack(kl_pq), log_ratio, True)
+        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)

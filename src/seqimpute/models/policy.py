@@ -28,6 +28,16 @@ class Rollout:
     final_step: int | None = None  # the canvas that is the model's output when not the last (VAE-imp: a step
     # chosen on validation data, while the rollout still returns the whole horizon for per-step curves)
 
+    @classmethod
+    def assemble(cls, canvases: list, kl_qp: list, kl_pq: list, log_ratio, guided: bool) -> "Rollout":
+        """The rollout from per-step lists of (B,) KL terms and the summed log-ratio (0.0 when no step ran)."""
+        if not guided:
+            return cls(canvases, None, None, None, False)
+        if not kl_qp:  # T = 0 and no initial step: empty (0, B) KL rows, zero log-ratio
+            empty = canvases[0].new_zeros(0, canvases[0].shape[0])
+            return cls(canvases, empty, empty, canvases[0].new_zeros(canvases[0].shape[0]), True)
+        return cls(canvases, torch.stack(kl_qp), torch.stack(kl_pq), log_ratio, True)
+
     @property
     def final(self) -> torch.Tensor:
         return self.canvases[-1 if self.final_step is None else self.final_step]
