@@ -95,6 +95,13 @@ def main():
         ours_opt.step(i, 0.5)
 
     steps = {"reference nn.LSTMCell DRAW": step_ref, "seqimpute draw (peephole, folded)": step_ours}
+    compare_steps(steps, args, {"batch": B, "T": T, "hidden": H, "z": Z},
+                  f"batch {B}, T={T}, h={H}, z={Z}")
+
+
+def compare_steps(steps: dict, args, meta: dict, setting: str) -> dict:
+    """Time whole updates of each step function in interleaved rounds (medians) between two matmul-peak
+    measurements; print and optionally write (args.json) GFLOP per update, images/s and the share of the peak."""
     flops = {}
     for name, fn in steps.items():
         with FlopCounterMode(display=False) as fc:
@@ -111,10 +118,11 @@ def main():
             times[name].append((time.perf_counter() - t) / args.updates)
     peak_after, s_after = matmul_peak_gflops()
     peak = statistics.median(s_before + s_after)
-    out = {"threads": args.threads, "torch": torch.__version__, "batch": B, "T": T, "hidden": H, "z": Z,
+    B = meta["batch"]
+    out = {"threads": args.threads, "torch": torch.__version__, **meta,
            "peak_gflops": peak, "peak_before": peak_before, "peak_after": peak_after, "models": {}}
     print(f"float32 matmul peak {peak:.1f} GFLOP/s (before {peak_before:.1f}, after {peak_after:.1f}); "
-          f"{args.threads} thread(s); batch {B}, T={T}, h={H}, z={Z}")
+          f"{args.threads} thread(s); {setting}")
     print(f"{'model':36s}{'GFLOP/upd':>10s}{'s/update':>10s}{'images/s':>10s}{'peak share':>12s}")
     for name in steps:
         dt = statistics.median(times[name])
@@ -125,6 +133,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    return out
 
 
 if __name__ == "__main__":

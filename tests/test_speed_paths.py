@@ -134,3 +134,40 @@ def test_bench_cli_json(tmp_path, capsys):
     d = json.loads(out.read_text())
     for k in ("train_images_per_s", "peak_gflops", "step_gflops", "peak_share", "impute_images_per_s"):
         assert k in d, k
+
+
+def _adam_updates(fused, clip=10.0, n=3):
+    torch.manual_seed(0)
+    model = build_model("gpsi-add", 16, "mnist", TINY["gpsi-add"])
+    opt = Optimizer(model.parameters(), "budget", "gpsi", model.l2, clip=clip, fused=fused)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 16, generator=g)
+    observed = torch.rand(6, 16, generator=g) > 0.6
+    for i in range(n):
+        loss, _ = training_loss(model, model.rollout(x, observed, generator=g), x, observed)
+        opt.zero_grad()
+        (loss * 50).backward()  # large gradients, so the clipping is active
+        opt.step(i, 0.5)
+    return opt, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_fused_adam_equals_the_plain_adam():
+    fused, p_fused = _adam_updates(True)
+    plain, p_plain = _adam_updates(False)
+    assert fused.adam.defaults["fused"] and not plain.adam.defaults.get("fused")
+    for k in p_plain:
+        torch.testing.assert_close(p_fused[k], p_plain[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_per_tensor_clipping_is_clip_grad_norm_on_each_tensor():
+    a, b = torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(5))
+    opt = Optimizer([a, b], "budget", "gpsi", 0.0, clip=10.0)
+    a.grad, b.grad = torch.full((3, 4), 100.0), torch.full((5,), 0.1)  # norms 346.4 (clipped) and 0.22 (kept)
+    opt.adam.step = lambda: None  # look at the clipped gradients, not the update
+    opt.step(0, 0.0)
+    ref = torch.nn.Parameter(torch.zeros(3, 4))
+    ref.grad = torch.full((3, 4), 100.0)
+    torch.nn.utils.clip_grad_norm_(ref, 10.0)
+    torch.testing.assert_close(a.grad, ref.grad)
+    assert torch.linalg.vector_norm(a.grad).item() == pytest.approx(10.0, rel=1e-5)
+    torch.testing.assert_close(b.grad, torch.full((5,), 0.1))

@@ -150,3 +150,15 @@ def test_cli_impute_refuses_images_of_the_wrong_size(tmp_path, capsys):
     assert main(["impute", str(run), "--input", str(tmp_path / "big.npy"), "--mask", "mcar:0.5",
                  "--out", str(tmp_path / "g.png")]) == 2
     assert "8x8" in capsys.readouterr().err
+
+
+def test_cpu_clock_budget_counts_process_time(tmp_path, monkeypatch):
+    """--set clock=cpu: the --minutes budget runs on the process's CPU time, not the wall clock."""
+    import seqimpute.train as tr
+
+    ticks = iter(range(0, 10**6, 30))  # every read of the CPU clock advances 30 "seconds"
+    monkeypatch.setitem(tr.CLOCKS, "cpu", lambda: float(next(ticks)))
+    out = train(tmp_path / "r", cfg(updates=None, minutes=2.0, clock="cpu", valid_every=1000), progress_bar=False)
+    assert out["step"] == 4 and out["elapsed_s"] == 120.0  # 4 updates of 30 CPU-seconds fill 2 minutes
+    with pytest.raises(SeqImputeError, match="clock must be 'wall' or 'cpu'"):
+        cfg(clock="gpu").check()

@@ -9,8 +9,9 @@ imputation rate (an unguided rollout under inference mode); non-trainable baseli
 ``--sweep T|D|batch``: one model (default gpsi-add) as T (1..32), D (784, 1024, 2304) or the batch grows.
 
 Peak memory ("peak_mem_mb", with "peak_mem_kind" saying how it was measured):
-* CUDA: ``torch.cuda.max_memory_allocated`` over the timed training steps (reset first), i.e. tensors only;
-* CPU: the resident-set high-water above the RSS just before the model's first training step, read from
+* CUDA: ``torch.cuda.max_memory_allocated`` over two training steps after the timed ones (reset first), i.e.
+  tensors only;
+* CPU: the resident-set high-water over two untimed training steps, above the RSS just before them, read from
   /proc/self/statm by a sampling thread every millisecond (freed memory is handed back to the OS with malloc_trim
   before each model, so earlier models do not hide the growth; short spikes between samples can be missed, so this
   is a lower bound on the true peak, and it includes the allocator's slack).
@@ -187,13 +188,15 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     with compiled_elementwise(compile):
         for i in range(warmup):
             step(i)
-        with PeakMemory(device) as mem:
-            _sync(device)
-            t = time.perf_counter()
-            for i in range(steps):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        _sync(device)
+        dt = (time.perf_counter() - t) / steps
+        with PeakMemory(device) as mem:  # separate steps: the CPU sampler thread would slow the timed ones
+            for i in range(2):
                 step(i)
-            _sync(device)
-            dt = (time.perf_counter() - t) / steps
         out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
                     "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
                     "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),

@@ -32,6 +32,9 @@ MAX_CONSECUTIVE_FAULTS = 5
 MAX_FAULTS_IN_WINDOW = 20
 FAULT_WINDOW = 100
 MAX_RESTORES = 3
+# What a --minutes budget counts. "cpu": the process's CPU time over all its threads, so on a shared machine a
+# budget buys the same work however busy the other cores are (with one thread it is the single core's time).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass
@@ -44,6 +47,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     updates: int | None = None
     minutes: float | None = None
+    clock: str = "wall"  # what --minutes counts: "wall" seconds, or "cpu" seconds of this process (all its threads)
     batch: int = 250
     seed: int = 0
     device: str = "cpu"
@@ -83,6 +87,8 @@ class TrainConfig:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise SeqImputeError(f"{name} must be a positive number, got {v!r}.")
+        if self.clock not in CLOCKS:
+            raise SeqImputeError(f"clock must be 'wall' or 'cpu', not {self.clock!r}.")
         for name in ("model", "data", "mask", "device", "optimizer"):
             if not isinstance(getattr(self, name), str):
                 raise SeqImputeError(f"{name} must be a string, got {getattr(self, name)!r}.")
@@ -270,7 +276,8 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     fault_run, faults = 0, collections.deque()  # consecutive faults; steps of the faults in the last FAULT_WINDOW
     t_log, steps_log = time.perf_counter(), 0
     model.train()
-    t0 = time.perf_counter()
+    clock = CLOCKS[cfg.clock]
+    t0 = clock()
     base_elapsed = elapsed
     while not done():
         idx = order.indices(step)[rows].to(device)
@@ -327,8 +334,8 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
                 continue
         step += 1
         steps_log += 1
-        elapsed = distributed.broadcast_float(base_elapsed + time.perf_counter() - t0, world) if cfg.minutes \
-            else base_elapsed + time.perf_counter() - t0
+        elapsed = distributed.broadcast_float(base_elapsed + clock() - t0, world) if cfg.minutes \
+            else base_elapsed + clock() - t0
         if bar is not None:
             bar.update(1)
         if not main:
