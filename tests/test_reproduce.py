@@ -10,6 +10,7 @@ from importlib import resources
 
 import pytest
 
+from seqimpute import SeqImputeError
 from seqimpute.cli import main
 from seqimpute.experiments import reproduce
 from seqimpute.experiments.reproduce import Reproduction, _trainable, adapt_mask
@@ -133,6 +134,32 @@ def test_paper_preset_plan_has_the_papers_settings_and_every_model_builds():
     assert sum(1 for i in plans if i.startswith("mnist/lstm-jump/")) == 6
 
 
+def test_parallel_jobs_train_the_same_runs_as_serial(tmp_path):
+    """--jobs 2 trains runs in two worker processes (one thread each); the checkpoints match the serial ones."""
+    import torch
+
+    from seqimpute.runs import load_checkpoint
+
+    kw = dict(smoke=True, smoke_updates=2, data="sklearn-digits", quiet=True, out=tmp_path / "results")
+    reproduce("fig2c", "cpu", runs=tmp_path / "par", jobs=2, **kw)
+    status = json.loads((tmp_path / "results" / "cpu-smoke-sklearn-digits" / "status.json").read_text())
+    assert len(status["runs"]) == 10
+    assert all(r["complete"] and r["last_action"] == "trained" and r["step"] == 2 for r in status["runs"].values())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count, so the float sums round alike
+    try:
+        reproduce("fig2c", "cpu", runs=tmp_path / "ser", jobs=1, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    for rid in status["runs"]:
+        par = load_checkpoint(tmp_path / "par" / "cpu-smoke-sklearn-digits" / rid / "last.pt")["model"]
+        ser = load_checkpoint(tmp_path / "ser" / "cpu-smoke-sklearn-digits" / rid / "last.pt")["model"]
+        for k in ser:
+            torch.testing.assert_close(par[k], ser[k], rtol=1e-5, atol=1e-6, msg=f"{rid} {k}")
+    with pytest.raises(SeqImputeError, match="--jobs must be a positive integer"):
+        Reproduction("cpu", jobs=0)
+
+
 def test_cpu_preset_budgets_and_families():
     rep = Reproduction("cpu")
     rep._shapes.update({"mnist": (28, 28), "tfd": (48, 48), "binarized-mnist": (28, 28)})  # no data needed
@@ -145,6 +172,7 @@ def test_cpu_preset_budgets_and_families():
                     plans[p.id] = p
     trained = [p for p in plans.values() if _trainable(p.model)]
     assert all(p.cfg.minutes <= (8 if "-T" in p.id else 15) for p in trained)
+    assert all(p.cfg.clock == "cpu" for p in trained)  # budgets in CPU time: fair on a shared machine
     assert sum(p.cfg.minutes for p in trained) <= 4.5 * 60
     masks = {p.cfg.mask for p in plans.values() if p.id.startswith("mnist/lstm-add/")}
     assert masks == {"mcar:0.5-0.95", "square:12-18"}

@@ -404,7 +404,8 @@ def cmd_reproduce(args) -> int:
     if args.smoke:
         argv += ["--smoke", "--smoke-updates", str(args.smoke_updates)]
     argv += ["--report-only"] if args.report_only else []
-    res = reproduce(args.experiment, args.preset, runs=args.runs, out=args.out, smoke=args.smoke,
+    argv += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
+    res = reproduce(args.experiment, args.preset, runs=args.runs, out=args.out, smoke=args.smoke, jobs=args.jobs,
                     smoke_updates=args.smoke_updates, data=args.data, tfd_path=args.tfd_path,
                     svhn_path=args.svhn_path, binarized_path=args.binarized_path, device=args.device or "cpu",
                     quiet=args.quiet, report_only=args.report_only, command=shlex.join(argv))
@@ -562,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "whole pipeline in about a minute (outputs to <preset>-smoke)")
     p.add_argument("--smoke-updates", type=int, default=3, help="updates per model with --smoke (default 3)")
     p.add_argument("--report-only", action="store_true", help="train nothing: score and tabulate the runs as they are")
+    p.add_argument("--jobs", type=int, default=1, help="train this many runs at once, each in its own process with "
+                   "cores/jobs threads (default 1; on a small CPU, --jobs 2 with one thread each is the fastest)")
     p.add_argument("--device", help="cpu (default), cuda, ...")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_reproduce)

@@ -50,7 +50,7 @@ PRESETS = ("paper", "cpu")
 NATIVE_SIDE = {"mnist": 28, "tfd": 48, "svhn": 32, "binarized-mnist": 28}  # the squares' sizes refer to these
 ANCHOR_ROLE = {"MNIST": "mnist", "TFD": "tfd", "SVHN": "svhn"}
 ROLE_TITLE = {"mnist": "MNIST", "tfd": "TFD", "svhn": "SVHN", "binarized-mnist": "binarized MNIST"}
-TRAIN_KEYS = ("updates", "minutes", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every",
+TRAIN_KEYS = ("updates", "minutes", "clock", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every",
               "log_every", "sizes", "seed")
 SMOKE = {"n": 50, "samples": 2, "fig3_images": 3, "fig3_samples": 2, "fig1_samples": 16, "valid_size": 50}
 UNITS = ("paper units: per-image NLL of the imputed values (epsilon 1e-6 form) plus, for the policies, the summed "
@@ -159,7 +159,7 @@ class Reproduction:
     def __init__(self, preset: str = "cpu", runs: str | Path = "runs/reproduce", out: str | Path = "results",
                  smoke: bool = False, smoke_updates: int = 3, data: str | None = None, tfd_path: str | None = None,
                  svhn_path: str | None = None, binarized_path: str | None = None, device: str = "cpu",
-                 quiet: bool = False, report_only: bool = False, command: str | None = None):
+                 quiet: bool = False, report_only: bool = False, command: str | None = None, jobs: int = 1):
         self.preset = load_preset(preset)
         self.name = self.preset["name"]
         self.smoke, self.smoke_updates = bool(smoke), int(smoke_updates)
@@ -171,6 +171,9 @@ class Reproduction:
         self.out_dir = Path(out) / f"{self.name}{suffix}"
         self.paths = {"tfd": tfd_path, "svhn": svhn_path, "binarized-mnist": binarized_path}
         self.device, self.quiet, self.report_only = device, quiet, report_only
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise SeqImputeError(f"--jobs must be a positive integer, got {jobs!r}.")
+        self.jobs = jobs
         self.command = command
         self.anchors = load_anchors()
         ev = dict(self.preset.get("eval", {}))
@@ -368,7 +371,7 @@ class Reproduction:
             cmd += ["--device", c.device]
         for k, v in c.model_options.items():
             cmd += ["--set", f"{k}={json.dumps(v)}"]
-        for k in ("optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every"):
+        for k in ("clock", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every"):
             cmd += ["--set", f"{k}={getattr(c, k)}"]
         return shlex.join(cmd)
 
@@ -377,27 +380,51 @@ class Reproduction:
             print(f"[reproduce {self.name}{' smoke' if self.smoke else ''}] {msg}", flush=True)
 
     def train_all(self, plans: list[RunPlan]) -> None:
-        from ..train import train
-
+        todo = []
         for i, plan in enumerate(plans, 1):
             st = self.run_state(plan)
             if st["complete"]:
                 plan.action = "skipped (finished)"
                 self.log(f"({i}/{len(plans)}) {plan.id}: finished ({st['step']} updates, "
                          f"{st['elapsed_s'] / 60:.1f} min); skipped")
-                continue
-            if self.report_only:
+            elif self.report_only:
                 plan.action = "not trained (--report-only)"
-                continue
-            what = "resuming" if st["exists"] else "training"
-            b = st["budget"]
-            budget = ", ".join(f"{v:g} {k}" for k, v in b.items() if v is not None) if isinstance(b, dict) else b
-            self.log(f"({i}/{len(plans)}) {what} {plan.id} on {plan.cfg.data}, mask {plan.cfg.mask} ({budget})")
-            t0 = time.perf_counter()
-            train(plan.path, dataclasses.replace(plan.cfg), progress_bar=not self.quiet, quiet=self.quiet)
-            plan.wall_s = time.perf_counter() - t0
-            plan.action = "resumed" if st["exists"] else "trained"
-            self.run_state(plan)
+            else:
+                todo.append((i, plan, st["exists"]))
+        if self.jobs == 1 or len(todo) < 2:
+            for i, plan, existed in todo:
+                self._announce(i, len(plans), plan, existed)
+                t0 = time.perf_counter()
+                _train_one(plan.path, plan.cfg, None, progress=not self.quiet, quiet=self.quiet)
+                self._trained(plan, existed, time.perf_counter() - t0)
+            return
+        # Several runs at once, each in a fresh process with its share of the cores: on a small CPU, separate
+        # single-threaded runs use the cores better than one run with several threads (benchmarks/RESULTS.md).
+        import concurrent.futures as cf
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            running = {}
+            for i, plan, existed in todo:
+                self._announce(i, len(plans), plan, existed, f" ({threads} thread{'s' * (threads > 1)}, in parallel)")
+                running[pool.submit(_train_one, plan.path, plan.cfg, threads)] = (plan, existed, time.perf_counter())
+            for fut in cf.as_completed(running):
+                plan, existed, t0 = running[fut]
+                fut.result()  # a failed run stops the reproduction with its own error
+                self._trained(plan, existed, time.perf_counter() - t0)
+                self.log(f"done {plan.id}: {plan.state['step']} updates, {plan.state['elapsed_s'] / 60:.1f} min")
+
+    def _announce(self, i, n, plan, existed, how=""):
+        b = plan.state["budget"]
+        budget = ", ".join(f"{v:g} {k}" for k, v in b.items() if v is not None) if isinstance(b, dict) else b
+        self.log(f"({i}/{n}) {'resuming' if existed else 'training'} {plan.id} on {plan.cfg.data}, mask "
+                 f"{plan.cfg.mask} ({budget}){how}")
+
+    def _trained(self, plan, existed, wall_s):
+        plan.wall_s = wall_s
+        plan.action = "resumed" if existed else "trained"
+        self.run_state(plan)
 
     # ------------------------------------------------------------------------------------------------ evaluation
 
@@ -711,6 +738,15 @@ class Reproduction:
         fig.savefig(self.out_dir / name, dpi=120)
         plt.close(fig)
         return name
+
+
+def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bool = True) -> None:
+    """Train (or resume) one run; ``threads``: set the process's torch threads first (a parallel worker)."""
+    from ..train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    train(path, dataclasses.replace(cfg), progress_bar=progress, quiet=quiet)
 
 
 def _trainable(model: str) -> bool:
