@@ -294,6 +294,9 @@ def test_cli_round_trip_train_eval_sample_finetune(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "run" / "finetuned.pt")["model_name"] == "draw-ext-jump"
     assert main(["eval", run, "--checkpoint", "finetuned", "--n", "10", "--samples", "1", "--quiet"]) == 0
     assert main(["finetune", run]) == 2  # no budget
+    assert main(["finetune", run, "--minutes", "0.001", "--clock", "cpu", "--batch", "16", "--n", "10",
+                 "--quiet"]) == 0  # a budget of CPU time
+    assert json.loads((tmp_path / "run" / "finetune.json").read_text())["clock"] == "cpu"
     # sampling from the trained model uses no encoder
     model, _, _ = load_run_model(run, "last")
     fired = _poison_guide(model)

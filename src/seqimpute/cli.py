@@ -330,7 +330,7 @@ def cmd_finetune(args) -> int:
 
     res = finetune(args.run, updates=args.updates, minutes=args.minutes, checkpoint=args.checkpoint,
                    batch=args.batch, eval_n=args.n, eval_samples=args.samples, seed=args.seed,
-                   device=args.device or "cpu", progress_bar=not args.quiet)
+                   device=args.device or "cpu", progress_bar=not args.quiet, clock=args.clock)
     raw, tuned = res["raw"], res["finetuned"]
     print(f"fine-tuned q of {res['model']} ({args.checkpoint}) for {res['updates']} updates "
           f"({res['minutes']:.1f} min) on {res['split']}; p unchanged")
@@ -526,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune the guide q alone on the test set (generative models)")
     p.add_argument("run")
     p.add_argument("--updates", type=int, help="fine-tuning updates (the paper: 50000)")
-    p.add_argument("--minutes", type=float, help="wall-clock budget (whichever of --updates/--minutes ends first)")
+    p.add_argument("--minutes", type=float, help="time budget (whichever of --updates/--minutes ends first)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="what --minutes counts: wall time (default) or this process's CPU time")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="start from (default best)")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--n", type=int, help="score the bounds on the first N test images only (default all)")
