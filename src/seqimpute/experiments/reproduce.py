@@ -407,7 +407,8 @@ class Reproduction:
         with cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             running = {}
             for i, plan, existed in todo:
-                self._announce(i, len(plans), plan, existed, f" ({threads} thread{'s' * (threads > 1)}, in parallel)")
+                self._announce(i, len(plans), plan, existed, f" [queued: {self.jobs} at a time, {threads} "
+                                                             f"thread{'s' * (threads > 1)} each]")
                 running[pool.submit(_train_one, plan.path, plan.cfg, threads)] = (plan, existed, time.perf_counter())
             for fut in cf.as_completed(running):
                 plan, existed, t0 = running[fut]
