@@ -2,6 +2,8 @@
 KL rows, gradients, the guide's isolation in unguided rollouts, jump's reading of the writer's cell state, the
 authors' init-KL bug flag, the registry, and exact resume through the shared trainer."""
 
+import math
+
 import pytest
 import torch
 
@@ -315,3 +317,23 @@ def test_resume_gives_the_same_parameters_and_eval_has_t_plus_1_steps(tmp_path):
     T = SMALL["steps"]
     assert len(res["per_step_guided_nll_paper_units"]) == T + 1
     assert len(res["per_step_unguided_nll_paper_units"]) == T + 1
+
+
+def test_closed_loop_mcar100_trains_scores_and_finetunes_only_q(tmp_path):
+    """The paper's closed-loop case: an LSTM imputer with every value missing (mask full) is a generative model;
+    its bound is in nats per image (D/|U| = 1), and fine-tuning moves q's parameters alone."""
+    from seqimpute.finetune import finetune
+
+    cfg = TrainConfig(model="lstm-add", data="sklearn-digits", mask="full", model_options=SMALL, updates=4, batch=32,
+                      valid_every=4, valid_size=20, ckpt_every=4, log_every=2)
+    train(tmp_path / "r", cfg, progress_bar=False)
+    model, _, _ = load_run_model(tmp_path / "r", "best")
+    res = evaluate(model, load_dataset("sklearn-digits", "test"), "full", samples=4, n=20)
+    assert res["paper_unit_factor"] == 1.0 and res["bound_paper_units"] == pytest.approx(res["bound_nats_per_image"])
+    assert math.isfinite(res["iw_nats_per_image"])
+    finetune(tmp_path / "r", updates=3, batch=16, eval_n=10, progress_bar=False)
+    tuned, _, _ = load_run_model(tmp_path / "r", "finetuned")
+    guide = {n for n, p in model.named_parameters() if id(p) in {id(q) for q in model.guide_parameters()}}
+    a, b = model.state_dict(), tuned.state_dict()
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    assert changed and changed <= guide and any(k.startswith("reader_q") for k in changed)

@@ -54,8 +54,8 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
     model, cfg, ck = runs.load_run_model(run, checkpoint, device=device)
     name = cfg["model"]["name"]
     if not hasattr(model, "guide_parameters"):
-        raise SeqImputeError(f"{name} has no separate guide to fine-tune; finetune takes a generative model "
-                             f"(draw, draw-ext-add, draw-ext-jump).")
+        raise SeqImputeError(f"{name} has no separate guide to fine-tune; finetune takes a policy with a guide q "
+                             f"(gpsi-*, lstm-*, draw, draw-ext-*).")
     mask = cfg["train"]["mask"]
     data = load_dataset(cfg["train"]["data"], split, **cfg["train"].get("data_options", {}))
     ev = dict(samples=eval_samples, n=eval_n, seed=seed)

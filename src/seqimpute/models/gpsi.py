@@ -53,6 +53,10 @@ class GPSI(Policy):
                 "kl_q_weight": self.kl_q_weight, "kl_p_weight": self.kl_p_weight, "l2": self.l2,
                 **({} if self.link == "sigmoid" else {"link": self.link})}
 
+    def guide_parameters(self) -> list[nn.Parameter]:
+        """q's parameters: what `seqimpute finetune` trains (the bound holds for any q)."""
+        return list(self.q.parameters())
+
     def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
         self.check_input(x, observed)
         T = self.steps if steps is None else int(steps)

@@ -159,6 +159,11 @@ class LSTMImputer(Policy):
         self.head_p, self.head_q = AffineGauss(H, z), AffineGauss(H, z)
         self.write_out = Writer(H, write, D)
 
+    def guide_parameters(self) -> list[nn.Parameter]:
+        """q's parameters (q(z0|x), the guide reader and its head): what `seqimpute finetune` trains, e.g. for the
+        paper's closed-loop MCAR-100 rows (mask full), raw and with q fine-tuned on the test set."""
+        return [*self.mix_q.parameters(), *self.reader_q.parameters(), *self.head_q.parameters()]
+
     def config(self) -> dict:
         return {"dim": self.dim, "hidden": self.hidden, "write": self.write, "z": self.z, "mix": self.mix,
                 "steps": self.steps, "step_type": self.step_type, "kl_q_weight": self.kl_q_weight,
