@@ -69,6 +69,12 @@ def test_bound_is_not_below_the_importance_weighted_estimate(tmp_path):
                 "mse", "psnr"):
         assert np.isfinite(res[key]), key
     assert len(res["per_step_guided_nll_paper_units"]) == 4
+    # the unguided figures take min(K, 10) rollouts by default; the guided ones (drawn first) do not change
+    assert res["samples"] == 20 and res["unguided_samples"] == 10
+    full = evaluate(model, load_dataset("sklearn-digits", "test"), "mcar:0.7", samples=20, unguided_samples=20)
+    assert full["unguided_samples"] == 20
+    assert full["bound_nats_per_value"] == res["bound_nats_per_value"] and full["iw_nats_per_value"] == res["iw_nats_per_value"]
+    assert full["unguided_nll_paper_units"] != res["unguided_nll_paper_units"]
 
 
 def test_evaluation_is_repeatable_and_uses_fixed_masks(tmp_path):

@@ -167,7 +167,7 @@ def cmd_eval(args) -> int:
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
-                   n=args.n, seed=args.seed, progress=not args.quiet)
+                   n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples)
     res["run"] = str(args.run)
     print(format_table(res))
     if args.json:
@@ -448,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--mask", help="mask spec (default: the training mask)")
     p.add_argument("--samples", type=int, default=10, help="K rollouts per image (default 10, as the paper)")
+    p.add_argument("--unguided-samples", type=int, help="unguided rollouts per image for the unguided NLL and MSE "
+                   "(default min(K, 10) for a policy, K otherwise)")
     p.add_argument("--steps", type=int, help="roll out for T steps instead of the trained number")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--n", type=int, help="only the first N images")
