@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--updates", type=int, default=12)
     ap.add_argument("--log-every", type=int, default=4)
+    ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     bench, trained = [], []
     for rnd in range(a.rounds):
@@ -45,6 +46,12 @@ def main():
         print(f"round {rnd}: bench {bench[-1]:.1f} img/s, train {trained[-1]:.1f} img/s", flush=True)
     b, t = statistics.median(bench), statistics.median(trained)
     print(f"{a.model}: bench {b:.1f} img/s, train {t:.1f} img/s, train/bench {t / b:.3f}")
+    if a.json:
+        import torch
+
+        Path(a.json).write_text(json.dumps({"model": a.model, "mask": a.mask, "threads": torch.get_num_threads(),
+                                            "bench_images_per_s": bench, "train_images_per_s": trained,
+                                            "train_over_bench": t / b}, indent=2))
 
 
 if __name__ == "__main__":
