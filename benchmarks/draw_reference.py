@@ -76,13 +76,22 @@ def main():
     observed = torch.zeros(B, D, dtype=torch.bool)
 
     ref = ReferenceDRAW(D, H, Z, T)
-    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
     ours = DRAW(D, enc=H, dec=H, write=0, z=Z, steps=T)
-    ours_opt = Optimizer(ours.parameters(), "budget", "lstm", ours.l2, lr=1e-4)
+    step_ref, step_ours = make_steps(lambda: ref.loss(x), ref, ours, "lstm", x, observed)
+    steps = {"reference nn.LSTMCell DRAW": step_ref, "seqimpute draw (peephole, folded)": step_ours}
+    compare_steps(steps, args, {"batch": B, "T": T, "hidden": H, "z": Z},
+                  f"batch {B}, T={T}, h={H}, z={Z}")
+
+
+def make_steps(ref_loss, ref: nn.Module, ours, family: str, x, observed):
+    """One whole update of the reference (its ``ref_loss()``, torch.optim.Adam) and of ours (rollout, the shared
+    training loss, the trainer's optimiser), as functions of the update index."""
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
+    ours_opt = Optimizer(ours.parameters(), "budget", family, ours.l2, lr=1e-4)
     gen = torch.Generator().manual_seed(0)
 
     def step_ref(i):
-        loss = ref.loss(x)
+        loss = ref_loss()
         ref_opt.zero_grad()
         loss.backward()
         ref_opt.step()
@@ -94,9 +103,7 @@ def main():
         loss.backward()
         ours_opt.step(i, 0.5)
 
-    steps = {"reference nn.LSTMCell DRAW": step_ref, "seqimpute draw (peephole, folded)": step_ours}
-    compare_steps(steps, args, {"batch": B, "T": T, "hidden": H, "z": Z},
-                  f"batch {B}, T={T}, h={H}, z={Z}")
+    return step_ref, step_ours
 
 
 def compare_steps(steps: dict, args, meta: dict, setting: str) -> dict:

@@ -18,11 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from draw_reference import compare_steps
+from draw_reference import compare_steps, make_steps
 from seqimpute.data.masks import mask_sampler
 from seqimpute.models.gpsi import GPSI
-from seqimpute.models.policy import training_loss
-from seqimpute.optim import Optimizer
 
 
 def mlp(*sizes):
@@ -69,24 +67,8 @@ def main():
     x = torch.rand(B, D)
     observed = mask_sampler("mcar:0.8").sample(B, (28, 28), dim=D)
     ref = ReferenceGPSI(D, H, Z, T)
-    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
     ours = GPSI(D, H, Z, T)
-    ours_opt = Optimizer(ours.parameters(), "budget", "gpsi", ours.l2, lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-
-    def step_ref(i):
-        loss = ref.loss(x, observed)
-        ref_opt.zero_grad()
-        loss.backward()
-        ref_opt.step()
-
-    def step_ours(i):
-        r = ours.rollout(x, observed, guided=True, generator=gen)
-        loss, _ = training_loss(ours, r, x, observed)
-        ours_opt.zero_grad()
-        loss.backward()
-        ours_opt.step(i, 0.5)
-
+    step_ref, step_ours = make_steps(lambda: ref.loss(x, observed), ref, ours, "gpsi", x, observed)
     steps = {"reference plain nn.Linear GPSI": step_ref, "seqimpute gpsi-add": step_ours}
     compare_steps(steps, args, {"batch": B, "T": T, "hidden": H, "z": Z}, f"batch {B}, T={T}, H={H}, z={Z}")
 
