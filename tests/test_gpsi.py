@@ -1,6 +1,5 @@
 """GPSI-add/jump and the shared rollout: gradients, shapes, guide isolation, add vs jump, bound vs IW."""
 
-import math
 
 import pytest
 import torch

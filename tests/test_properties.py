@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import math
 import os
 import warnings
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqimpute import SeqImputeError, distributed, runs
+from seqimpute import distributed, runs
 from seqimpute import train as train_mod
 from seqimpute.cli import main
 from seqimpute.models.policy import training_loss

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqimpute.bench import bench_model, linear_fit, run_bench, run_sweep
+from seqimpute.bench import linear_fit, run_bench, run_sweep
 from seqimpute.models.policy import compiled_elementwise, latent_step, training_loss
 from seqimpute.models.registry import build_model, spec
 from seqimpute.optim import Optimizer
@@ -51,7 +51,6 @@ def test_compiled_step_equals_the_plain_step(name):
 
 
 def test_compiled_latent_step_matches_unguided_too():
-    g = torch.Generator().manual_seed(3)
     mu, lv = torch.randn(5, 4), torch.randn(5, 4)
     z0, *_ = latent_step(mu, lv, None, None, False, torch.Generator().manual_seed(1))
     with compiled_elementwise(True):

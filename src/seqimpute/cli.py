@@ -66,7 +66,7 @@ def cmd_data(args) -> int:
         return 0
     print(f"dataset   {info['name']}")
     print(f"shape     {info['shape']}  ({info['dim']} values per example)")
-    print(f"splits    " + "  ".join(f"{s} {n}" for s, n in info["sizes"].items()))
+    print("splits    " + "  ".join(f"{s} {n}" for s, n in info["sizes"].items()))
     lo, hi = ("-" if v is None else f"{v:.4g}" for v in (info["min"], info["max"]))
     print(f"range     {lo} .. {hi}   missing (NaN) {info['nan_fraction']:.3g}")
     print(f"values    {info['likelihood']} likelihood")
@@ -179,8 +179,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_impute(args) -> int:
-    from pathlib import Path
-
     import numpy as np
     import torch
 

@@ -20,7 +20,7 @@ from .errors import SeqImputeError
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .bench import autocast
-from .models.policy import Policy, compiled_elementwise, noise_shard, training_loss
+from .models.policy import Policy, compiled_elementwise, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 
