@@ -135,14 +135,17 @@ def test_paper_preset_plan_has_the_papers_settings_and_every_model_builds():
 
 
 def test_parallel_jobs_train_the_same_runs_as_serial(tmp_path):
-    """--jobs 2 trains runs in two worker processes (one thread each); the checkpoints match the serial ones."""
+    """--jobs 2 trains and scores runs in two worker processes (one thread each): the same checkpoints and scores
+    as the serial path."""
     import torch
 
     from seqimpute.runs import load_checkpoint
 
     kw = dict(smoke=True, smoke_updates=2, data="sklearn-digits", quiet=True, out=tmp_path / "results")
     reproduce("fig2c", "cpu", runs=tmp_path / "par", jobs=2, **kw)
-    status = json.loads((tmp_path / "results" / "cpu-smoke-sklearn-digits" / "status.json").read_text())
+    res = tmp_path / "results" / "cpu-smoke-sklearn-digits"
+    status = json.loads((res / "status.json").read_text())
+    par_rows = json.loads((res / "fig2c.json").read_text())["rows"]  # scored in the workers too
     assert len(status["runs"]) == 10
     assert all(r["complete"] and r["last_action"] == "trained" and r["step"] == 2 for r in status["runs"].values())
     threads = torch.get_num_threads()
@@ -151,6 +154,10 @@ def test_parallel_jobs_train_the_same_runs_as_serial(tmp_path):
         reproduce("fig2c", "cpu", runs=tmp_path / "ser", jobs=1, **kw)
     finally:
         torch.set_num_threads(threads)
+    ser_rows = json.loads((res / "fig2c.json").read_text())["rows"]
+    assert [r["model"] for r in par_rows] == [r["model"] for r in ser_rows] and all(r["ours"] for r in par_rows)
+    for a, b in zip(par_rows, ser_rows):
+        assert a["ours"] == pytest.approx(b["ours"], rel=1e-4)
     for rid in status["runs"]:
         par = load_checkpoint(tmp_path / "par" / "cpu-smoke-sklearn-digits" / rid / "last.pt")["model"]
         ser = load_checkpoint(tmp_path / "ser" / "cpu-smoke-sklearn-digits" / rid / "last.pt")["model"]

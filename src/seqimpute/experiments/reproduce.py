@@ -463,6 +463,28 @@ class Reproduction:
         os.replace(tmp, cache_path)
         return res
 
+    def score_all(self, todo: list[tuple]) -> dict:
+        """Scores of (experiment, index, cell, model, plan) items, keyed by (experiment, index). With --jobs > 1
+        each run's cells are scored in a worker process (its model loaded once there; the cache is per run)."""
+        by_plan: dict[str, list] = {}
+        for e, i, c, m, plan in todo:
+            by_plan.setdefault(plan.id, []).append((e, i, c, plan))
+        if self.jobs == 1 or len(by_plan) < 2:
+            return {(e, i): self.score(plan, c) for e, i, c, m, plan in todo}
+        import concurrent.futures as cf
+        import multiprocessing
+
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        self._loaded = None, None  # no model travels to the workers
+        results = {}
+        with cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futs = {pool.submit(_score_in_worker, self, items[0][3], [it[2] for it in items], threads): items
+                    for items in by_plan.values()}
+            for fut in cf.as_completed(futs):
+                for (e, i, _, _), res in zip(futs[fut], fut.result()):
+                    results[(e, i)] = res
+        return results
+
     def row(self, cell: Cell, model: str, plan: RunPlan | None, res: dict | None) -> dict:
         d = self.data_for(cell.role)
         paper = cell.paper.get(model)
@@ -519,12 +541,7 @@ class Reproduction:
         rows = {e: [] for e in experiments}
         order = sorted(((e, i) for e in experiments for i in range(len(pairs[e]))),
                        key=lambda ei: (pairs[ei[0]][ei[1]][2].id if pairs[ei[0]][ei[1]][2] else "",))
-        results: dict = {}
-        for e, i in order:
-            c, m, plan = pairs[e][i]
-            if e in ("fig3",) or plan is None:
-                continue
-            results[(e, i)] = self.score(plan, c)
+        results = self.score_all([(e, i, *pairs[e][i]) for e, i in order if e != "fig3" and pairs[e][i][2]])
         for e in experiments:
             rows[e] = [self.row(c, m, p, results.get((e, i))) for i, (c, m, p) in enumerate(pairs[e])]
         self._loaded = None, None
@@ -748,6 +765,12 @@ def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bo
     if threads:
         torch.set_num_threads(threads)
     train(path, dataclasses.replace(cfg), progress_bar=progress, quiet=quiet)
+
+
+def _score_in_worker(rep: "Reproduction", plan: RunPlan, cells: list, threads: int) -> list:
+    """A worker's share of the scoring: one run at each of its cells."""
+    torch.set_num_threads(threads)
+    return [rep.score(plan, c) for c in cells]
 
 
 def _trainable(model: str) -> bool:
