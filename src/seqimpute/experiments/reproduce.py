@@ -22,10 +22,12 @@ The paper's numbers come only from ``seqimpute/anchors/paper_results.json``; not
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import re
 import shlex
@@ -50,8 +52,8 @@ PRESETS = ("paper", "cpu")
 NATIVE_SIDE = {"mnist": 28, "tfd": 48, "svhn": 32, "binarized-mnist": 28}  # the squares' sizes refer to these
 ANCHOR_ROLE = {"MNIST": "mnist", "TFD": "tfd", "SVHN": "svhn"}
 ROLE_TITLE = {"mnist": "MNIST", "tfd": "TFD", "svhn": "SVHN", "binarized-mnist": "binarized MNIST"}
-TRAIN_KEYS = ("updates", "minutes", "clock", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every",
-              "log_every", "sizes", "seed")
+TRAIN_KEYS = ("updates", "minutes", "clock", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size",
+              "ckpt_every", "log_every", "sizes", "seed")
 SMOKE = {"n": 50, "samples": 2, "fig3_images": 3, "fig3_samples": 2, "fig1_samples": 16, "valid_size": 50}
 UNITS = ("paper units: per-image NLL of the imputed values (epsilon 1e-6 form) plus, for the policies, the summed "
          "KL(q||p) (the guided bound), x D/|U|; lower is better. Differences are ours minus the paper's.")
@@ -398,13 +400,8 @@ class Reproduction:
                 _train_one(plan.path, plan.cfg, None, progress=not self.quiet, quiet=self.quiet)
                 self._trained(plan, existed, time.perf_counter() - t0)
             return
-        # Several runs at once, each in a fresh process with its share of the cores: on a small CPU, separate
-        # single-threaded runs use the cores better than one run with several threads (benchmarks/RESULTS.md).
-        import concurrent.futures as cf
-        import multiprocessing
-
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        with cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool, threads = self._workers()
+        with pool:
             running = {}
             for i, plan, existed in todo:
                 self._announce(i, len(plans), plan, existed, f" [queued: {self.jobs} at a time, {threads} "
@@ -415,6 +412,12 @@ class Reproduction:
                 fut.result()  # a failed run stops the reproduction with its own error
                 self._trained(plan, existed, time.perf_counter() - t0)
                 self.log(f"done {plan.id}: {plan.state['step']} updates, {plan.state['elapsed_s'] / 60:.1f} min")
+
+    def _workers(self):
+        """``jobs`` fresh worker processes and the torch threads each gets: on a small CPU, separate single-threaded
+        runs use the cores better than one run with several threads (benchmarks/RESULTS.md)."""
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        return cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")), threads
 
     def _announce(self, i, n, plan, existed, how=""):
         b = plan.state["budget"]
@@ -471,13 +474,10 @@ class Reproduction:
             by_plan.setdefault(plan.id, []).append((e, i, c, plan))
         if self.jobs == 1 or len(by_plan) < 2:
             return {(e, i): self.score(plan, c) for e, i, c, m, plan in todo}
-        import concurrent.futures as cf
-        import multiprocessing
-
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
         self._loaded = None, None  # no model travels to the workers
         results = {}
-        with cf.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool, threads = self._workers()
+        with pool:
             futs = {pool.submit(_score_in_worker, self, items[0][3], [it[2] for it in items], threads): items
                     for items in by_plan.values()}
             for fut in cf.as_completed(futs):
