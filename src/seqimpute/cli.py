@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="mask spec, e.g. mcar:0.8, MAR-14, square:12-18")
     p.add_argument("--run", required=True, help="run folder (resumed when it exists)")
     p.add_argument("--updates", type=int, help="total updates of the run")
-    p.add_argument("--minutes", type=float, help="total training budget in minutes (default 30 when no --updates): wall clock, or the process's CPU time with --set clock=cpu")
+    p.add_argument("--minutes", type=float, help="total training budget in minutes (default 30 when no "
+                   "--updates): wall clock, or the process's CPU time with --set clock=cpu")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")

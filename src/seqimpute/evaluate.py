@@ -156,9 +156,9 @@ def format_table(res: dict) -> str:
     if "bound_paper_units" in res:
         rows.append(("importance-weighted NLL", res["iw_paper_units"], res["iw_nats_per_value"]))
     rows.append(("unguided NLL", res["unguided_nll_paper_units"], res["unguided_nll_nats_per_value"]))
+    ku = res.get("unguided_samples", res["samples"])
     lines = [f"{res['model']} on {res['dataset']}/{res['split']}, mask {res['mask']}, {res['n_images']} images, "
-             f"K={res['samples']}" + (f" (unguided {res['unguided_samples']})" if res.get("unguided_samples", res["samples"])
-                                      != res["samples"] else "") + f", T={res['steps']}",
+             f"K={res['samples']}" + (f" (unguided {ku})" if ku != res["samples"] else "") + f", T={res['steps']}",
              f"{'':28s}{'paper units':>12s}{'nats/value':>12s}{'bits/value':>12s}"]
     for name, pu, npv in rows:
         lines.append(f"{name:28s}{pu:12.2f}{npv:12.4f}{metrics.bits(npv):12.4f}")

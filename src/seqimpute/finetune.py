@@ -41,8 +41,9 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
              batch: int = 250, split: str = "test", eval_n: int | None = None, eval_samples: int = 1, seed: int = 0,
              device: str = "cpu", log_every: int = 100, progress_bar: bool = True, clock: str = "wall") -> dict:
     """Fine-tune the guide of the model in run folder ``run`` on ``split`` for ``updates`` updates or ``minutes``
-    (whichever ends first; ``clock``: "wall" time or this process's "cpu" time), scoring the bound before and after on the first ``eval_n`` images
-    of the split with ``eval_samples`` rollouts each. Returns the summary written to finetune.json."""
+    (whichever ends first; ``clock``: "wall" time or this process's "cpu" time), scoring the bound before and
+    after on the first ``eval_n`` images of the split with ``eval_samples`` rollouts each. Returns the summary
+    written to finetune.json."""
     run = Path(run)
     if not updates and not minutes:
         raise SeqImputeError("give a budget: --updates N or --minutes M (the paper's 50,000 updates take hours).")
@@ -112,7 +113,8 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
 
     keys = ("bound_nats_per_image", "iw_nats_per_image", "bound_paper_units", "kl_nats_per_image")
     summary = {"model": name, "checkpoint": checkpoint, "split": split, "mask": mask, "updates": step,
-               "skipped": skipped, "minutes": elapsed / 60, "clock": clock, "batch": B, "eval_images": raw["n_images"],
+               "skipped": skipped, "minutes": elapsed / 60, "clock": clock, "batch": B,
+               "eval_images": raw["n_images"],
                "eval_samples": raw["samples"], "settings": {"lr": LR, "decay": f"x{LR_DECAY} every {DECAY_EVERY}",
                                                            "beta1": BETA1, "beta2": 0.99},
                "raw": {k: raw[k] for k in keys if k in raw}, "finetuned": {k: tuned[k] for k in keys if k in tuned}}
