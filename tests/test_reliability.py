@@ -319,17 +319,21 @@ def _exit2(argv, capsys, *needles):
     return err
 
 
-def test_cli_eval_refuses_a_malicious_pickle_in_a_run_folder(trained, tmp_path, capsys):
-    run = _copy(trained, tmp_path)
-    marker = tmp_path / "pwned"
-
+def _evil(marker):
+    """An object whose unpickling runs a shell command that creates ``marker``."""
     class Evil:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
+    return Evil()
+
+
+def test_cli_eval_refuses_a_malicious_pickle_in_a_run_folder(trained, tmp_path, capsys):
+    run = _copy(trained, tmp_path)
+    marker = tmp_path / "pwned"
     for which in ("best.pt", "last.pt"):
         with open(run / which, "wb") as f:
-            pickle.dump({"format": runs.CHECKPOINT_FORMAT, "version": 1, "model": Evil()}, f)
+            pickle.dump({"format": runs.CHECKPOINT_FORMAT, "version": 1, "model": _evil(marker)}, f)
     _exit2(["eval", str(run), "--samples", "1", "--quiet"], capsys, "refused")
     _exit2(["train", "--run", str(run), "--updates", "20", "--quiet"], capsys, "refused")
     assert not marker.exists()
@@ -339,13 +343,8 @@ def test_torch_zip_checkpoint_with_a_code_object_is_refused(trained, tmp_path, c
     """The same attack inside torch's zip format (torch.save of an arbitrary object) is refused too."""
     run = _copy(trained, tmp_path)
     marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     ck = load_checkpoint(run / "best.pt")
-    ck["model_config"] = Evil()
+    ck["model_config"] = _evil(marker)
     torch.save(ck, run / "best.pt")
     _exit2(["eval", str(run), "--samples", "1", "--quiet"], capsys, "refused")
     assert not marker.exists()

@@ -98,28 +98,37 @@ def data_info(name, data_root=None, **options) -> dict:
 # ---------------------------------------------------------------------------------------------------- train / eval
 
 
-def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
-    """--set key=value: model options (hidden, z, steps, ...) or training options (lr, warmup, optimizer, ...)."""
-    from .train import TrainConfig
-
-    model_opts, train_opts = {}, {}
+def _set_values(items: list[str]) -> dict:
+    """--set KEY=VALUE items as {key: value}, the value read as JSON when it parses (numbers, true, lists), else
+    kept as a string; dashes in keys become underscores."""
+    out = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not eq or not key:
             raise SeqImputeError(f"--set takes KEY=VALUE, got {item!r}.")
         try:
-            parsed = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            parsed = value.strip()
+            out[key] = value.strip()
+    return out
+
+
+def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
+    """--set key=value: model options (hidden, z, steps, ...) or training options (lr, warmup, optimizer, ...)."""
+    from .train import TrainConfig
+
+    train_keys = TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options", "sizes",
+                                         "updates", "minutes", "batch", "seed", "device"}
+    model_opts, train_opts = {}, {}
+    for key, parsed in _set_values(items).items():
         if key in model_keys:
             model_opts[key] = parsed
-        elif key in TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options", "sizes",
-                                            "updates", "minutes", "batch", "seed", "device"}:
+        elif key in train_keys:
             train_opts[key] = parsed
         else:
             raise SeqImputeError(f"unknown option {key!r} for --set; model options: {', '.join(sorted(model_keys))}; "
-                                 f"training options: lr, warmup, optimizer, valid_every, valid_size, ckpt_every, log_every.")
+                                 f"training options: {', '.join(sorted(train_keys))}.")
     return model_opts, train_opts
 
 
@@ -246,15 +255,7 @@ def cmd_bench(args) -> int:
     from .bench import format_table, run_bench, run_sweep
     from .models.registry import MODELS, spec
 
-    overrides = {}
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SeqImputeError(f"--set takes KEY=VALUE, got {item!r}.")
-        try:
-            overrides[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip().replace("-", "_")] = value.strip()
+    overrides = _set_values(args.set)
     compile_, amp = bool(overrides.pop("compile", False)), overrides.pop("amp", "none")
     device = args.device or "cpu"
     if torch_device_is_cuda(device):

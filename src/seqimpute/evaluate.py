@@ -15,7 +15,7 @@ import torch
 from . import metrics
 from .data.masks import canonical, mask_set
 from .data.sources import Dataset
-from .errors import SeqImputeError
+from .errors import SeqImputeError, require_whole
 from .models.policy import Policy, bound, missing_nll
 
 
@@ -39,11 +39,7 @@ def check_counts(samples=1, steps=None, n=None, batch=1, seed=0) -> None:
     from .models.registry import MAX_STEPS
 
     def whole(name, v, lo, hi=None, none_ok=False):
-        if v is None and none_ok:
-            return
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
-            top = f" and at most {hi:,}" if hi is not None else ""
-            raise SeqImputeError(f"{name} must be a whole number of at least {lo}{top}, got {v!r}.")
+        require_whole(name, v, lo, hi, none_ok, types=numbers.Integral)
 
     whole("samples", samples, 1, MAX_SAMPLES)
     whole("steps", steps, 1, MAX_STEPS, none_ok=True)

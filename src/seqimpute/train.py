@@ -16,7 +16,7 @@ import torch
 from . import runs
 from .data.masks import mask_sampler
 from .data.sources import load_dataset
-from .errors import SeqImputeError
+from .errors import SeqImputeError, require_whole
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .bench import autocast
@@ -68,12 +68,7 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse nonsensical settings with one clear message (they would otherwise fail deep inside training)."""
         def whole(name, lo=1, hi=None, none_ok=False):
-            v = getattr(self, name)
-            if v is None and none_ok:
-                return
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-                top = f" and at most {hi:,}" if hi is not None else ""
-                raise SeqImputeError(f"{name} must be a whole number of at least {lo}{top}, got {v!r}.")
+            require_whole(name, getattr(self, name), lo, hi, none_ok)
 
         whole("batch", hi=10_000_000)
         whole("updates", none_ok=True)
@@ -272,7 +267,11 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         bar = tqdm(total=cfg.updates, initial=step, unit="upd", desc=cfg.model, mininterval=1.0, dynamic_ncols=True)
     last_valid = best if math.isfinite(best) else float("nan")
     lr = 0.0
-    acc = {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
+
+    def fresh_acc() -> dict:  # running sums of the logged window
+        return {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
+
+    acc = fresh_acc()
     fault_run, faults = 0, collections.deque()  # consecutive faults; steps of the faults in the last FAULT_WINDOW
     t_log, steps_log = time.perf_counter(), 0
     model.train()
@@ -323,7 +322,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
                         f"values. {run / 'last.pt'} holds the last good state.")
                 step, ck_best = _restore(run, model, opt, gen, cfg.seed + 1_000_003 * restores, step)
                 best = best if ck_best is None else ck_best
-                fault_run, acc = 0, {k: 0 if k in ("n", "skipped") else 0.0 for k in acc}
+                fault_run, acc = 0, fresh_acc()
                 faults.clear()
                 if main:
                     runs.truncate_metrics(run, step)
@@ -350,7 +349,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
             runs.append_metrics(run, rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{last_valid:.1f}", refresh=False)
-            acc = {k: 0 if k in ("n", "skipped") else 0.0 for k in acc}
+            acc = fresh_acc()
             t_log, steps_log = now, 0
         if step % cfg.valid_every == 0 or done():
             last_valid = validate()

@@ -80,7 +80,7 @@ def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
 def _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q):
     """The deterministic part of a guided latent step, from the noise: (z, KL(q||p), KL(p||q), log p(z) - log q(z)),
     sums over dims. A pure function of tensors (no generator), so torch.compile can take it whole."""
-    z = src_mu + torch.exp(0.5 * src_lv) * eps
+    z = _sample_z(src_mu, src_lv, eps)
     dlv = lv_q - lv_p
     d2 = (mu_q - mu_p).pow(2)
     r = torch.exp(dlv)  # var_q / var_p
