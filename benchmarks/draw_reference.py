@@ -9,7 +9,7 @@ the authors' peephole cells (fixed +2 gate biases), the folded encoder GEMM (K =
 
 Both train on the same random binary batch. Whole updates (forward, loss, backward, optimiser step) are timed in
 interleaved rounds, medians reported, with the float32 matmul peak (seqimpute.bench.matmul_peak_gflops) measured
-before and after. FLOPs per update (matrix products only) from torch.utils.flop_counter.FlopCounterMode.
+before and after. FLOPs per update: every matrix product, recorded at dispatch (seqimpute.bench.GemmRecorder).
 
     OMP_NUM_THREADS=1 python benchmarks/draw_reference.py --threads 1 --rounds 3 --updates 3
 """
@@ -24,9 +24,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from seqimpute.bench import matmul_peak_gflops
+from seqimpute.bench import GemmRecorder, gemm_flops, matmul_peak_gflops
 from seqimpute.models.draw import DRAW
 from seqimpute.models.policy import training_loss
 from seqimpute.optim import Optimizer
@@ -111,9 +110,9 @@ def compare_steps(steps: dict, args, meta: dict, setting: str) -> dict:
     measurements; print and optionally write (args.json) GFLOP per update, images/s and the share of the peak."""
     flops = {}
     for name, fn in steps.items():
-        with FlopCounterMode(display=False) as fc:
+        with GemmRecorder() as rec:
             fn(0)
-        flops[name] = fc.get_total_flops()
+        flops[name] = gemm_flops(rec.calls)
         fn(1)  # warm-up
     peak_before, s_before = matmul_peak_gflops()
     times = {name: [] for name in steps}

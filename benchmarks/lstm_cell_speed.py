@@ -3,7 +3,7 @@
 For each variant, times whole training updates (guided rollout, loss, backward, optimiser step) at batch 250, T=16,
 D=784, H=300, write 300, z 100, mix 20, and reports images/s and the share of the float32 matmul peak measured in
 the same run (median of several timings of a large torch.mm, interleaved with the variants so both see the same
-machine load). FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over one forward+backward.
+machine load). FLOPs: every matrix product of one forward+backward (seqimpute.bench.GemmRecorder).
 
     python benchmarks/lstm_cell_speed.py                       # all layouts, plain cell; fold with each fused path
     python benchmarks/lstm_cell_speed.py --threads 1 --repeats 5
@@ -47,13 +47,13 @@ def make(layout: str, fused: str, dim: int, sizes: dict, seed: int = 0) -> LSTMI
 
 
 def flops(model: LSTMImputer, x, observed) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+    from seqimpute.bench import GemmRecorder, gemm_flops
 
-    with FlopCounterMode(display=False) as fc:
+    with GemmRecorder() as rec:
         r = model.rollout(x, observed, guided=True, generator=torch.Generator().manual_seed(0))
         training_loss(model, r, x, observed)[0].backward()
     model.zero_grad(set_to_none=True)
-    return fc.get_total_flops()
+    return gemm_flops(rec.calls)
 
 
 def main(argv=None) -> dict:

@@ -107,7 +107,8 @@ def test_trainer_compile_equals_plain(tmp_path):
 def test_bench_suite_keys_and_baselines():
     res = run_bench(["gpsi-add", "mean"], steps=1, warmup=0, batch=8, overrides={"hidden": 16, "z": 4, "steps": 2})
     g, m = res["models"]
-    for k in ("train_images_per_s", "step_gflops", "peak_share", "impute_images_per_s", "peak_mem_mb", "peak_mem_kind"):
+    for k in ("train_images_per_s", "step_gflops", "peak_share", "impute_images_per_s", "peak_mem_mb", "peak_mem_kind",
+              "gemm_share", "of_gemm_ceiling"):
         assert k in g, k
     assert res["peak_gflops"] > 0 and g["peak_share"] > 0
     assert "train_images_per_s" not in m and m["impute_images_per_s"] > 0 and m["trainable"] is False
@@ -170,3 +171,34 @@ def test_per_tensor_clipping_is_clip_grad_norm_on_each_tensor():
     torch.testing.assert_close(a.grad, ref.grad)
     assert torch.linalg.vector_norm(a.grad).item() == pytest.approx(10.0, rel=1e-5)
     torch.testing.assert_close(b.grad, torch.full((5,), 0.1))
+
+
+def test_gemm_recorder_counts_what_the_flop_counter_counts(monkeypatch):
+    """Plain path: the recorder's FLOPs are torch's FlopCounterMode's. SharedLinear path: the same products, with
+    the in-place addmm_ (which FlopCounterMode misses) counted, so the same total."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seqimpute.bench import GemmRecorder, gemm_flops, replay_gemms
+    from seqimpute.nn import shared
+
+    for name in ("gpsi-add", "lstm-jump"):
+        torch.manual_seed(0)
+        model = build_model(name, 16, "mnist", TINY[name])
+        x = torch.rand(6, 16)
+        observed = torch.rand(6, 16) > 0.6
+
+        def step():
+            loss, _ = training_loss(model, model.rollout(x, observed, guided=True), x, observed)
+            loss.backward()
+
+        with GemmRecorder() as deferred:
+            step()
+        monkeypatch.setitem(shared.DEFER, "on", False)
+        with FlopCounterMode(display=False) as fc:
+            step()
+        with GemmRecorder() as plain:
+            step()
+        monkeypatch.setitem(shared.DEFER, "on", True)
+        assert plain.calls and gemm_flops(plain.calls) == fc.get_total_flops(), name
+        assert gemm_flops(deferred.calls) == gemm_flops(plain.calls), name
+        assert replay_gemms(deferred.calls, "cpu", repeats=2) > 0

@@ -1,8 +1,14 @@
 """`seqimpute bench`: training and imputation speed against the machine's float32 matmul peak, measured in one run.
 
 peak_share = (matmul FLOPs of one forward+backward training step / its time) / (median GFLOP/s of a large
-square float32 matmul, timed before and after the models in the same process). FLOPs are counted by
-torch.utils.flop_counter, i.e. only matrix products; the optimiser's elementwise work is in the time, not the FLOPs.
+square float32 matmul, timed before and after the models in the same process). FLOPs: 2 m k n for every matrix
+product the step runs (recorded at dispatch, `GemmRecorder`); the optimiser's elementwise work is in the time, not
+the FLOPs.
+
+gemm_share: the same step's matrix products alone, replayed with their recorded shapes and memory layouts (operands
+of one layout reused, so warmer in cache than in the step) and timed, as a share of the same peak: the ceiling any
+implementation of the step that does these products at these shapes can reach. ``of_gemm_ceiling`` = peak_share /
+gemm_share says how much of that ceiling the whole step (elementwise work, autograd, optimiser) keeps.
 
 ``--all``: every registered model at its paper preset: training images/s, share of the peak, peak memory, and the
 imputation rate (an unguided rollout under inference mode); non-trainable baselines get the imputation rate only.
@@ -29,7 +35,7 @@ import threading
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .models.policy import compiled_elementwise, training_loss
 from .models.registry import MODELS, build_model, spec
@@ -131,6 +137,67 @@ class PeakMemory:
             self.mb = max(self.peak - self.base, 0) / 2**20 if self.base else float("nan")
 
 
+# ------------------------------------------------------------------------------------------------ GEMM ceiling
+
+_aten = torch.ops.aten
+GEMMS = (_aten.mm.default, _aten.addmm.default, _aten.addmm_.default, _aten.bmm.default, _aten.baddbmm.default)
+_WITH_ADDEND = (_aten.addmm.default, _aten.addmm_.default, _aten.baddbmm.default)
+
+
+class GemmRecorder(TorchDispatchMode):
+    """Records every matrix product run inside it: the op, and each tensor argument's shape, strides and dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in GEMMS:
+            self.calls.append((func, tuple((tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor)
+                                           else a for a in args), dict(kwargs)))
+        return func(*args, **kwargs)
+
+
+def gemm_flops(calls) -> int:
+    """2 m k n per product (times the batch for bmm), from the recorded shapes."""
+    total = 0
+    for func, args, _ in calls:
+        a, b = (args[1], args[2]) if func in _WITH_ADDEND else (args[0], args[1])
+        sa, sb = a[0], b[0]
+        total += 2 * math.prod(sa) * sb[-1]
+    return total
+
+
+def replay_gemms(calls, device, repeats: int = 5) -> float:
+    """Median GFLOP/s of the recorded products run back to back, one operand per (shape, strides, dtype)."""
+    pool = {}
+
+    def operand(a):
+        if not isinstance(a, tuple):
+            return a
+        if a not in pool:
+            shape, stride, dtype = a
+            pool[a] = torch.empty_strided(shape, stride, dtype=dtype, device=device).uniform_(-1, 1)
+        return pool[a]
+
+    work = [(func, [operand(a) for a in args], kw) for func, args, kw in calls]
+    flops = gemm_flops(calls)
+
+    def once():
+        for func, args, kw in work:
+            func(*args, **kw)
+        _sync(device)
+
+    once()
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        rates.append(flops / (time.perf_counter() - t) / 1e9)
+    return statistics.median(rates)
+
+
 # ------------------------------------------------------------------------------------------------ one model
 
 def autocast(device, amp: str | None):
@@ -182,9 +249,9 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
         loss.backward()
         opt.step(i, 0.5)
 
-    with FlopCounterMode(display=False) as fc:
+    with GemmRecorder() as rec:  # the step's matrix products (torch's FlopCounterMode misses the in-place addmm_)
         step(0)
-    flops = fc.get_total_flops()
+    flops = gemm_flops(rec.calls)
     with compiled_elementwise(compile):
         for i in range(warmup):
             step(i)
@@ -200,7 +267,8 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
         out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
                     "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
                     "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
-                    "amp": amp or "none", "steps_T": getattr(model, "steps", None)})
+                    "amp": amp or "none", "steps_T": getattr(model, "steps", None),
+                    "gemm_gflops": replay_gemms(rec.calls, device)})
         if impute:
             with autocast(device, amp):
                 out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
@@ -223,6 +291,9 @@ def _with_peak(results: list[dict], rates: list[float]) -> float:
     for r in results:
         if "step_gflops" in r:
             r["peak_share"] = r["step_gflops"] / peak
+        if "gemm_gflops" in r:
+            r["gemm_share"] = r["gemm_gflops"] / peak
+            r["of_gemm_ceiling"] = r["peak_share"] / r["gemm_share"]
     return peak
 
 
@@ -299,15 +370,17 @@ def format_table(res: dict) -> str:
     key = res.get("sweep")
     first = f"{key:>6s}" if key else f"{'model':14s}"
     lines.append(f"{first}{'train img/s':>12s}{'s/step':>9s}{'GFLOP/step':>11s}{'GFLOP/s':>9s}{'peak share':>11s}"
-                 f"{'peak MB':>9s}{'impute img/s':>13s}")
+                 f"{'GEMM ceil':>10s}{'peak MB':>9s}{'impute img/s':>13s}")
     for r in res["models"]:
         head = f"{r['value']:6d}" if key else f"{r['model']:14s}"
         imp = f"{r['impute_images_per_s']:13.1f}" if "impute_images_per_s" in r else f"{'':13s}"
         if "train_images_per_s" in r:
             lines.append(f"{head}{r['train_images_per_s']:12.1f}{r['step_seconds']:9.3f}{r['step_gflop']:11.2f}"
-                         f"{r['step_gflops']:9.1f}{r['peak_share']:11.3f}{r['peak_mem_mb']:9.0f}{imp}")
+                         f"{r['step_gflops']:9.1f}{r['peak_share']:11.3f}{r.get('gemm_share', float('nan')):10.3f}"
+                         f"{r['peak_mem_mb']:9.0f}{imp}")
         else:
-            lines.append(f"{head}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':9s}{imp}")
+            lines.append(f"{head}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':10s}{'':9s}{imp}")
+    lines.append("GEMM ceil: the step's own matrix products replayed alone, as a share of the peak")
     if "linear_fit" in res:
         f = res["linear_fit"]
         lines.append(f"linear fit: s/step = {f['intercept_s']:.4f} + {f['slope_s_per_step']:.4f} T; "

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.lstm import PeepholeLSTMCell, gate_function
-from .lstm import AffineGauss, MixtureDecoder, MixtureNet, Writer, _linear
+from ..nn.shared import SharedLinear
+from .lstm import AffineGauss, MixtureDecoder, MixtureNet, Writer, _linear, step_writer
 from .policy import Policy, Rollout, latent_step
 
 _MNIST = {"enc": 250, "dec": 250, "write": 200, "z": 100, "steps": 16}  # REFERENCE.md §6
@@ -105,11 +106,11 @@ class _Generative(Policy):
     # ----------------------------------------------------------------------------------------------- pieces
 
     def _encoder_weights(self, x: torch.Tensor):
-        """The folded encoder: (the per-rollout constant x (W_a + W_b) + b, the per-step weight [-W_b | W_c | W_h])."""
+        """The folded encoder: (the per-rollout constant x (W_a + W_b) + b, the per-step layer [-W_b | W_c | W_h])."""
         E, D = self.encoder, self.dim
         w = E.inp.weight
         wa, wb, wc = w[:, :D], w[:, D : 2 * D], w[:, 2 * D :]
-        return F.linear(x, wa + wb, E.inp.bias), torch.cat([-wb, wc, E.weight_hh], 1).t()
+        return F.linear(x, wa + wb, E.inp.bias), SharedLinear(torch.cat([-wb, wc, E.weight_hh], 1))
 
     def _gates(self):
         return gate_function(self.fused)
@@ -118,13 +119,13 @@ class _Generative(Policy):
         """One encoder step on the current canvas c and the generator's previous output hG; returns (hE, cE)."""
         hE, cE = state
         E = self.encoder
-        a = torch.addmm(e_const, torch.cat([torch.sigmoid(c), hG, hE], 1), w_e)
+        a = w_e(torch.cat([torch.sigmoid(c), hG, hE], 1), add=e_const)
         return gates(a, cE, E.p_i, E.p_f, E.p_o, E.gate_bias)
 
     def _generate(self, gates, w_g, z, state):
         hG, cG = state
         G = self.decoder
-        a = torch.addmm(G.inp.bias, torch.cat([z, hG], 1), w_g)
+        a = w_g(torch.cat([z, hG], 1), add=G.inp.bias)
         return gates(a, cG, G.p_i, G.p_f, G.p_o, G.gate_bias)
 
     @torch.no_grad()
@@ -168,14 +169,16 @@ class DRAW(_Generative):
         T = self.steps if steps is None else int(steps)
         B, D = x.shape
         gates = self._gates()
-        w_g = self.decoder.stacked()[0].t()
+        # Weights used at every step are SharedLinear layers (each gradient formed in one pass over the steps).
+        w_g = SharedLinear(self.decoder.stacked()[0])
+        write_out = step_writer(self.write_out)
         hG, cG = self.h_dec0.expand(B, -1), self.c_dec0.expand(B, -1)
         c = self.c0.expand(B, D)
         mu_p, lv_p = self.prior(hG)
         mu_q = lv_q = None
         if guided:
             e_const, w_e = self._encoder_weights(x)
-            head_q = self.head_q.stacked()
+            head_q = self.head_q.step_layer()
             hE, cE = self.h_enc0.expand(B, -1), self.c_enc0.expand(B, -1)
         canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
         for _ in range(T):
@@ -184,7 +187,7 @@ class DRAW(_Generative):
                 mu_q, lv_q = self.head_q(hE, head_q)
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             hG, cG = self._generate(gates, w_g, z, (hG, cG))
-            c = c + self.write_out(hG)
+            c = c + write_out(hG)
             canvases.append(c)
             if guided:
                 kl_qp.append(kqp)
@@ -241,10 +244,12 @@ class ExtendedDRAW(_Generative):
         if guided:
             cE, hE = init[:, 2 * Hd : 2 * Hd + He], init[:, 2 * Hd + He :]
             e_const, w_e = self._encoder_weights(x)
-            head_q = self.head_q.stacked()
-        w_g = self.decoder.stacked()[0].t()
-        head_p = self.head_p.stacked()
-        c = self.write_out(cG) if jump else self.c0.expand(B, D)
+            head_q = self.head_q.step_layer()
+        # Weights used at every step are SharedLinear layers (each gradient formed in one pass over the steps).
+        w_g = SharedLinear(self.decoder.stacked()[0])
+        head_p = self.head_p.step_layer()
+        write_out = step_writer(self.write_out)
+        c = write_out(cG) if jump else self.c0.expand(B, D)
         canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
         for _ in range(T):
             if guided:
@@ -253,7 +258,7 @@ class ExtendedDRAW(_Generative):
             mu_p, lv_p = self.head_p(hG, head_p)  # the prior reads the PREVIOUS generator output
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             hG, cG = self._generate(gates, w_g, z, (hG, cG))
-            c = self.write_out(cG) if jump else c + self.write_out(hG)
+            c = write_out(cG) if jump else c + write_out(hG)
             canvases.append(c)
             if guided:
                 kl_qp.append(kqp)

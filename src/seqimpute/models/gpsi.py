@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.layers import DecMLP, GaussMLP
+from ..nn.shared import SharedLinear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # REFERENCE.md §4.1
@@ -61,28 +62,31 @@ class GPSI(Policy):
         self.check_input(x, observed)
         T = self.steps if steps is None else int(steps)
         B, D = x.shape
-        # Effective weights once per rollout, not per step. The first layers of p and q both read the composite,
-        # so they run as one GEMM; q's columns for x are constant over the steps and computed once.
+        # Effective weights once per rollout, not per step, as SharedLinear layers (each weight's gradient formed in
+        # one pass over the steps). The first layers of p and q both read the composite, so they run as one GEMM;
+        # q's columns for x are constant over the steps and computed once.
         wp1, bp1 = self.p.fc1.effective()
-        p_rest = (self.p.fc2.effective(), self.p.heads())
-        writer = self.writer.weights()
+        p_rest = self.p.step_layers()
+        writer = self.writer.step_layers()
         if guided:
             wq1, bq1 = self.q.fc1.effective()
             wq_c, wq_x = wq1.split(D, dim=1)  # one SplitBackward (a cat of the two grads), not two zero-filled slices
-            w_first = torch.cat([wp1, wq_c])
+            first = SharedLinear(torch.cat([wp1, wq_c]))
             q_from_x = F.linear(x, wq_x, bq1)
-            q_rest = (self.q.fc2.effective(), self.q.heads())
+            q_rest = self.q.step_layers()
+        else:
+            first = SharedLinear(wp1, bp1)
         guess = torch.sigmoid if self.link == "sigmoid" else (lambda u: u)
         c = self.c0.expand(B, D)
         canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
         for _ in range(T):
             xt = composite(x, observed, guess(c))
             if guided:
-                hp, hq = F.linear(xt, w_first).split(self.hidden, dim=-1)
+                hp, hq = first(xt).split(self.hidden, dim=-1)
                 mu_p, lv_p = self.p.from_hidden(F.relu(hp + bp1), *p_rest)
                 mu_q, lv_q = self.q.from_hidden(F.relu(hq + q_from_x), *q_rest)
             else:
-                mu_p, lv_p = self.p.from_hidden(F.relu(F.linear(xt, wp1, bp1)), *p_rest)
+                mu_p, lv_p = self.p.from_hidden(F.relu(first(xt)), *p_rest)
                 mu_q = lv_q = None
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             delta = self.writer(z, writer)

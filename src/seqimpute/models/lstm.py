@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
+from ..nn.shared import SharedLinear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # REFERENCE.md §5.1
@@ -70,8 +71,12 @@ class AffineGauss(nn.Module):
         """Both heads as one (2z x in) GEMM."""
         return torch.cat([self.mean.weight, self.logvar.weight]), torch.cat([self.mean.bias, self.logvar.bias])
 
-    def forward(self, h: torch.Tensor, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        return F.linear(h, *(weights or self.stacked())).chunk(2, dim=-1)
+    def step_layer(self) -> SharedLinear:
+        """Both heads as one layer with its weight formed once, for a head applied at every step."""
+        return SharedLinear(*self.stacked())
+
+    def forward(self, h: torch.Tensor, layer: SharedLinear | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return (layer or self.step_layer())(h).chunk(2, dim=-1)
 
 
 class MixtureNet(nn.Module):
@@ -109,13 +114,29 @@ class Writer(nn.Module):
         super().__init__()
         self.fc1, self.fc2 = _linear(hidden, write), _linear(write, n_out)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(h))
+    def step_layers(self) -> tuple[SharedLinear, SharedLinear]:
+        return SharedLinear(self.fc1.weight, self.fc1.bias), SharedLinear(self.fc2.weight, self.fc2.bias)
+
+    def forward(self, h: torch.Tensor, layers=None) -> torch.Tensor:
+        if layers is None:
+            return self.fc2(self.fc1(h))
+        return layers[1](layers[0](h))
+
+
+def step_writer(write_out: nn.Module):
+    """A callable for the writer (a `Writer` or one Linear) applied at every step of a rollout."""
+    if isinstance(write_out, Writer):
+        layers = write_out.step_layers()
+        return lambda h: write_out(h, layers)
+    return SharedLinear(write_out.weight, write_out.bias)
 
 
 def _gemm(pieces: list[torch.Tensor], weight, bias: torch.Tensor | None) -> torch.Tensor:
-    """sum_k pieces[k] @ W_k^T + bias (a (N,) vector or a (B, N) matrix). ``weight`` is one stacked tensor (the
-    pieces are concatenated, one GEMM) or a list of blocks, one per piece (one GEMM per piece, no concatenation)."""
+    """sum_k pieces[k] @ W_k^T + bias (a (N,) vector or a (B, N) matrix). ``weight`` is one stacked weight (the
+    pieces are concatenated, one GEMM; a SharedLinear when the weight is used at every step) or a list of blocks,
+    one per piece (one GEMM per piece, no concatenation)."""
+    if isinstance(weight, SharedLinear):
+        return weight(pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1), add=bias)
     if isinstance(weight, torch.Tensor):
         weight, pieces = [weight], [pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)]
     out = pieces[0] @ weight[0].t() if bias is None else torch.addmm(bias, pieces[0], weight[0].t())
@@ -205,22 +226,26 @@ class LSTMImputer(Policy):
         cQ, hQ = init[4:] if guided else (None, None)
 
         # Weights once per rollout, not per step.
-        head_p = self.head_p.stacked()
+        # Stacked weights are SharedLinear layers: each one's gradient formed in one pass over the steps.
+        head_p = self.head_p.step_layer()
+        write_out = step_writer(self.write_out)
         rp, rq, wr = self.reader_p, self.reader_q, self.writer
         if layout != "split":
             w_p = self._reader_weights(rp, fold, cat)
-            w_w = wr.stacked()[0] if cat else [wr.inp.weight, wr.weight_hh]
+            w_p = SharedLinear(w_p) if cat else w_p
+            w_w = SharedLinear(wr.stacked()[0]) if cat else [wr.inp.weight, wr.weight_hh]
         if guided:
-            head_q = self.head_q.stacked()
+            head_q = self.head_q.step_layer()
             if layout != "split":
                 w_q = self._reader_weights(rq, fold, cat)
                 if fold:  # x (W_a + W_b) + b is the same at every step
                     wq_x = w_q[:, :D] if cat else w_q[0]
                     w_q = w_q[:, D:] if cat else w_q[1:]
                     q_const = F.linear(x, wq_x, rq.inp.bias)
+                w_q = SharedLinear(w_q) if cat else w_q
 
         canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
-        guess = self.write_out(cW) if jump else c  # logits of the current guess g
+        guess = write_out(cW) if jump else c  # logits of the current guess g
         for _ in range(T):
             g = torch.sigmoid(guess)
             xt = composite(x, observed, g)
@@ -245,7 +270,7 @@ class LSTMImputer(Policy):
                 hW, cW = wr(z, (hW, cW))
             else:
                 hW, cW = gates(_gemm([z, hW], w_w, wr.inp.bias), cW, wr.p_i, wr.p_f, wr.p_o, wr.gate_bias)
-            c = self.write_out(cW) if jump else c + self.write_out(hW)
+            c = write_out(cW) if jump else c + write_out(hW)
             guess = c
             canvases.append(c)
             if guided:

@@ -58,7 +58,7 @@ class VAEImputer(Policy):
                 "impute_step": self.impute_step, "step_valid_nll": self.step_valid_nll, "l2": self.l2}
 
     def encode(self, u: torch.Tensor, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        w1, rest = weights or (self.enc.fc1.effective(), (self.enc.fc2.effective(), self.enc.heads()))
+        w1, rest = weights or (self.enc.fc1.effective(), self.enc.step_layers())
         return self.enc.from_hidden(F.relu(F.linear(u, *w1)), *rest)
 
     def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
@@ -74,8 +74,8 @@ class VAEImputer(Policy):
             z, kl_qp, kl_pq, log_ratio = latent_step(zero, zero, mu, lv, True, generator)
             return Rollout([c, self.dec(z)], kl_qp.unsqueeze(0), kl_pq.unsqueeze(0), log_ratio, True)
         T = self.steps if steps is None else int(steps)
-        enc_w = (self.enc.fc1.effective(), (self.enc.fc2.effective(), self.enc.heads()))
-        dec_w = self.dec.weights()
+        enc_w = (self.enc.fc1.effective(), self.enc.step_layers())
+        dec_w = self.dec.step_layers()
         canvases = [c]
         for _ in range(T):
             mu, lv = self.encode(composite(x, observed, torch.sigmoid(c)), enc_w)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .shared import SharedLinear
+
 SOFTPLUS_ONE = 0.541325  # softplus(0.541325) = 1.000: the input scale starts at the identity
 
 
@@ -60,10 +62,15 @@ class GaussMLP(nn.Module):
         (wm, bm), (wv, bv) = self.mean.effective(), self.logvar.effective()
         return torch.cat([wm, wv]), torch.cat([bm, bv])
 
+    def step_layers(self) -> tuple[SharedLinear, SharedLinear]:
+        """fc2 and the heads with their effective weights formed once, for a net applied at every step."""
+        return SharedLinear(*self.fc2.effective()), SharedLinear(*self.heads())
+
     def from_hidden(self, h1: torch.Tensor, fc2=None, heads=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Finish the net from the first layer's output. ``fc2``/``heads``: precomputed effective weights."""
-        h2 = F.relu(F.linear(h1, *(fc2 or self.fc2.effective())))
-        return F.linear(h2, *(heads or self.heads())).chunk(2, dim=-1)
+        """Finish the net from the first layer's output. ``fc2``/``heads``: from ``step_layers()``."""
+        if fc2 is None:
+            fc2, heads = self.step_layers()
+        return heads(F.relu(fc2(h1))).chunk(2, dim=-1)
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.from_hidden(F.relu(self.fc1(u)))
@@ -81,9 +88,10 @@ class DecMLP(nn.Module):
         init_hidden_bias(self.fc1)
         init_hidden_bias(self.fc2)
 
-    def forward(self, z: torch.Tensor, weights=None) -> torch.Tensor:
-        w1, w2, w3 = weights or self.weights()
-        return F.linear(F.relu(F.linear(F.relu(F.linear(z, *w1)), *w2)), *w3)
+    def forward(self, z: torch.Tensor, layers=None) -> torch.Tensor:
+        l1, l2, l3 = layers or self.step_layers()
+        return l3(F.relu(l2(F.relu(l1(z)))))
 
-    def weights(self):
-        return self.fc1.effective(), self.fc2.effective(), self.out.effective()
+    def step_layers(self) -> tuple[SharedLinear, SharedLinear, SharedLinear]:
+        """The three layers with their effective weights formed once, for a net applied at every step."""
+        return tuple(SharedLinear(*layer.effective()) for layer in (self.fc1, self.fc2, self.out))

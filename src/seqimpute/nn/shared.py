@@ -1,0 +1,90 @@
+"""Weights shared by every step of a rollout, with their gradients formed once for all steps.
+
+Backpropagation through T steps forms the gradient of a weight used at every step as T small GEMMs (one per step,
+``batch`` rows each) and sums them. `SharedLinear` keeps each step's input and output gradient instead and forms the
+gradient in one GEMM over all ``T * batch`` rows, which runs nearer the machine's matmul peak (benchmarks/RESULTS.md).
+The values are the same sum of products, in a different order (equal to float rounding; tests hold them equal).
+
+How: one `_Gather` node per weight takes the weight (and bias) and returns an empty "token"; each step's `_Step`
+takes the token as an input, computes y = x W^T + b, and in backward stashes (x, dy), returns the input gradient and
+an empty gradient for the token. Autograd runs `_Gather.backward` only after every step that used the token, and it
+turns the whole stash into the weight's and the bias's gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+DEFER = {"on": True}  # off: every SharedLinear is plain F.linear (the reference path; tests and benchmarks A/B it)
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, shared, weight, bias):
+        ctx.shared = shared
+        ctx.has_bias = bias is not None
+        return weight.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _token_grad):
+        gw, gb = ctx.shared.take()
+        return None, gw if ctx.needs_input_grad[1] else None, gb if ctx.has_bias and ctx.needs_input_grad[2] else None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, add, token, shared):
+        ctx.save_for_backward(x, weight)
+        ctx.shared = shared
+        ctx.add_shape = None if add is None else add.shape
+        if add is None:
+            return F.linear(x, weight, bias)
+        return torch.addmm(add if bias is None else add + bias, x, weight.t())
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        ctx.shared.stash(x, gy)
+        gx = gy.mm(weight) if ctx.needs_input_grad[0] else None
+        gadd = gy.sum_to_size(ctx.add_shape) if ctx.needs_input_grad[3] else None
+        return gx, None, None, gadd, gy.new_zeros(0), None
+
+
+class SharedLinear:
+    """``F.linear(x, weight, bias)`` for a weight applied at every step of one rollout; build one per rollout.
+
+    Deferred (one gradient GEMM for all steps) when gradients are being recorded for the weight or bias and the
+    input is a matrix; otherwise, and under autocast (whose casts autograd must see), plain ``F.linear``."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        self.weight, self.bias = weight, bias
+        self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.is_autocast_enabled(weight.device.type)
+                         and (weight.requires_grad or (bias is not None and bias.requires_grad)))
+        self._gw: torch.Tensor | None = None
+        self._gb: torch.Tensor | None = None
+        if self.deferred:
+            self.token = _Gather.apply(self, weight, bias)
+
+    def __call__(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """x W^T + b, plus ``add`` (a per-call term, e.g. a (B, N) matrix, fused into the GEMM) when given."""
+        if not self.deferred or x.dim() != 2:
+            out = F.linear(x, self.weight, self.bias) if add is None else torch.addmm(add, x, self.weight.t())
+            return out if add is None or self.bias is None else out + self.bias
+        b = None if self.bias is None else self.bias.detach()
+        return _Step.apply(x, self.weight.detach(), b, add, self.token, self)
+
+    def stash(self, x: torch.Tensor, gy: torch.Tensor) -> None:
+        if self._gw is None:
+            self._gw = gy.t().mm(x)
+            self._gb = gy.sum(0) if self.bias is not None else None
+        else:
+            self._gw.addmm_(gy.t(), x)
+            if self._gb is not None:
+                self._gb.add_(gy.sum(0))
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        gw, gb = self._gw, self._gb
+        self._gw = self._gb = None
+        return gw, gb
