@@ -101,8 +101,8 @@ def main(argv=None) -> dict:
            "matmul_peak_gflops": peak / 1e9, "variants": {}}
     print(f"\nthreads {res['threads']}, batch {args.batch}, T={args.steps}, in-run float32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s (median of {len(peaks)}, range {min(peaks) / 1e9:.0f}-{max(peaks) / 1e9:.0f})")
-    print(f"| variant (layout:fused) | GFLOP/update | updates/s | images/s | GFLOP/s | share of peak |")
-    print(f"|---|---:|---:|---:|---:|---:|")
+    print("| variant (layout:fused) | GFLOP/update | updates/s | images/s | GFLOP/s | share of peak |")
+    print("|---|---:|---:|---:|---:|---:|")
     for v in args.variants:
         ups = statistics.median(rates[v])
         gf = counts[v] * ups / 1e9

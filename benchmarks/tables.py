@@ -116,7 +116,7 @@ def main():
                          {"n_nearest_features": 30, "max_iter": 3})
         print(f"done mnist ({time.perf_counter() - t0:.0f} s)", flush=True)
     total = time.perf_counter() - t0
-    print(f"\n| case | imputer | RMSE (orig. units) | NRMSE | 90% coverage | seconds |")
+    print("\n| case | imputer | RMSE (orig. units) | NRMSE | 90% coverage | seconds |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
         cov = f"{r['coverage90']:.2f}" if "coverage90" in r else "-"

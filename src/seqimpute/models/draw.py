@@ -109,7 +109,7 @@ class _Generative(Policy):
         """The folded encoder: (the per-rollout constant x (W_a + W_b) + b, the per-step layer [-W_b | W_c | W_h])."""
         E, D = self.encoder, self.dim
         w = E.inp.weight
-        wa, wb, wc = w[:, :D], w[:, D : 2 * D], w[:, 2 * D :]
+        wa, wb, wc = w.split([D, D, w.shape[1] - 2 * D], dim=1)  # split: one cat in backward, no zero-filled slices
         return F.linear(x, wa + wb, E.inp.bias), SharedLinear(torch.cat([-wb, wc, E.weight_hh], 1))
 
     def _gates(self):

@@ -198,7 +198,8 @@ class LSTMImputer(Policy):
         [W_a + W_b, -W_b, W_c, W_h] over [x', g, hW, h]."""
         D = self.dim
         w_in = cell.inp.weight
-        wa, wb, wc = w_in[:, :D], w_in[:, D : 2 * D], w_in[:, 2 * D :]
+        # split, not slices: its backward is one cat, where each slice's would zero-fill a whole weight-sized tensor
+        wa, wb, wc = w_in.split([D, D, w_in.shape[1] - 2 * D], dim=1)
         blocks = [wa + wb, -wb, wc, cell.weight_hh] if fold else [wa, wb, wc, cell.weight_hh]
         return torch.cat(blocks, 1) if cat else blocks
 
@@ -239,8 +240,7 @@ class LSTMImputer(Policy):
             if layout != "split":
                 w_q = self._reader_weights(rq, fold, cat)
                 if fold:  # x (W_a + W_b) + b is the same at every step
-                    wq_x = w_q[:, :D] if cat else w_q[0]
-                    w_q = w_q[:, D:] if cat else w_q[1:]
+                    wq_x, w_q = w_q.split([D, w_q.shape[1] - D], dim=1) if cat else (w_q[0], w_q[1:])
                     q_const = F.linear(x, wq_x, rq.inp.bias)
                 w_q = SharedLinear(w_q) if cat else w_q
 
