@@ -105,14 +105,16 @@ def make_steps(ref_loss, ref: nn.Module, ours, family: str, x, observed):
     return step_ref, step_ours
 
 
-def compare_steps(steps: dict, args, meta: dict, setting: str) -> dict:
+def compare_steps(steps: dict, args, meta: dict, setting: str, flops: dict | None = None) -> dict:
     """Time whole updates of each step function in interleaved rounds (medians) between two matmul-peak
-    measurements; print and optionally write (args.json) GFLOP per update, images/s and the share of the peak."""
-    flops = {}
+    measurements; print and optionally write (args.json) GFLOP per update, images/s and the share of the peak.
+    ``flops``: FLOPs per update of steps that cannot be recorded at dispatch (a compiled graph); others are."""
+    flops = dict(flops or {})
     for name, fn in steps.items():
-        with GemmRecorder() as rec:
-            fn(0)
-        flops[name] = gemm_flops(rec.calls)
+        if name not in flops:
+            with GemmRecorder() as rec:
+                fn(0)
+            flops[name] = gemm_flops(rec.calls)
         fn(1)  # warm-up
     peak_before, s_before = matmul_peak_gflops()
     times = {name: [] for name in steps}

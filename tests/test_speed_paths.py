@@ -1,4 +1,4 @@
-"""Issue 8's fast paths: the compiled elementwise chains and bf16 autocast give the plain float32 step's results
+"""Issue 8's fast paths: the whole-step compiled graph and bf16 autocast give the plain float32 step's results
 (to float rounding / bf16 tolerance), the trainer takes them as options, and the bench suite reports its keys."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqimpute.bench import linear_fit, run_bench, run_sweep
-from seqimpute.models.policy import compiled_elementwise, latent_step, training_loss
+from seqimpute.models.policy import NoiseRecorder, NoiseTape, WholeStep, latent_step, training_loss
 from seqimpute.models.registry import build_model, spec
 from seqimpute.optim import Optimizer
 from seqimpute.train import TrainConfig, train
@@ -21,19 +21,26 @@ TINY = {
 
 
 def _one_step(name, compiled, amp=False, seed=0):
+    """Two updates (a compiled objective records the noise on the first and runs its graph on the second); the
+    second's loss and gradients, the parameters after it, and the generator's state."""
     torch.manual_seed(seed)
     model = build_model(name, 16, "mnist", TINY[name])
     opt = Optimizer(model.parameters(), "budget", spec(name).family, model.l2)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(6, 16, generator=g)
     observed = torch.zeros_like(x, dtype=torch.bool) if model.train_mask == "full" else torch.rand(6, 16, generator=g) > 0.6
-    with compiled_elementwise(compiled), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        r = model.rollout(x, observed, guided=True, generator=g)
-        loss, _ = training_loss(model, r, x, observed)
-    opt.zero_grad()
-    loss.backward()
-    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-    opt.step(0, 0.5)
+
+    def eager(x, observed, generator):
+        return training_loss(model, model.rollout(x, observed, guided=True, generator=generator), x, observed)
+
+    objective = WholeStep(eager) if compiled else eager
+    for i in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss, _ = objective(x, observed, g)
+        opt.zero_grad()
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        opt.step(i, 0.5)
     return loss.detach(), grads, {k: v.clone() for k, v in model.state_dict().items()}, g.get_state()
 
 
@@ -50,24 +57,18 @@ def test_compiled_step_equals_the_plain_step(name):
         torch.testing.assert_close(p1[k], p0[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_compiled_latent_step_matches_unguided_too():
+def test_noise_tape_replays_what_the_recorder_drew():
     mu, lv = torch.randn(5, 4), torch.randn(5, 4)
     z0, *_ = latent_step(mu, lv, None, None, False, torch.Generator().manual_seed(1))
-    with compiled_elementwise(True):
-        z1, kqp, kpq, lr = latent_step(mu, lv, None, None, False, torch.Generator().manual_seed(1))
-    assert kqp is None and kpq is None and lr is None
+    rec = NoiseRecorder(torch.Generator().manual_seed(1))
+    z1, *_ = latent_step(mu, lv, None, None, False, rec)
+    assert rec.draws == [((5, 4), mu.device, torch.float32)]
     torch.testing.assert_close(z1, z0)
-
-
-def test_compiled_elementwise_restores_the_plain_path():
-    from seqimpute.models import policy
-    from seqimpute.nn import lstm
-
-    with compiled_elementwise(True):
-        assert policy._COMPILE["on"] and lstm.COMPILE_GATES["on"]
-        assert lstm.gate_function("none") is not lstm.peephole_gates
-    assert not policy._COMPILE["on"] and not lstm.COMPILE_GATES["on"]
-    assert lstm.gate_function("none") is lstm.peephole_gates
+    eps = torch.randn((5, 4), generator=torch.Generator().manual_seed(1))
+    tape = NoiseTape([eps])
+    z2, kqp, kpq, lr = latent_step(mu, lv, None, None, False, tape)
+    assert kqp is None and tape.i == 1
+    torch.testing.assert_close(z2, z0)
 
 
 @pytest.mark.parametrize("name", ["gpsi-add", "lstm-jump"])

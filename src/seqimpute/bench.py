@@ -37,7 +37,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models.policy import compiled_elementwise, training_loss
+from .models.policy import WholeStep, training_loss
 from .models.registry import MODELS, build_model, spec
 from .optim import Optimizer
 
@@ -216,7 +216,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
                 compile: bool = False, amp: str | None = None, impute: bool = True,
                 bank: int = BASELINE_BANK) -> dict:
     """Training images/s, matmul GFLOP/s of the step, peak memory, and imputation (unguided rollout) images/s.
-    ``dim``: values per example (default: the preset's image size). ``compile``/``amp``: the fused-elementwise
+    ``dim``: values per example (default: the preset's image size). ``compile``/``amp``: the whole-step graph
     and bf16-autocast paths (train.py's ``--set compile=true`` / ``--set amp=bf16``)."""
     image_shape = SIZE_SHAPES.get(sizes, (28, 28)) if dim is None else _image_shape(dim)
     dim = dim or image_shape[0] * image_shape[1]
@@ -241,37 +241,40 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     mask = getattr(model, "train_mask", None) or mask
     x, observed = _batch(dim, batch, device, mask, image_shape, gen)
 
-    def step(i):
+    def eager(x, observed, generator):
+        return training_loss(model, model.rollout(x, observed, guided=True, generator=generator), x, observed)
+
+    objective = WholeStep(eager) if compile else eager
+
+    def step(i, objective=objective):
         with autocast(device, amp):
-            r = model.rollout(x, observed, guided=True, generator=gen)
-            loss, _ = training_loss(model, r, x, observed)
+            loss, _ = objective(x, observed, gen)
         opt.zero_grad()
         loss.backward()
         opt.step(i, 0.5)
 
     with GemmRecorder() as rec:  # the step's matrix products (torch's FlopCounterMode misses the in-place addmm_)
-        step(0)
+        step(0, eager)
     flops = gemm_flops(rec.calls)
-    with compiled_elementwise(compile):
-        for i in range(warmup):
+    for i in range(max(warmup, 2) if compile else warmup):  # a graph: one eager call records, one compiles
+        step(i)
+    _sync(device)
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    _sync(device)
+    dt = (time.perf_counter() - t) / steps
+    with PeakMemory(device) as mem:  # separate steps: the CPU sampler thread would slow the timed ones
+        for i in range(2):
             step(i)
-        _sync(device)
-        t = time.perf_counter()
-        for i in range(steps):
-            step(i)
-        _sync(device)
-        dt = (time.perf_counter() - t) / steps
-        with PeakMemory(device) as mem:  # separate steps: the CPU sampler thread would slow the timed ones
-            for i in range(2):
-                step(i)
-        out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
-                    "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
-                    "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
-                    "amp": amp or "none", "steps_T": getattr(model, "steps", None),
-                    "gemm_gflops": replay_gemms(rec.calls, device)})
-        if impute:
-            with autocast(device, amp):
-                out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
+    out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
+                "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
+                "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
+                "amp": amp or "none", "steps_T": getattr(model, "steps", None),
+                "gemm_gflops": replay_gemms(rec.calls, device)})
+    if impute:
+        with autocast(device, amp):
+            out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
     return out
 
 

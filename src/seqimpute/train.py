@@ -20,7 +20,7 @@ from .errors import SeqImputeError, require_whole
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .bench import autocast
-from .models.policy import Policy, compiled_elementwise, noise_shard
+from .models.policy import Policy, WholeStep, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 
@@ -58,7 +58,7 @@ class TrainConfig:
     valid_size: int = 1000
     ckpt_every: int = 500
     log_every: int = 50
-    compile: bool = False  # run the step's elementwise chains through torch.compile (models.policy.compiled_elementwise)
+    compile: bool = False  # run the training step's loss as one torch.compile graph (models.policy.WholeStep)
     amp: str = "none"  # "bf16": bfloat16 autocast for the forward pass (GPU mixed precision; also works on CPU)
 
     @classmethod
@@ -241,6 +241,8 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     B = order.batch
     rows = distributed.local_rows(B, world, rank)
     objective = distributed.wrap(model, world, device)
+    if cfg.compile:
+        objective = WholeStep(objective)
 
     def save(which: str):
         runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
@@ -283,7 +285,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
         x = x_train[idx]
         # masks (and, inside the rollout, noise) are drawn for the global batch on every rank: see distributed.py
         observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)[rows]
-        with noise_shard(world, rank), compiled_elementwise(cfg.compile), autocast(device, cfg.amp):
+        with noise_shard(world, rank), autocast(device, cfg.amp):
             loss, stats = objective(x, observed, gen)
         opt.zero_grad()
         finite = bool(torch.isfinite(loss))

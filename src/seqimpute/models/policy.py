@@ -67,8 +67,34 @@ class noise_shard:
         _NOISE_SHARD = self.prev
 
 
+class NoiseTape:
+    """Noise drawn ahead, handed out in order: a rollout given a tape as its ``generator`` takes these tensors
+    instead of drawing (a compiled graph cannot hold a torch.Generator; see `WholeStep`)."""
+
+    def __init__(self, draws: list[torch.Tensor]):
+        self.draws, self.i = draws, 0
+
+    def next(self) -> torch.Tensor:
+        eps = self.draws[self.i]
+        self.i += 1
+        return eps
+
+
+class NoiseRecorder:
+    """Draws from ``generator`` as usual and records each draw's (shape, device, dtype)."""
+
+    def __init__(self, generator):
+        self.generator, self.draws = generator, []
+
+
 def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
-    """N(0, I) noise of ``shape`` (batch first), honouring a data-parallel noise shard."""
+    """N(0, I) noise of ``shape`` (batch first), honouring a data-parallel noise shard. ``generator`` may also be
+    a `NoiseTape` (noise drawn ahead) or a `NoiseRecorder`."""
+    if isinstance(generator, NoiseTape):
+        return generator.next()
+    if isinstance(generator, NoiseRecorder):
+        generator.draws.append((tuple(shape), device, dtype))
+        return normal_noise(shape, generator.generator, device, dtype)
     if _NOISE_SHARD is None:
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
     world, rank = _NOISE_SHARD
@@ -79,7 +105,7 @@ def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
 
 def _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q):
     """The deterministic part of a guided latent step, from the noise: (z, KL(q||p), KL(p||q), log p(z) - log q(z)),
-    sums over dims. A pure function of tensors (no generator), so torch.compile can take it whole."""
+    sums over dims."""
     z = _sample_z(src_mu, src_lv, eps)
     dlv = lv_q - lv_p
     d2 = (mu_q - mu_p).pow(2)
@@ -98,40 +124,27 @@ def _train_nll(x, logits, observed):
     return bernoulli_nll_logits(x, logits).masked_fill(observed, 0.0).sum(-1)
 
 
-_COMPILE = {"on": False}  # set by compiled_elementwise(): route the elementwise chains through torch.compile
-_COMPILED: dict = {}
+class WholeStep:
+    """``objective(x, observed, generator)`` (the guided loss) run as one torch.compile graph (the trainer's
+    ``--set compile=true``). A graph cannot hold a torch.Generator, so the first call per input shape runs eagerly
+    and records the noise the rollout draws; later calls draw that noise eagerly from the caller's generator, in the
+    same order, and hand it to the graph on a `NoiseTape`: the random stream, and hence the results, are those of
+    the plain path (to float rounding). The first compiled call takes tens of seconds (once per process)."""
 
+    def __init__(self, objective):
+        self.objective = objective
+        self.compiled = torch.compile(objective, dynamic=False)
+        self.draws: dict = {}  # input shape -> the (shape, device, dtype) of every draw of one step
 
-def _elementwise(fn):
-    """``fn`` itself, or its torch.compile'd twin inside ``compiled_elementwise(True)`` (compiled once per process,
-    then once per input shape)."""
-    if not _COMPILE["on"]:
-        return fn
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=False)
-    return _COMPILED[fn]
-
-
-class compiled_elementwise:
-    """Within this context the elementwise chains of a training step run through torch.compile: the latent step's
-    sample/KL/log-ratio terms, the training NLL and the LSTM gates (nn/lstm.py). The noise is still drawn eagerly
-    from the caller's generator, so the random stream, and hence the results, are those of the plain path (to
-    float rounding). A graph cannot hold a torch.Generator, which is why the whole step is not compiled as one."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = bool(enabled)
-
-    def __enter__(self):
-        from ..nn import lstm as _lstm
-
-        self.prev = _COMPILE["on"], _lstm.COMPILE_GATES["on"]
-        _COMPILE["on"] = _lstm.COMPILE_GATES["on"] = self.enabled
-        return self
-
-    def __exit__(self, *exc):
-        from ..nn import lstm as _lstm
-
-        _COMPILE["on"], _lstm.COMPILE_GATES["on"] = self.prev
+    def __call__(self, x, observed, generator):
+        key = tuple(x.shape)
+        if key not in self.draws:
+            rec = NoiseRecorder(generator)
+            out = self.objective(x, observed, rec)
+            self.draws[key] = rec.draws
+            return out
+        tape = NoiseTape([normal_noise(s, generator, d, t) for s, d, t in self.draws[key]])
+        return self.compiled(x, observed, tape)
 
 
 def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
@@ -147,8 +160,8 @@ def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
             mu_q, lv_q = mu_q.float(), lv_q.float()
     eps = normal_noise(src_mu.shape, generator, src_mu.device, src_mu.dtype)
     if not guided:
-        return _elementwise(_sample_z)(src_mu, src_lv, eps), None, None, None
-    return _elementwise(_latent_terms)(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q)
+        return _sample_z(src_mu, src_lv, eps), None, None, None
+    return _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q)
 
 
 class Policy(nn.Module):
@@ -193,7 +206,7 @@ def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, p
     """NLL of the missing values under Bernoulli(sigmoid(logits)), per example (B,). ``paper``: the reported,
     epsilon-clipped form; otherwise the logits form used for training."""
     if not paper:
-        return _elementwise(_train_nll)(x, logits, observed)
+        return _train_nll(x, logits, observed)
     return bernoulli_nll(x, torch.sigmoid(logits)).masked_fill(observed, 0.0).sum(-1)
 
 

@@ -50,15 +50,12 @@ def peephole_gates(a: torch.Tensor, c: torch.Tensor, p_i: torch.Tensor, p_f: tor
 
 
 _FUSED: dict[str, object] = {}
-COMPILE_GATES = {"on": False}  # set by models.policy.compiled_elementwise (the trainer's --set compile=true)
 
 
 def gate_function(fused: str = "none"):
     """The gate function for a path name (compiled once per process, on first use)."""
     if fused not in FUSED_PATHS:
         raise SeqImputeError(f"fused must be one of {', '.join(FUSED_PATHS)}, not {fused!r}.")
-    if fused == "none" and COMPILE_GATES["on"]:  # models.policy.compiled_elementwise(True) is active
-        fused = "compile"
     if fused == "none":
         return peephole_gates
     if fused not in _FUSED:

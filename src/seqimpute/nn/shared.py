@@ -56,11 +56,12 @@ class SharedLinear:
     """``F.linear(x, weight, bias)`` for a weight applied at every step of one rollout; build one per rollout.
 
     Deferred (one gradient GEMM for all steps) when gradients are being recorded for the weight or bias and the
-    input is a matrix; otherwise, and under autocast (whose casts autograd must see), plain ``F.linear``."""
+    input is a matrix; otherwise, under autocast (whose casts autograd must see) and inside a torch.compile graph
+    (which fuses the accumulation itself), plain ``F.linear``."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.weight, self.bias = weight, bias
-        self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.is_autocast_enabled(weight.device.type)
+        self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(weight.device.type)
                          and (weight.requires_grad or (bias is not None and bias.requires_grad)))
         self._gw: torch.Tensor | None = None
         self._gb: torch.Tensor | None = None
