@@ -2,8 +2,8 @@
 
 Each round runs every (model, variant) once (a fresh model, ``--warmup`` untimed steps, ``--steps`` timed steps)
 and a matmul-peak measurement; the table gives medians over rounds, so a load change on the shared machine hits
-every variant alike. Variants: ``plain`` (the float32 eager reference), ``compile`` (the elementwise chains through
-torch.compile: train.py's --set compile=true), ``bf16`` (bfloat16 autocast: --set amp=bf16), ``compile+bf16``.
+every variant alike. Variants: ``plain`` (the float32 eager reference), ``compile`` (the whole training loss as one
+torch.compile graph: train.py's --set compile=true), ``bf16`` (bfloat16 autocast: --set amp=bf16), ``compile+bf16``.
 
     nice -n 15 env OMP_NUM_THREADS=1 python benchmarks/speed_suite.py --models gpsi-add lstm-add draw \
         --variants plain compile bf16 --rounds 3 --steps 2 --out /tmp/speed.json
