@@ -1,21 +1,22 @@
-"""Weights shared by every step of a rollout, with their gradients formed once for all steps.
+"""Weights shared by every step of a rollout, with their gradients accumulated inside the GEMM.
 
-Backpropagation through T steps forms the gradient of a weight used at every step as T small GEMMs (one per step,
-``batch`` rows each) and sums them. `SharedLinear` keeps each step's input and output gradient instead and forms the
-gradient in one GEMM over all ``T * batch`` rows, which runs nearer the machine's matmul peak (benchmarks/RESULTS.md).
-The values are the same sum of products, in a different order (equal to float rounding; tests hold them equal).
+Plain autograd forms the gradient of a weight used at every step of a T-step rollout as T products, then adds them
+one by one (T-1 passes over a weight-sized tensor). `SharedLinear` accumulates each step's product into one buffer
+with ``addmm_`` (the add rides on the GEMM) and hands the sum to autograd once. Same products, same values (tests
+hold them equal to the plain path). Forming the gradient as one GEMM over all T*batch rows was measured too and
+bought nothing: the 250-row products already run near the peak (benchmarks/RESULTS.md, section H).
 
 How: one `_Gather` node per weight takes the weight (and bias) and returns an empty "token"; each step's `_Step`
-takes the token as an input, computes y = x W^T + b, and in backward stashes (x, dy), returns the input gradient and
-an empty gradient for the token. Autograd runs `_Gather.backward` only after every step that used the token, and it
-turns the whole stash into the weight's and the bias's gradients.
+takes the token as an input, computes y = x W^T + b (+ an optional per-call addend), and in backward adds its
+dW = dy^T x (and db) into the shared buffer, returns the input gradient and an empty gradient for the token.
+Autograd runs `_Gather.backward` only after every step that used the token; it returns the buffer as the weight's
+(and bias's) gradient.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 
 DEFER = {"on": True}  # off: every SharedLinear is plain F.linear (the reference path; tests and benchmarks A/B it)
 
