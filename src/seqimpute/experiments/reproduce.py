@@ -396,9 +396,8 @@ class Reproduction:
         if self.jobs == 1 or len(todo) < 2:
             for i, plan, existed in todo:
                 self._announce(i, len(plans), plan, existed)
-                t0 = time.perf_counter()
-                _train_one(plan.path, plan.cfg, None, progress=not self.quiet, quiet=self.quiet)
-                self._trained(plan, existed, time.perf_counter() - t0)
+                wall = _train_one(plan.path, plan.cfg, None, progress=not self.quiet, quiet=self.quiet)
+                self._trained(plan, existed, wall)
             return
         pool, threads = self._workers()
         with pool:
@@ -406,11 +405,11 @@ class Reproduction:
             for i, plan, existed in todo:
                 self._announce(i, len(plans), plan, existed, f" [queued: {self.jobs} at a time, {threads} "
                                                              f"thread{'s' * (threads > 1)} each]")
-                running[pool.submit(_train_one, plan.path, plan.cfg, threads)] = (plan, existed, time.perf_counter())
+                running[pool.submit(_train_one, plan.path, plan.cfg, threads)] = (plan, existed)
             for fut in cf.as_completed(running):
-                plan, existed, t0 = running[fut]
-                fut.result()  # a failed run stops the reproduction with its own error
-                self._trained(plan, existed, time.perf_counter() - t0)
+                plan, existed = running[fut]
+                wall = fut.result()  # a failed run stops the reproduction with its own error
+                self._trained(plan, existed, wall)
                 self.log(f"done {plan.id}: {plan.state['step']} updates, {plan.state['elapsed_s'] / 60:.1f} min")
 
     def _workers(self):
@@ -758,13 +757,16 @@ class Reproduction:
         return name
 
 
-def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bool = True) -> None:
-    """Train (or resume) one run; ``threads``: set the process's torch threads first (a parallel worker)."""
+def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bool = True) -> float:
+    """Train (or resume) one run; ``threads``: set the process's torch threads first (a parallel worker). Returns
+    the wall time it took (measured where it ran: a queued run's waiting is not in it)."""
     from ..train import train
 
     if threads:
         torch.set_num_threads(threads)
+    t0 = time.perf_counter()
     train(path, dataclasses.replace(cfg), progress_bar=progress, quiet=quiet)
+    return time.perf_counter() - t0
 
 
 def _score_in_worker(rep: "Reproduction", plan: RunPlan, cells: list, threads: int) -> list:
