@@ -114,20 +114,16 @@ class Writer(nn.Module):
         super().__init__()
         self.fc1, self.fc2 = _linear(hidden, write), _linear(write, n_out)
 
-    def step_layers(self) -> tuple[SharedLinear, SharedLinear]:
-        return SharedLinear(self.fc1.weight, self.fc1.bias), SharedLinear(self.fc2.weight, self.fc2.bias)
-
-    def forward(self, h: torch.Tensor, layers=None) -> torch.Tensor:
-        if layers is None:
-            return self.fc2(self.fc1(h))
-        return layers[1](layers[0](h))
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(h))
 
 
 def step_writer(write_out: nn.Module):
-    """A callable for the writer (a `Writer` or one Linear) applied at every step of a rollout."""
+    """A callable for the writer (a `Writer` or one Linear) applied at every step of a rollout, its layers as
+    SharedLinear."""
     if isinstance(write_out, Writer):
-        layers = write_out.step_layers()
-        return lambda h: write_out(h, layers)
+        fc1, fc2 = (SharedLinear(lin.weight, lin.bias) for lin in (write_out.fc1, write_out.fc2))
+        return lambda h: fc2(fc1(h))
     return SharedLinear(write_out.weight, write_out.bias)
 
 

@@ -21,6 +21,13 @@ import torch.nn.functional as F
 DEFER = {"on": True}  # off: every SharedLinear is plain F.linear (the reference path; tests and benchmarks A/B it)
 
 
+def _affine(x, weight, bias, add):
+    """x W^T + b, plus ``add`` (a per-call term fused into the GEMM) when given."""
+    if add is None:
+        return F.linear(x, weight, bias)
+    return torch.addmm(add if bias is None else add + bias, x, weight.t())
+
+
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, shared, weight, bias):
@@ -40,14 +47,12 @@ class _Step(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.shared = shared
         ctx.add_shape = None if add is None else add.shape
-        if add is None:
-            return F.linear(x, weight, bias)
-        return torch.addmm(add if bias is None else add + bias, x, weight.t())
+        return _affine(x, weight, bias, add)
 
     @staticmethod
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        ctx.shared.stash(x, gy)
+        ctx.shared.accumulate(x, gy)
         gx = gy.mm(weight) if ctx.needs_input_grad[0] else None
         gadd = gy.sum_to_size(ctx.add_shape) if ctx.needs_input_grad[3] else None
         return gx, None, None, gadd, gy.new_zeros(0), None
@@ -56,13 +61,14 @@ class _Step(torch.autograd.Function):
 class SharedLinear:
     """``F.linear(x, weight, bias)`` for a weight applied at every step of one rollout; build one per rollout.
 
-    Deferred (one gradient GEMM for all steps) when gradients are being recorded for the weight or bias and the
-    input is a matrix; otherwise, under autocast (whose casts autograd must see) and inside a torch.compile graph
-    (which fuses the accumulation itself), plain ``F.linear``."""
+    Accumulating (the weight's gradient summed inside the GEMMs) when gradients are being recorded for the weight
+    or bias and the input is a matrix; otherwise, under autocast (whose casts autograd must see) and inside a
+    torch.compile graph (which fuses the sum itself), plain ``F.linear``."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.weight, self.bias = weight, bias
-        self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(weight.device.type)
+        self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                         and not torch.is_autocast_enabled(weight.device.type)
                          and (weight.requires_grad or (bias is not None and bias.requires_grad)))
         self._gw: torch.Tensor | None = None
         self._gb: torch.Tensor | None = None
@@ -72,12 +78,12 @@ class SharedLinear:
     def __call__(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """x W^T + b, plus ``add`` (a per-call term, e.g. a (B, N) matrix, fused into the GEMM) when given."""
         if not self.deferred or x.dim() != 2:
-            out = F.linear(x, self.weight, self.bias) if add is None else torch.addmm(add, x, self.weight.t())
-            return out if add is None or self.bias is None else out + self.bias
+            return _affine(x, self.weight, self.bias, add)
         b = None if self.bias is None else self.bias.detach()
         return _Step.apply(x, self.weight.detach(), b, add, self.token, self)
 
-    def stash(self, x: torch.Tensor, gy: torch.Tensor) -> None:
+    def accumulate(self, x: torch.Tensor, gy: torch.Tensor) -> None:
+        """Add one step's dW = gy^T x (and db) into the running sums; the first step allocates them."""
         if self._gw is None:
             self._gw = gy.t().mm(x)
             self._gb = gy.sum(0) if self.bias is not None else None
