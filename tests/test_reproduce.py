@@ -215,3 +215,37 @@ def test_paper_all_smoke(tmp_path):
     status = json.loads((tmp_path / "results" / "paper-smoke-sklearn-digits" / "status.json").read_text())
     assert all(v["complete"] for v in status["experiments"].values())
     assert set(r["files"]) == {"table1", "fig1", "fig2", "fig2c", "fig3"}
+
+
+def test_cpu_sweep_smoke_ranks_candidates_on_validation(tmp_path):
+    from seqimpute.runs import read_metrics
+
+    r = reproduce("sweep", "cpu", runs=tmp_path / "runs", out=tmp_path / "results", smoke=True, smoke_updates=2,
+                  data="sklearn-digits", quiet=True)
+    rows = r["rows"]["sweep"]
+    preset = Reproduction("cpu").preset
+    assert [(x["model"], x["candidate"]) for x in rows] == [
+        (m, c) for m, cands in preset["sweep"]["candidates"].items() for c in cands]
+    for x in rows:
+        valid = [v["valid_bound_paper_units"] for v in read_metrics(tmp_path / "runs" / "cpu-smoke-sklearn-digits" /
+                                                                   x["run"]) if "valid_bound_paper_units" in v]
+        assert x["run_complete"] and x["run_step"] == 2 and x["best_valid"] == min(valid)
+        assert x["vs_best"] == pytest.approx(x["best_valid"] - min(y["best_valid"] for y in rows
+                                                                    if y["model"] == x["model"]))
+    for m in {x["model"] for x in rows}:
+        mine = [x for x in rows if x["model"] == m]
+        assert sum(x["best"] for x in mine) >= 1
+        # the preset's own settings for a swept model are one of the candidates it measured
+        assert sum(x["preset_choice"] for x in mine) == 1, m
+    h = next(x for x in rows if x["model"] == "gpsi-add" and x["candidate"] == "h500")
+    assert h["model_options"] == {"hidden": 500} and h["trained_on"] == "square:3-5"
+    md = (tmp_path / "results" / "cpu-smoke-sklearn-digits" / "sweep.md").read_text()
+    assert "The test split is never used to choose" in md and "SMOKE RUN" in md
+
+
+def test_sweep_needs_a_sweep_section_and_runs_alone(tmp_path, capsys):
+    assert main(["reproduce", "sweep", "--preset", "paper", "--smoke", "--data", "sklearn-digits",
+                 "--runs", str(tmp_path), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "has no [sweep.candidates.<model>] tables" in capsys.readouterr().err
+    with pytest.raises(SeqImputeError, match="run the sweep on its own"):
+        Reproduction("cpu", runs=tmp_path, out=tmp_path).run(["table1", "sweep"])

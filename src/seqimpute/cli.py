@@ -551,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("reproduce", help="train, score and tabulate an experiment of the paper beside its numbers")
-    p.add_argument("experiment", choices=["table1", "fig1", "fig2", "fig2c", "fig3", "all"])
+    p.add_argument("experiment", choices=["table1", "fig1", "fig2", "fig2c", "fig3", "all", "sweep"],
+                   help="an experiment of the paper, all of them, or sweep (how the preset's settings were chosen)")
     p.add_argument("--preset", default="cpu", help="paper (the paper's sizes and updates, for a GPU) or cpu "
                    "(at most 15 min per model on a 2-core CPU; default), or a path to a preset .toml")
     p.add_argument("--runs", default="runs/reproduce", help="where the runs live (default runs/reproduce; "

@@ -8,6 +8,7 @@ Experiments (Bachman & Precup, NIPS 2015):
   fig3    Fig 3: refinement trajectories of every policy on a MAR mask of each dataset
   fig1    Fig 1: samples of the generative model (Sec 2.5, draw-ext-add) on binarized MNIST, and its test bound
   all     all of the above
+  sweep   how the preset's settings were chosen: its [sweep] candidates trained for its budget, ranked on validation
 
 A preset (presets/<name>.toml) says how each model is trained: sizes, budget (updates or minutes), optimiser, and
 whether one model serves each cell (`train_per = "cell"`, the paper) or each mask family (`"family"`: one model per
@@ -292,15 +293,16 @@ class Reproduction:
         else:
             s = _merge(p.get("defaults", {}), ds, p.get("models", {}).get(model, {}),
                        ds.get("models", {}).get(model, {}))
+        return self._smoked(s)
+
+    def _smoked(self, s: dict) -> dict:
         if self.smoke:
             s.update({"updates": self.smoke_updates, "minutes": None, "valid_every": self.smoke_updates,
                       "valid_size": SMOKE["valid_size"], "ckpt_every": self.smoke_updates, "log_every": 1})
         return s
 
     def plan_run(self, cell: Cell, model: str) -> RunPlan:
-        from ..train import TrainConfig
-
-        role, d = cell.role, self.data_for(cell.role)
+        role = cell.role
         ms = model_spec(model)
         shared = not ms.cls.trainable or getattr(ms.cls, "train_mask", None) is not None
         fig2c = cell.experiment == "fig2c"
@@ -326,17 +328,54 @@ class Reproduction:
         if rid in self.plans:
             return self.plans[rid]
         s = self.settings(role, model, fig2c)
-        model_options = dict(s.pop("model_options", {}))
         if fig2c:
-            model_options["steps"] = cell.steps
-        kw = {k: s[k] for k in TRAIN_KEYS if k in s}
-        cfg = TrainConfig(model=model, data=d.name, mask=mask, data_options=dict(d.options),
-                          model_options=model_options, device=self.device, **kw)
-        if cfg.updates is None and cfg.minutes is None and ms.cls.trainable:
-            raise SeqImputeError(f"preset {self.name} gives {rid} no budget (updates or minutes).")
-        plan = RunPlan(rid, role, model, self.runs_dir / role / name / tag, cfg, trained_on)
+            s["model_options"] = {**s.get("model_options", {}), "steps": cell.steps}
+        plan = RunPlan(rid, role, model, self.runs_dir / role / name / tag, self._config(rid, role, model, mask, s),
+                       trained_on)
         self.plans[rid] = plan
         return plan
+
+    def _config(self, rid: str, role: str, model: str, mask: str, s: dict):
+        """The TrainConfig of a run from its merged settings."""
+        from ..train import TrainConfig
+
+        d = self.data_for(role)
+        kw = {k: s[k] for k in TRAIN_KEYS if k in s}
+        cfg = TrainConfig(model=model, data=d.name, mask=mask, data_options=dict(d.options),
+                          model_options=dict(s.get("model_options", {})), device=self.device, **kw)
+        if cfg.updates is None and cfg.minutes is None and model_spec(model).cls.trainable:
+            raise SeqImputeError(f"preset {self.name} gives {rid} no budget (updates or minutes).")
+        return cfg
+
+    def sweep_plans(self) -> list[tuple[str, str, dict, RunPlan]]:
+        """(model, candidate, its settings, plan) for every candidate of the preset's [sweep]: each candidate's
+        settings are the preset's defaults and dataset settings with the candidate's on top (not the preset's
+        per-model choices, so the sweep does not move when a choice is made from it)."""
+        sw = self.preset.get("sweep") or {}
+        if not sw.get("candidates"):
+            raise SeqImputeError(f"preset {self.name} has no [sweep.candidates.<model>] tables; see the layout in "
+                                 "seqimpute/experiments/presets/cpu.toml.")
+        role, kind = sw.get("role", "mnist"), sw.get("family", "square")
+        if not self.data_for(role).available:
+            raise SeqImputeError(f"the sweep's dataset {role} is not available: {self.data_for(role).reason}.")
+        family = self.preset.get("families", {}).get(role, {})
+        if kind not in family:
+            raise SeqImputeError(f"preset {self.name}: the sweep's family {kind!r} is not in [families.{role}].")
+        mask = self.mask_for(role, family[kind])
+        base = _merge(self.preset.get("defaults", {}), self.preset.get("datasets", {}).get(role, {}))
+        out = []
+        for model, cands in sw["candidates"].items():
+            for name, over in cands.items():
+                if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                    raise SeqImputeError(f"sweep candidate name {name!r}: use letters, digits, '.', '_' or '-' "
+                                         "(it names the run folder).")
+                rid = f"sweep/{role}/{model}/{_tag(mask)}/{name}"
+                if rid not in self.plans:
+                    cfg = self._config(rid, role, model, mask, self._smoked(_merge(base, over)))
+                    self.plans[rid] = RunPlan(rid, role, model, self.runs_dir / rid, cfg,
+                                              f"{mask} (sweep candidate {name})")
+                out.append((model, name, over, self.plans[rid]))
+        return out
 
     def run_state(self, plan: RunPlan) -> dict:
         last = plan.path / "last.pt"
@@ -519,6 +558,10 @@ class Reproduction:
     # ------------------------------------------------------------------------------------------------ main
 
     def run(self, experiments: list[str]) -> dict:
+        if "sweep" in experiments:
+            if experiments != ["sweep"]:
+                raise SeqImputeError("run the sweep on its own: seqimpute reproduce sweep --preset NAME.")
+            return self.run_sweep()
         t_start = time.perf_counter()
         started = datetime.datetime.now().isoformat(timespec="seconds")
         cells = {e: self.cells(e) for e in experiments}
@@ -551,6 +594,71 @@ class Reproduction:
         self.log(f"wrote {self.out_dir}")
         return {"out": str(self.out_dir), "runs": str(self.runs_dir), "rows": rows, "files": written,
                 "status": str(self.out_dir / "status.json")}
+
+    def run_sweep(self) -> dict:
+        """Train every sweep candidate for the preset's budget and rank them by their best validation bound (the
+        evaluator's fixed seeded masks on the validation split; the test split is never used to choose)."""
+        t_start = time.perf_counter()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        items = self.sweep_plans()
+        plans = [p for *_, p in items]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        status = self._status_begin(["sweep"], started)
+        try:
+            self.train_all(plans)
+        finally:
+            for p in plans:
+                self.run_state(p)
+            self._status_write(status, plans, ["sweep"], started, t_start, finished=False)
+        rows = [self._sweep_row(*it) for it in items]
+        for m in dict.fromkeys(r["model"] for r in rows):
+            mine = [r for r in rows if r["model"] == m and r["best_valid"] is not None]
+            best = min((r["best_valid"] for r in mine), default=None)
+            for r in mine:
+                r["vs_best"] = r["best_valid"] - best
+                r["best"] = r["best_valid"] == best
+        written = {"sweep": self._write_sweep(rows)}
+        self._status_write(status, plans, ["sweep"], started, t_start, finished=True, written=written)
+        self.log(f"wrote {self.out_dir}")
+        return {"out": str(self.out_dir), "runs": str(self.runs_dir), "rows": {"sweep": rows}, "files": written,
+                "status": str(self.out_dir / "status.json")}
+
+    def _sweep_row(self, model: str, name: str, over: dict, plan: RunPlan) -> dict:
+        valid = [r["valid_bound_paper_units"] for r in runs_mod.read_metrics(plan.path)
+                 if r.get("valid_bound_paper_units") is not None and math.isfinite(r["valid_bound_paper_units"])] \
+            if plan.path.exists() else []
+        preset_cfg = self._config(plan.id, plan.role, model, plan.cfg.mask, self.settings(plan.role, model))
+        return {"model": model, "candidate": name, "changes": over, "run": plan.id, "run_dir": str(plan.path),
+                "trained_on": plan.cfg.mask, "batch": plan.cfg.batch, "lr": plan.cfg.lr,
+                "model_options": plan.cfg.model_options, "seed": plan.cfg.seed, "valid_size": plan.cfg.valid_size,
+                "run_complete": plan.state.get("complete", False), "run_step": plan.state.get("step", 0),
+                "run_minutes": plan.state.get("elapsed_s", 0.0) / 60,
+                "best_valid": min(valid) if valid else None, "valid_at_end": valid[-1] if valid else None,
+                "preset_choice": dataclasses.asdict(preset_cfg) == dataclasses.asdict(plan.cfg),
+                "vs_best": None, "best": False}
+
+    def _write_sweep(self, rows: list[dict]) -> list[str]:
+        sw = self.preset["sweep"]
+        md = self._header(f"Sweep: the {self.name} preset's settings, chosen on validation")
+        md += [f"Each candidate trains for the preset's budget on {ROLE_TITLE[sw.get('role', 'mnist')]} "
+               f"({rows[0]['trained_on']}: the {sw.get('family', 'square')} family) and is scored by its best "
+               f"validation bound (the training run's own validation: {rows[0]['valid_size']} validation images, one "
+               "rollout each, fixed seeded masks). The test split is never used to choose.",
+               "", "| model | candidate | changes from the defaults | updates | budget used (min) | best valid bound "
+               "| vs best | |", "|---|---|---|---:|---:|---:|---:|---|"]
+        for r in rows:
+            mark = ", ".join(x for x in ("best" if r["best"] else "", "the preset's setting" if r["preset_choice"]
+                                         else "", "" if r["run_complete"] else "incomplete run") if x)
+            changes = "; ".join(f"{k} {json.dumps(v)}" for k, v in r["changes"].items()) or "none"
+            vs = "-" if r["vs_best"] is None else f"{r['vs_best']:+.1f}"
+            md.append(f"| {r['model']} | {r['candidate']} | {changes} | {r['run_step']} | {r['run_minutes']:.1f} | "
+                      f"{_fmt(r['best_valid'])} | {vs} | {mark} |")
+        off = [m for m in dict.fromkeys(r["model"] for r in rows)
+               if any(r["best"] for r in rows if r["model"] == m)
+               and not any(r["best"] and r["preset_choice"] for r in rows if r["model"] == m)]
+        if off:
+            md += ["", f"The preset does not use the best candidate for: {', '.join(off)}."]
+        return self._write("sweep", md, {"rows": rows, "sweep": sw})
 
     # ------------------------------------------------------------------------------------------------ status
 
@@ -590,6 +698,8 @@ class Reproduction:
         os.replace(tmp, path)
 
     def _plans_of(self, experiment: str) -> list[RunPlan]:
+        if experiment == "sweep":
+            return [p for *_, p in self.sweep_plans()]
         out = []
         for c in self.cells(experiment):
             if self.data_for(c.role).available:
@@ -818,6 +928,6 @@ def reproduce(experiment: str, preset: str = "cpu", **options) -> dict:
     """Run one experiment (or ``all``); see the module docstring. Returns a summary with the rows written."""
     exps = list(EXPERIMENTS) if experiment == "all" else [experiment]
     for e in exps:
-        if e not in EXPERIMENTS:
-            raise SeqImputeError(f"unknown experiment {e!r}; choose {', '.join(EXPERIMENTS)} or all.")
+        if e not in EXPERIMENTS + ("sweep",):
+            raise SeqImputeError(f"unknown experiment {e!r}; choose {', '.join(EXPERIMENTS)}, all or sweep.")
     return Reproduction(preset, **options).run(exps)
