@@ -582,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its one-line usage error
         return int(e.code or 0)
+    from .numerics import flush_subnormals
+
+    flush_subnormals()  # before any command runs, so that torch's thread pool inherits it (seqimpute.numerics)
     if getattr(args, "data_root", None):  # --data-root works on every command, for every load below
         import os
 

@@ -16,6 +16,7 @@ from . import metrics
 from .data.masks import canonical, mask_set
 from .data.sources import Dataset
 from .errors import SeqImputeError, require_whole
+from .numerics import subnormals_flushed
 from .models.policy import Policy, bound, missing_nll
 
 
@@ -64,6 +65,11 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
     policy with a bound it defaults to min(K, 10): a large K sharpens the importance-weighted estimate, while the
     unguided figures need no more than the paper's 10 (a third of the cost at K=100). Otherwise it is K (those
     models are scored by their unguided NLL)."""
+    with subnormals_flushed():  # trained weights may hold subnormals, slow on the CPU (seqimpute.numerics)
+        return _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples)
+
+
+def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples) -> dict:
     check_counts(samples=samples, steps=steps, n=n, batch=batch, seed=seed)
     check_mask_allowed(getattr(model, "allowed_masks", None), model.name, mask)
     device = torch.device(device or next(model.parameters(), torch.empty(0)).device)

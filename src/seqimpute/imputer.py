@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from .errors import SeqImputeError
 from .models.registry import MODELS, build_model, spec
 from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
+from .numerics import subnormals_flushed
 from .optim import Optimizer
 from .train import BatchOrder
 
@@ -53,12 +54,15 @@ _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at trans
 
 
 class _Threads:
-    """torch's intra-op thread count set for a block and restored after it."""
+    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics), and both
+    restored after it."""
 
     def __init__(self, n: int | None):
         self.n, self.old = n, None
+        self.flushed = subnormals_flushed()
 
     def __enter__(self):
+        self.flushed.__enter__()
         if self.n is not None and self.n != torch.get_num_threads():
             self.old = torch.get_num_threads()
             torch.set_num_threads(self.n)
@@ -66,6 +70,7 @@ class _Threads:
     def __exit__(self, *exc):
         if self.old is not None:
             torch.set_num_threads(self.old)
+        self.flushed.__exit__(*exc)
 
 
 class SequentialImputer(TransformerMixin, BaseEstimator):

@@ -17,6 +17,7 @@ from . import runs
 from .data.masks import mask_sampler
 from .data.sources import load_dataset
 from .errors import SeqImputeError, require_whole
+from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .bench import autocast
@@ -155,8 +156,13 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
     """Train (or resume) the run in folder ``run``. A new run needs ``cfg``; an existing one continues with its
     stored config, where ``cfg`` may raise ``updates``/``minutes`` (the run's totals) and change runtime settings.
     ``session_updates`` stops this call after that many updates (the run itself is unchanged: resume continues
-    exactly as if never stopped). Returns a summary dict."""
-    run = Path(run)
+    exactly as if never stopped). Subnormal floats are flushed to zero meanwhile (seqimpute.numerics). Returns a
+    summary dict."""
+    with subnormals_flushed():
+        return _train(Path(run), cfg, progress_bar, quiet, session_updates)
+
+
+def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, session_updates: int | None) -> dict:
     resuming = (run / "last.pt").exists()
     if resuming:
         stored = TrainConfig(**runs.read_config(run)["train"])

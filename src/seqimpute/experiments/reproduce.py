@@ -45,6 +45,7 @@ from .. import runs as runs_mod
 from ..data.masks import canonical, mask_set
 from ..data.sources import load_dataset
 from ..errors import SeqImputeError
+from ..numerics import flush_subnormals
 from ..models.policy import Policy
 from ..models.registry import spec as model_spec
 
@@ -872,6 +873,7 @@ def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bo
     the wall time it took (measured where it ran: a queued run's waiting is not in it)."""
     from ..train import train
 
+    flush_subnormals()  # this worker process's threads start after it and inherit it
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -881,6 +883,7 @@ def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bo
 
 def _score_in_worker(rep: "Reproduction", plan: RunPlan, cells: list, threads: int) -> list:
     """A worker's share of the scoring: one run at each of its cells."""
+    flush_subnormals()
     torch.set_num_threads(threads)
     return [rep.score(plan, c) for c in cells]
 
