@@ -249,3 +249,15 @@ def test_sweep_needs_a_sweep_section_and_runs_alone(tmp_path, capsys):
     assert "has no [sweep.candidates.<model>] tables" in capsys.readouterr().err
     with pytest.raises(SeqImputeError, match="run the sweep on its own"):
         Reproduction("cpu", runs=tmp_path, out=tmp_path).run(["table1", "sweep"])
+
+
+def test_a_run_trained_under_other_settings_is_not_reused(tmp_path):
+    kw = dict(runs=tmp_path / "runs", out=tmp_path / "results", smoke=True, smoke_updates=1, data="sklearn-digits",
+              quiet=True)
+    reproduce("fig1", "cpu", **kw)
+    text = resources.files("seqimpute.experiments").joinpath("presets/cpu.toml").read_text()
+    assert "\nbatch = 250\n" in text
+    changed = tmp_path / "cpu.toml"
+    changed.write_text(text.replace("\nbatch = 250\n", "\nbatch = 100\n", 1))
+    with pytest.raises(SeqImputeError, match="was trained with batch=250, not batch=100; a run keeps the settings"):
+        reproduce("fig1", str(changed), **kw)

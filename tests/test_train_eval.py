@@ -168,3 +168,4 @@ def test_cpu_clock_budget_counts_process_time(tmp_path, monkeypatch):
     assert out["step"] == 4 and out["elapsed_s"] == 120.0  # 4 updates of 30 CPU-seconds fill 2 minutes
     with pytest.raises(SeqImputeError, match="clock must be 'wall' or 'cpu'"):
         cfg(clock="gpu").check()
+

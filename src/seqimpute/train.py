@@ -38,6 +38,10 @@ MAX_RESTORES = 3
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+# Settings a resumed run may change (its totals and how it runs); every other setting defines the run.
+RUNTIME_KEYS = ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "amp")
+
+
 @dataclass
 class TrainConfig:
     model: str
@@ -151,6 +155,18 @@ def _tune_checkpoints(run: Path, cfg: TrainConfig, valid_set) -> None:
         runs.write_config(run, config)
 
 
+def check_same_run(run: Path, stored: TrainConfig, cfg: TrainConfig) -> None:
+    """Refuse to reuse the run in ``run`` for settings it was not trained with (reproduce's plans: a finished run
+    of an older preset would otherwise be taken for the new one). ``train`` itself resumes with the stored
+    settings and takes only the runtime keys from a given config."""
+    differ = [k for k in sorted(TrainConfig.fields() - set(RUNTIME_KEYS)) if getattr(stored, k) != getattr(cfg, k)]
+    if differ:
+        was = ", ".join(f"{k}={getattr(stored, k)!r}" for k in differ)
+        now = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in differ)
+        raise SeqImputeError(f"{run} was trained with {was}, not {now}; a run keeps the settings it started with: "
+                             f"choose another run folder (or move this one away).")
+
+
 def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = True, quiet: bool = False,
           session_updates: int | None = None) -> dict:
     """Train (or resume) the run in folder ``run``. A new run needs ``cfg``; an existing one continues with its
@@ -169,7 +185,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         if cfg is not None:
             if cfg.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {cfg.model}; choose another --run folder.")
-            for k in ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "amp"):
+            for k in RUNTIME_KEYS:
                 v = getattr(cfg, k)
                 if v is not None and v != getattr(TrainConfig, k, None):
                     setattr(stored, k, v)

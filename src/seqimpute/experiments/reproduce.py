@@ -385,6 +385,9 @@ class Reproduction:
                  "budget": {"updates": cfg.updates, "minutes": cfg.minutes} if _trainable(plan.model)
                  else "none (fitted, not trained)"}
         if last.exists():
+            from ..train import TrainConfig, check_same_run
+
+            check_same_run(plan.path, TrainConfig(**runs_mod.read_config(plan.path)["train"]), cfg)
             ck = runs_mod.load_checkpoint(last)
             state["step"], state["elapsed_s"] = int(ck["step"]), float(ck["elapsed"])
             state["complete"] = (not _trainable(plan.model)
