@@ -566,8 +566,6 @@ class Reproduction:
             if experiments != ["sweep"]:
                 raise SeqImputeError("run the sweep on its own: seqimpute reproduce sweep --preset NAME.")
             return self.run_sweep()
-        t_start = time.perf_counter()
-        started = datetime.datetime.now().isoformat(timespec="seconds")
         cells = {e: self.cells(e) for e in experiments}
         pairs = {e: [] for e in experiments}  # (cell, model, plan | None)
         for e, cs in cells.items():
@@ -576,14 +574,7 @@ class Reproduction:
                     plan = self.plan_run(c, m) if self.data_for(c.role).available else None
                     pairs[e].append((c, m, plan))
         plans = list(dict.fromkeys(p for ps in pairs.values() for *_, p in ps if p is not None))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        status = self._status_begin(experiments, started)
-        try:
-            self.train_all(plans)
-        finally:
-            for p in plans:
-                self.run_state(p)
-            self._status_write(status, plans, experiments, started, t_start, finished=False)
+        session = self._train_recorded(experiments, plans)
         rows = {e: [] for e in experiments}
         order = sorted(((e, i) for e in experiments for i in range(len(pairs[e]))),
                        key=lambda ei: (pairs[ei[0]][ei[1]][2].id if pairs[ei[0]][ei[1]][2] else "",))
@@ -594,6 +585,25 @@ class Reproduction:
         written = {}
         for e in experiments:
             written[e] = getattr(self, f"_write_{e}")(cells[e], rows[e], pairs[e])
+        return self._finish(session, plans, experiments, rows, written)
+
+    def _train_recorded(self, experiments: list[str], plans: list[RunPlan]) -> tuple:
+        """Train (or skip) the plans, recording the invocation and every run's state in status.json, also when
+        training stops with an error. Returns the session that `_finish` completes."""
+        t_start = time.perf_counter()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        status = self._status_begin(experiments, started)
+        try:
+            self.train_all(plans)
+        finally:
+            for p in plans:
+                self.run_state(p)
+            self._status_write(status, plans, experiments, started, t_start, finished=False)
+        return status, started, t_start
+
+    def _finish(self, session: tuple, plans, experiments, rows: dict, written: dict) -> dict:
+        status, started, t_start = session
         self._status_write(status, plans, experiments, started, t_start, finished=True, written=written)
         self.log(f"wrote {self.out_dir}")
         return {"out": str(self.out_dir), "runs": str(self.runs_dir), "rows": rows, "files": written,
@@ -602,18 +612,9 @@ class Reproduction:
     def run_sweep(self) -> dict:
         """Train every sweep candidate for the preset's budget and rank them by their best validation bound (the
         evaluator's fixed seeded masks on the validation split; the test split is never used to choose)."""
-        t_start = time.perf_counter()
-        started = datetime.datetime.now().isoformat(timespec="seconds")
         items = self.sweep_plans()
         plans = [p for *_, p in items]
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        status = self._status_begin(["sweep"], started)
-        try:
-            self.train_all(plans)
-        finally:
-            for p in plans:
-                self.run_state(p)
-            self._status_write(status, plans, ["sweep"], started, t_start, finished=False)
+        session = self._train_recorded(["sweep"], plans)
         rows = [self._sweep_row(*it) for it in items]
         for m in dict.fromkeys(r["model"] for r in rows):
             mine = [r for r in rows if r["model"] == m and r["best_valid"] is not None]
@@ -621,16 +622,11 @@ class Reproduction:
             for r in mine:
                 r["vs_best"] = r["best_valid"] - best
                 r["best"] = r["best_valid"] == best
-        written = {"sweep": self._write_sweep(rows)}
-        self._status_write(status, plans, ["sweep"], started, t_start, finished=True, written=written)
-        self.log(f"wrote {self.out_dir}")
-        return {"out": str(self.out_dir), "runs": str(self.runs_dir), "rows": {"sweep": rows}, "files": written,
-                "status": str(self.out_dir / "status.json")}
+        return self._finish(session, plans, ["sweep"], {"sweep": rows}, {"sweep": self._write_sweep(rows)})
 
     def _sweep_row(self, model: str, name: str, over: dict, plan: RunPlan) -> dict:
         valid = [r["valid_bound_paper_units"] for r in runs_mod.read_metrics(plan.path)
-                 if r.get("valid_bound_paper_units") is not None and math.isfinite(r["valid_bound_paper_units"])] \
-            if plan.path.exists() else []
+                 if r.get("valid_bound_paper_units") is not None and math.isfinite(r["valid_bound_paper_units"])]
         preset_cfg = self._config(plan.id, plan.role, model, plan.cfg.mask, self.settings(plan.role, model))
         return {"model": model, "candidate": name, "changes": over, "run": plan.id, "run_dir": str(plan.path),
                 "trained_on": plan.cfg.mask, "batch": plan.cfg.batch, "lr": plan.cfg.lr,
