@@ -42,7 +42,8 @@ def table1(d: dict) -> list[str]:
                                       r["mask"]), ["dataset", "mask"])
 
 
-def fig2(d: dict) -> list[str]:
+def by_mask(d: dict) -> list[str]:
+    """Fig 2(a,b) and Fig 1: one row per mask."""
     return grid(d["rows"], lambda r: (r["mask"],), ["mask"])
 
 
@@ -52,10 +53,6 @@ def fig2c(d: dict) -> list[str]:
     for r in d["rows"]:
         updates.setdefault(r["model"], []).append(f"{r['steps']}: {r.get('run_step', 0)}")
     return out + [""] + [f"- {m} updates per T: " + ", ".join(u) for m, u in updates.items()]
-
-
-def fig1(d: dict) -> list[str]:
-    return grid(d["rows"], lambda r: (r["mask"],), ["mask"])
 
 
 def sweep(d: dict) -> list[str]:
@@ -70,7 +67,7 @@ def sweep(d: dict) -> list[str]:
     return out
 
 
-TABLES = {"table1": table1, "fig2": fig2, "fig2c": fig2c, "fig1": fig1, "sweep": sweep}
+TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep}
 
 
 def main() -> None:
