@@ -6,7 +6,7 @@ run folder), on MCAR-60/70/80/90 and MAR-14/16, scored by the shared evaluator o
     python benchmarks/baselines.py --time-only                        # only the TM 10k x 50k timing
 
 kNN's k is chosen per mask on the validation split (the run's rule). The paper evaluated TM and VAE-imp on the
-10k MNIST *validation* split (REFERENCE.md §8); --split valid reproduces that, the default is the test split.
+10k MNIST *validation* split (docs/PAPER.md §8 (data)); --split valid reproduces that, the default is the test split.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ its true standard deviation (NRMSE: the original-unit RMSE is dominated by the w
 'worst area'), fit+transform seconds, and for SequentialImputer the coverage of the central 90% interval of
 ``sample`` draws (how often the removed true value lies inside).
 
-MNIST: the first 2000 training and 500 test images (REFERENCE split, grey levels in [0,1]), MCAR-50 on both; every
-imputer is fit on the incomplete training images and fills the incomplete test images.
+MNIST: the first 2000 training and 500 test images (the authors' 50k/10k/10k split, docs/PAPER.md §8 (data); grey
+levels in [0,1]), MCAR-50 on both; every imputer is fit on the incomplete training images and fills the incomplete
+test images.
 
     python benchmarks/tables.py --json results/tables.json          # about 6-8 minutes on 2 busy cores
     python benchmarks/tables.py --quick                              # a smoke run (tiny budgets)

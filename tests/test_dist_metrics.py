@@ -1,4 +1,4 @@
-"""Likelihoods, KL divergences (REFERENCE.md §3.5) and the paper's units (§10)."""
+"""Likelihoods, KL divergences (docs/PAPER.md §3.5 (likelihood and KL)) and the paper's units (§10)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_gaussian_log_prob_matches_torch():
 
 
 def test_paper_units_table1_factors():
-    # MNIST MAR-14: 784 / 196 = 4.0, raw 42.5 -> 170 (REFERENCE.md §10)
+    # MNIST MAR-14: 784 / 196 = 4.0, raw 42.5 -> 170 (docs/PAPER.md §10 (paper units))
     assert metrics.paper_units(42.5, 784, 14 * 14) == pytest.approx(170.0)
     assert metrics.paper_units(1.0, 784, 16 * 16) == pytest.approx(3.0625)
     assert metrics.paper_units(54.5, 784, 256) == pytest.approx(166.9, abs=0.05)

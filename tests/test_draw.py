@@ -51,7 +51,8 @@ def batch(B=5, seed=1):
 
 
 def reference_rollout(m, x, gen):
-    """The guided rollout written plainly from REFERENCE.md §13.3 / Eq. 10-12 with the modules' own forwards."""
+    """The guided rollout written plainly from docs/PAPER.md §13.3 (extended DRAW spec) / Eq. 10-12 with the
+    modules' own forwards."""
     B = len(x)
     ext, jump = isinstance(m, ExtendedDRAW), getattr(m, "step_type", "add") == "jump"
     kl = []

@@ -1,4 +1,4 @@
-"""Mask samplers: rates, hole placement (REFERENCE.md §9), specs, aliases, seeding, devices and errors."""
+"""Mask samplers: rates, hole placement (docs/PAPER.md §9 (masks)), specs, aliases, seeding, devices and errors."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     model.train(was_training)
 
     N, D, U = len(x_all), data.dim, tot["missing"]
-    to_paper = lambda total: D * total / max(U, 1)  # = per-image mean x D / mean |U| (REFERENCE.md §10)
+    to_paper = lambda total: D * total / max(U, 1)  # = per-image mean x D / mean |U| (docs/PAPER.md §10 (paper units))
     out = {"model": model.name, "dataset": data.name, "split": data.split, "mask": mask, "n_images": N,
            "samples": K, "unguided_samples": Ku, "steps": T, "dim": D, "imputed_fraction": U / (N * D)}
     if model.has_bound:

@@ -1,4 +1,4 @@
-"""Fine-tuning of the guide q alone on the test set (REFERENCE.md §6; the paper's 85.5 -> 84.8 nats).
+"""Fine-tuning of the guide q alone on the test set (docs/PAPER.md §6 (extended DRAW); the paper's 85.5 -> 84.8 nats).
 
 The bound -log p(x) <= E_q[log q - log p(x, z)] holds for any q, so q may be fitted to the very images it scores:
 every parameter of the generative model p stays frozen (bit-identical), only ``model.guide_parameters()`` train.

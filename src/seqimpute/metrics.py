@@ -13,7 +13,8 @@ def nats_per_value(total_nats: float, n_imputed: float) -> float:
 
 
 def paper_units(mean_score_per_image: float, dim: int, mean_imputed_per_image: float) -> float:
-    """The paper's normalisation (REFERENCE.md §10): a per-image score times D/|U|. Over a set of images we use
+    """The paper's normalisation (docs/PAPER.md §10 (paper units)): a per-image score times D/|U|. Over a set of
+    images we use
     D * (total nats) / (total imputed values), which is the same for fixed-size holes and, for MCAR, divides by
     the realised missing fraction."""
     return float(mean_score_per_image) * dim / max(float(mean_imputed_per_image), 1e-12)

@@ -1,7 +1,7 @@
 """Optimiser settings: the paper's exact schedules as named presets, and the default that fits a run's budget.
 
-All use Adam with per-tensor gradient-norm clipping at 10 (REFERENCE.md §3.6) and the model's L2 penalty as
-weight decay 2*l2 (the gradient of l2*||theta||^2).
+All use Adam with per-tensor gradient-norm clipping at 10 (docs/PAPER.md §3.6 (optimiser)) and the model's L2
+penalty as weight decay 2*l2 (the gradient of l2*||theta||^2).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def paper_gpsi(i: int, progress: float) -> tuple[float, float]:
-    """REFERENCE.md §13.1: 5000-update linear warm-up of lr and beta1; lr 2e-4 x 0.92 every 15k; beta1 0.5 -> 0.9."""
+    """docs/PAPER.md §4.2 (GPSI training): 5000-update linear warm-up of lr and beta1; lr 2e-4 x 0.92 every 15k;
+    beta1 0.5 -> 0.9."""
     scale = min(1.0, (i + 1) / 5000)
     return scale * 2e-4 * 0.92 ** ((i + 1) // 15000), scale * (0.5 if i <= 10000 else 0.9)
 
 
 def paper_lstm(i: int, progress: float) -> tuple[float, float]:
-    """REFERENCE.md §13.2: lr 2e-4 x 0.95 every 10k updates, beta1 0.5 for 10k updates then 0.9, no warm-up."""
+    """docs/PAPER.md §5.1 (LSTM training): lr 2e-4 x 0.95 every 10k updates, beta1 0.5 for 10k updates then 0.9,
+    no warm-up."""
     return 2e-4 * 0.95 ** (i // 10000), 0.5 if i < 10000 else 0.9
 
 

@@ -50,7 +50,7 @@ def read_amat(path: Path) -> np.ndarray:
 
 
 def rgb_to_grey(x: np.ndarray, channel_axis: int = -1) -> np.ndarray:
-    """ITU-R 601 luminance, the usual RGB->grey conversion (REFERENCE.md: SVHN grey conversion)."""
+    """ITU-R 601 luminance, the usual RGB->grey conversion (docs/PAPER.md §8 (data) and §14 (open questions))."""
     w = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.tensordot(np.moveaxis(x.astype(np.float32), channel_axis, -1), w, axes=([-1], [0]))
 

@@ -84,7 +84,7 @@ def register(source: Source) -> Source:
 
 
 def minmax_per_image(x: np.ndarray) -> np.ndarray:
-    """Shift each row so its minimum is 0, then divide by its maximum (REFERENCE.md §8; constant rows -> 0).
+    """Shift each row so its minimum is 0, then divide by its maximum (docs/PAPER.md §8 (data); constant rows -> 0).
     NaN entries (missing values) are ignored by the min and max and stay NaN."""
     if len(x) == 0:
         return np.array(x, dtype=np.float32)

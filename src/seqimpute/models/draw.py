@@ -1,4 +1,5 @@
-"""DRAW without attention (Sec 2.4, the paper's Eq. 10-12) and the extended model of Sec 2.5 (REFERENCE.md §6, §13.3).
+"""DRAW without attention (Sec 2.4, the paper's Eq. 10-12) and the extended model of Sec 2.5 (docs/PAPER.md §6
+(extended DRAW), §13.3 (extended DRAW spec)).
 
 Both are unconditional generators: policies whose every value is missing, trained and scored with mask ``full`` only
 (``allowed_masks``). The canvas c (logits) is refined over T steps; the guide q is DRAW's encoder, which reads the
@@ -13,7 +14,7 @@ DRAW (Gregor et al. 2015, no attention; the paper's Eq. 10-12):
         hG = G(z, hG)                                # the generator LSTM on z
         c  = c + Writer(hG)                          # c_T = c_0 + sum of the writes
 
-The extended model (Sec 2.5; the authors' ``IMoOLDrawModels``, §13.3):
+The extended model (Sec 2.5; the authors' ``IMoOLDrawModels``, docs/PAPER.md §13.3):
 
     z0 ~ q0(z0 | x) = N(Q0(x))   (guided)   |   p0(z0) = N(zm_mean, exp(zm_logvar)), learned   (sampling)
     [cG, hG, cE, hE] = Mdec(z0)                      # the infinite-mixture initial state (also the encoder's)
@@ -50,7 +51,7 @@ from ..nn.shared import SharedLinear
 from .lstm import AffineGauss, MixtureDecoder, MixtureNet, Writer, _linear, step_writer
 from .policy import Policy, Rollout, latent_step
 
-_MNIST = {"enc": 250, "dec": 250, "write": 200, "z": 100, "steps": 16}  # REFERENCE.md §6
+_MNIST = {"enc": 250, "dec": 250, "write": 200, "z": 100, "steps": 16}  # docs/PAPER.md §6 (extended DRAW)
 DRAW_PRESETS = {
     "mnist": dict(_MNIST),
     "gregor": {"enc": 256, "dec": 256, "write": 0, "z": 100, "steps": 64},  # Gregor et al.'s 87.4-nat setting
@@ -221,7 +222,8 @@ class ExtendedDRAW(_Generative):
         return {**self._config(), "mix": self.mix, "step_type": self.step_type}
 
     def guide_parameters(self) -> list[nn.Parameter]:
-        """Q0, the encoder (with its input Linear) and Aq: what the authors' fine-tuning trains (REFERENCE.md §6)."""
+        """Q0, the encoder (with its input Linear) and Aq: what the authors' fine-tuning trains (docs/PAPER.md §6
+        (extended DRAW))."""
         return [*self.mix_q.parameters(), *self.encoder.parameters(), *self.head_q.parameters()]
 
     def prior(self, hG: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

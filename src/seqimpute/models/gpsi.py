@@ -1,4 +1,4 @@
-"""GPSI-add and GPSI-jump (Sec 3.1; REFERENCE.md §4 and §13.1).
+"""GPSI-add and GPSI-jump (Sec 3.1; docs/PAPER.md §4 (GPSI) and §13.1 (GPSI spec)).
 
 Each step: composite x~ = m*x + (1-m)*sigmoid(c); the primary p(z|x~) and the guide q(z|[x~, x]) are ReLU MLPs
 giving diagonal Gaussians; z is drawn from q (guided) or p; the writer (omega) maps z to delta; add: c += delta,
@@ -20,7 +20,7 @@ from ..nn.layers import DecMLP, GaussMLP
 from ..nn.shared import SharedLinear
 from .policy import Policy, Rollout, composite, latent_step
 
-PRESETS = {  # REFERENCE.md §4.1
+PRESETS = {  # docs/PAPER.md §4.1 (GPSI sizes)
     "mnist": {"hidden": 1000, "z": 100, "steps": 6},
     "tfd": {"hidden": 1500, "z": 200, "steps": 6},
     "svhn": {"hidden": 1500, "z": 200, "steps": 6},

@@ -1,4 +1,5 @@
-"""LSTM-add and LSTM-jump (Sec 3.2; REFERENCE.md §5 and §13.2; the authors' ``IMoCLDrawModels``).
+"""LSTM-add and LSTM-jump (Sec 3.2; docs/PAPER.md §5 (LSTM imputers) and §13.2 (LSTM spec); the authors'
+``IMoCLDrawModels``).
 
 A reader/writer policy with an infinite-mixture initialisation:
 
@@ -17,7 +18,7 @@ A reader/writer policy with an infinite-mixture initialisation:
 
 Wout is two linear layers (H -> write -> D) with no nonlinearity. The rollout's KL rows are T+1: the mixture
 initialisation first, then the T steps; ``log_ratio`` includes the initialisation. The authors' code computes the
-initial step's KL(p||q) as KL(p||p) = 0 (REFERENCE.md §12.2); that bug is kept only behind
+initial step's KL(p||q) as KL(p||p) = 0 (docs/PAPER.md §12.2 (initial-step KL bug)); that bug is kept only behind
 ``authors_zero_init_kl_pq=True``. Unguided rollouts never run the guide reader Rq, its head Aq, q(z0|x), nor the
 part of mix_dec that gives the guide reader's initial state.
 
@@ -42,7 +43,7 @@ from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
 from .policy import Policy, Rollout, composite, latent_step
 
-PRESETS = {  # REFERENCE.md §5.1
+PRESETS = {  # docs/PAPER.md §5.1 (LSTM sizes)
     "mnist": {"hidden": 300, "write": 300, "z": 100, "mix": 20, "steps": 16},
     "tfd": {"hidden": 600, "write": 600, "z": 200, "mix": 20, "steps": 16},
     "svhn": {"hidden": 600, "write": 600, "z": 200, "mix": 20, "steps": 16},

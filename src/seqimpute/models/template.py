@@ -1,4 +1,4 @@
-"""Template matching over the training set (REFERENCE.md §7.2, §13.5): TM-hon and TM-orc.
+"""Template matching over the training set (docs/PAPER.md §7.2 (template matching), §13.5): TM-hon and TM-orc.
 
 The training images are the templates; their values serve directly as Bernoulli probabilities with the paper's
 epsilon. For an image x, a selection s of its values (the known ones for TM-hon, the missing ones for TM-orc) and

@@ -1,4 +1,4 @@
-"""A VAE and VAE-imp (REFERENCE.md §7.1, §13.4), as a policy.
+"""A VAE and VAE-imp (docs/PAPER.md §7.1 (VAE-imp), §13.4 (VAE-imp spec)), as a policy.
 
 A VAE is a one-step policy whose guide is the encoder q(z|x) and whose primary is the prior N(0, I). Its guided
 rollout, run by the shared trainer on mask 'full' (every value "missing": ``train_mask``), gives canvases
@@ -21,7 +21,7 @@ from ..errors import SeqImputeError
 from ..nn.layers import DecMLP, GaussMLP
 from .policy import Policy, Rollout, composite, latent_step
 
-PRESETS = {  # REFERENCE.md §7.1: H = 500 for MNIST, 1000 for TFD and SVHN; z = 100; 15 refinement steps
+PRESETS = {  # docs/PAPER.md §7.1 (VAE-imp): H = 500 for MNIST, 1000 for TFD and SVHN; z = 100; 15 refinement steps
     "mnist": {"hidden": 500, "z": 100, "steps": 15},
     "tfd": {"hidden": 1000, "z": 100, "steps": 15},
     "svhn": {"hidden": 1000, "z": 100, "steps": 15},

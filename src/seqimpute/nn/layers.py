@@ -12,7 +12,8 @@ SOFTPLUS_ONE = 0.541325  # softplus(0.541325) = 1.000: the input scale starts at
 
 
 class FancyLinear(nn.Module):
-    """Linear(softplus(s) * (u + b_in)) with a learnable per-input scale s and shift b_in (REFERENCE.md §3.1).
+    """Linear(softplus(s) * (u + b_in)) with a learnable per-input scale s and shift b_in (docs/PAPER.md §3.1
+    (layers)).
 
     The input affine map is folded into the weights, W' = W * softplus(s) and b' = b + W' b_in, so a forward pass
     is a single GEMM on the raw input; the cost of the fold is that of one (out x in) elementwise product per

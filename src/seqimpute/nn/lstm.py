@@ -1,4 +1,4 @@
-"""The authors' peephole LSTM cell (Blocks ``BiasedLSTM``; REFERENCE.md §3.4 and §13.0).
+"""The authors' peephole LSTM cell (Blocks ``BiasedLSTM``; docs/PAPER.md §3.4 (LSTM cell) and §13.0 (common modules)).
 
 Pre-activation a = Linear_in(u) + W_h h (Linear_in has a bias, W_h has none), split in the gate order [i, f, g, o]:
 
