@@ -30,7 +30,8 @@ Aq, Ap affine Gaussian heads; Writer = Linear(dec->write) -> Linear(write->D), n
 Linear(dec->D), DRAW's plain linear write). All cells are the authors' peephole LSTM (nn/lstm.py).
 
 The rollout's KL rows: T for DRAW (its q0 = p0, so the initial state carries no KL), T+1 for the extended model (the
-initial step first, with the true KL(p0 || q0), not the authors' zero). ``log_ratio`` includes every row. An
+initial step first, with the KL between the learned prior p0 and q0, as the authors' code computes it here;
+the zero of docs/PAPER.md §12.2 is the LSTM imputer's). ``log_ratio`` includes every row. An
 unguided rollout is sampling from the prior: it never runs Q0, E, Aq, nor the part of Mdec that gives the
 encoder's initial state. ``guide_parameters()`` lists q's parameters (what ``seqimpute finetune`` trains).
 
