@@ -279,6 +279,16 @@ def record_rollouts(model) -> list:
     return out
 
 
+def perturb(model, seed=0, scale=0.3):
+    """Every parameter moved by seeded noise: away from the initialisation, where the log-variance heads are zero,
+    so that p and q have equal variances and KL(q||p) = KL(p||q) (a swap of the two weights would go unseen)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
 def kl_terms(steps: list, b: int) -> tuple[float, float]:
     """sum over steps of KL(q||p) and of KL(p||q) for example b, from the recorded Gaussians."""
     qp = sum(kl(mq[b], lq[b], mp[b], lp[b]) for mp, lp, mq, lq in steps)
@@ -296,7 +306,7 @@ def test_training_loss_is_nll_plus_weighted_kls(name, monkeypatch, tiny_options)
     steps = record_latent_steps(monkeypatch)
     D, B = 16, 5
     torch.manual_seed(0)
-    model = build_model(name, D, None, tiny_options(name)).double()  # float64: the hand loop matches to 1e-10
+    model = perturb(build_model(name, D, None, tiny_options(name)).double())  # float64: matches the loop to 1e-10
     recorded = record_rollouts(model)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(B, D, generator=g, dtype=torch.float64)
@@ -307,12 +317,14 @@ def test_training_loss_is_nll_plus_weighted_kls(name, monkeypatch, tiny_options)
     (_, _, r), = recorded
     assert len(steps) == r.kl_qp.shape[0] >= 1
     final, xs, obs = rows(r.final), rows(x), observed.tolist()
-    expected, nlls = 0.0, []
+    expected, nlls, asymmetry = 0.0, [], 0.0
     for b in range(B):
         nll = sum(nll_logits(xs[b][d], final[b][d]) for d in range(D) if not obs[b][d])
         qp, pq = kl_terms(steps, b)
         nlls.append(nll)
         expected += (nll + w_q * qp + w_p * pq) / B
+        asymmetry += abs(qp - pq) / B
+    assert asymmetry > 1e-2  # the two KLs differ, so the test tells their weights apart
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-10)
     assert float(stats["nll"]) == pytest.approx(sum(nlls) / B, rel=1e-10)
     loss.backward()  # and it is the loss the gradients come from
@@ -381,7 +393,7 @@ def test_sequential_imputer_trains_on_the_training_loss(model, likelihood, monke
     real_build = imputer_module.build_model
 
     def build(*args, **kwargs):
-        m = real_build(*args, **kwargs)
+        m = perturb(real_build(*args, **kwargs))
         recorded.append(record_rollouts(m))
         return m
 
@@ -395,13 +407,15 @@ def test_sequential_imputer_trains_on_the_training_loss(model, likelihood, monke
     Z, observed = standardised(imp, X), ~np.isnan(X)
     row = {round(float(v), 5): i for i, v in enumerate(Z[:, 0])}
     final, xs, known = rows(r.final), rows(x), passed.tolist()
-    expected = 0.0
+    expected, asymmetry = 0.0, 0.0
     for b in range(N):
         i = row[round(xs[b][0], 5)]  # the table row this batch row holds
         hidden = [d for d in range(D) if observed[i, d] and not known[b][d]]  # never-observed values: not scored
         nll = sum(imputer_nll(None, likelihood, xs[b][d], final[b][d], d, paper=False) for d in hidden)
         qp, pq = kl_terms(steps, b)
         expected += (nll + 0.9 * qp + 0.1 * pq) / N
+        asymmetry += abs(qp - pq) / N
+    assert asymmetry > 1e-2
     assert imp.loss_ == pytest.approx(expected, rel=1e-5)
 
 
