@@ -129,7 +129,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
             "bound_bits_per_value": metrics.bits(tot["bound"] / U), "bound_nats_per_image": tot["bound"] / N,
             "kl_nats_per_image": tot["kl"] / N,
             "iw_paper_units": to_paper(tot["iw"]), "iw_nats_per_value": tot["iw"] / U,
-            "iw_nats_per_image": tot["iw"] / N, "paper_unit_factor": to_paper(N),
+            "iw_nats_per_image": tot["iw"] / N, "paper_unit_factor": to_paper(N),  # N D / |U|
             "iw_bits_per_value": metrics.bits(tot["iw"] / U),
             "per_step_guided_nll_paper_units": [to_paper(v) for v in per_step_g.tolist()],
         })

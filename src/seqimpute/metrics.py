@@ -6,10 +6,10 @@ import math
 
 
 def paper_units(nats: float, dim: int, n_imputed: float) -> float:
-    """The paper's normalisation (docs/PAPER.md §10, paper units): a score in nats times D/|U|, D the values per image and |U| the
-    imputed (missing) ones. Over a set of images: D * (total nats) / (total imputed values), which is the per-image
-    mean times D / (mean |U|): the paper's factor for fixed-size holes, and for MCAR a division by the realised
-    missing fraction. The one conversion every score in paper units goes through."""
+    """The paper's normalisation (docs/PAPER.md §10, paper units): a score in nats times D/|U|, D the values per
+    image and |U| the imputed (missing) ones. Over a set of images: D * (total nats) / (total imputed values), which
+    is the per-image mean times D / (mean |U|): the paper's factor for fixed-size holes, and for MCAR a division by
+    the realised missing fraction. The one conversion every score in paper units goes through."""
     return float(nats) * dim / max(float(n_imputed), 1e-12)
 
 
