@@ -60,3 +60,14 @@ def wheelhouse(tmp_path, monkeypatch):
 def make_wheel(wheelhouse):
     """make_wheel(name, version, {path: bytes}) -> the wheel, placed in the offline wheelhouse."""
     return lambda name, version, files: build_wheel(wheelhouse, name, version, files)
+
+
+TINY_SIZES = {"hidden": 8, "write": 8, "z": 3, "mix": 4, "steps": 3, "enc": 8, "dec": 8}
+
+
+@pytest.fixture
+def tiny_options():
+    """tiny_options(name) -> the registry model's size options at tiny sizes (the ones it takes)."""
+    from seqimpute.models.registry import spec
+
+    return lambda name: {k: v for k, v in TINY_SIZES.items() if k in spec(name).option_names()}

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import pickle
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
@@ -104,6 +106,33 @@ def test_fully_missing_column_is_a_clear_error():
     X[:, 1] = np.nan
     with pytest.raises(SeqImputeError, match=r"column\(s\) 1 of X have no observed value.*drop"):
         small().fit(X)
+
+
+def test_non_finite_updates_are_skipped_counted_and_reported(monkeypatch):
+    """An update whose loss (or a gradient) is NaN/inf is skipped, counted in n_skipped_updates_, and fit warns."""
+    import seqimpute.imputer as imputer_module
+
+    real, calls = imputer_module.training_loss, []
+
+    def faulty(policy, *args, **kwargs):
+        loss, stats = real(policy, *args, **kwargs)
+        calls.append(None)
+        if len(calls) in (2, 5):  # a NaN loss
+            loss = loss * float("nan")
+        elif len(calls) == 3:  # a finite loss with a NaN gradient: d sqrt(u)/du at u = 0 times du/dtheta = 0
+            loss = loss + torch.sqrt(0.0 * next(policy.parameters()).sum())
+        return loss, stats
+
+    monkeypatch.setattr(imputer_module, "training_loss", faulty)
+    Xm = holes(correlated(40, 3), 0.2)[0]
+    with pytest.warns(RuntimeWarning, match="skipped 3 of 6 training updates"):
+        imp = small(max_updates=6).fit(Xm)
+    assert imp.n_updates_ == 6 and imp.n_skipped_updates_ == 3
+    assert np.isfinite(imp.transform(Xm)).all()
+    monkeypatch.setattr(imputer_module, "training_loss", real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert small(max_updates=6).fit(Xm).n_skipped_updates_ == 0
 
 
 def test_get_params_clone_round_trip_and_pickle():

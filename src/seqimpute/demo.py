@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from . import metrics
 from .data.masks import mask_set
 from .data.sources import get_dataset, load_dataset
 from .evaluate import evaluate
@@ -26,7 +27,7 @@ def mean_imputation_score(train_x: torch.Tensor, test, mask: str, n: int) -> flo
     observed = mask_set(mask, test.name, test.split, len(x), test.image_shape, test.dim)
     p = train_x.mean(0).clamp(1e-6, 1 - 1e-6)
     logits = torch.logit(p).expand_as(x)
-    return float(test.dim * missing_nll(x, logits, observed).sum() / (~observed).sum())
+    return metrics.paper_units(float(missing_nll(x, logits, observed).sum()), test.dim, float((~observed).sum()))
 
 
 def run_demo(args) -> int:

@@ -120,7 +120,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     model.train(was_training)
 
     N, D, U = len(x_all), data.dim, tot["missing"]
-    to_paper = lambda total: D * total / max(U, 1)  # = per-image mean x D / mean |U| (docs/PAPER.md §10 (paper units))
+    to_paper = lambda total: metrics.paper_units(total, D, U)  # = per-image mean x D / mean |U|
     out = {"model": model.name, "dataset": data.name, "split": data.split, "mask": mask, "n_images": N,
            "samples": K, "unguided_samples": Ku, "steps": T, "dim": D, "imputed_fraction": U / (N * D)}
     if model.has_bound:
@@ -129,7 +129,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
             "bound_bits_per_value": metrics.bits(tot["bound"] / U), "bound_nats_per_image": tot["bound"] / N,
             "kl_nats_per_image": tot["kl"] / N,
             "iw_paper_units": to_paper(tot["iw"]), "iw_nats_per_value": tot["iw"] / U,
-            "iw_nats_per_image": tot["iw"] / N, "paper_unit_factor": N * D / max(U, 1),
+            "iw_nats_per_image": tot["iw"] / N, "paper_unit_factor": to_paper(N),  # N D / |U|
             "iw_bits_per_value": metrics.bits(tot["iw"] / U),
             "per_step_guided_nll_paper_units": [to_paper(v) for v in per_step_g.tolist()],
         })

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .errors import SeqImputeError
+from .models.policy import training_loss
 from .models.registry import MODELS, build_model, spec
 from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
 from .numerics import subnormals_flushed
@@ -127,6 +129,8 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from observed values
     log_var_ : ndarray (D,) or None           learned log-variance per column in standardised units (Gaussian)
     n_updates_ : int                          updates made;  training_seconds_ : float
+    n_skipped_updates_ : int                  of those, updates skipped because the loss or a gradient was not
+                                              finite (NaN/inf); fit warns when any were
     loss_ : float                             mean training loss over the last 10% of the updates
     seed_ : int                               the torch seed derived from ``random_state``
     n_features_in_ : int
@@ -328,7 +332,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             bar = tqdm(total=updates, unit="upd", desc=f"SequentialImputer {self.model}", mininterval=0.5,
                        dynamic_ncols=True)
         model.train()
-        losses, step, t0 = [], 0, time.perf_counter()
+        losses, step, skipped, t0 = [], 0, 0, time.perf_counter()
         while True:
             elapsed = time.perf_counter() - t0
             if (updates is not None and step >= updates) or (minutes is not None and elapsed >= minutes * 60):
@@ -339,12 +343,15 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             hidden = self._hide(obs, gen)
             r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
             nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
-            loss = (nll + model.kl_q_weight * r.kl_qp.sum(0) + model.kl_p_weight * r.kl_pq.sum(0)).mean()
+            loss, _ = training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
             opt.zero_grad()
             if torch.isfinite(loss):
                 loss.backward()
                 opt.step(step, progress)
                 losses.append(loss.detach())
+                skipped += opt.skipped  # a NaN/inf gradient: the optimiser skipped the update
+            else:
+                skipped += 1
             step += 1
             if bar is not None:
                 bar.update(1)
@@ -360,6 +367,11 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         self.log_var_ = None if lv is None else lv.detach().cpu().numpy().astype(np.float64)
         self._log_var_t = None if lv is None else lv.detach()
         self.n_updates_ = step
+        self.n_skipped_updates_ = skipped
+        if skipped:
+            warnings.warn(f"SequentialImputer skipped {skipped} of {step} training updates whose loss or gradient "
+                          f"was not finite (NaN/inf); if many were, lower learning_rate or scale the columns.",
+                          RuntimeWarning, stacklevel=3)
         self.training_seconds_ = time.perf_counter() - t0
         tail = losses[-max(1, len(losses) // 10):]
         self.loss_ = float(torch.stack(tail).mean()) if tail else math.nan

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import metrics
 from ..data.masks import mask_set
 from ..errors import SeqImputeError
 from ..nn.dist import bernoulli_nll
@@ -156,7 +157,7 @@ class KNNImputer(Policy):
             for j, k in enumerate(grid):
                 p = nb[:, k - 1] / k
                 tot[j] += float(bernoulli_nll(xb.double(), p).masked_fill(ob, 0.0).sum())
-        nll = (tot * self.dim / n_missing).tolist()  # paper units (x D/|U|)
+        nll = [metrics.paper_units(t, self.dim, n_missing) for t in tot.tolist()]
         best = min(range(len(grid)), key=lambda j: nll[j])
         self.k = grid[best]
         self.valid_nll = [nll[grid.index(k)] if k in grid else float("nan") for k in self.k_grid]

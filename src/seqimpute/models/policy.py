@@ -210,9 +210,15 @@ def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, p
     return bernoulli_nll(x, torch.sigmoid(logits)).masked_fill(observed, 0.0).sum(-1)
 
 
-def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The authors' objective, mean over the batch: NLL_missing + w_q KL(q||p) + w_p KL(p||q) (L2 is weight decay)."""
-    nll = missing_nll(x, r.final, observed, paper=False)
+def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor,
+                  nll: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The authors' objective, mean over the batch: NLL + w_q KL(q||p) + w_p KL(p||q) (L2 is weight decay).
+
+    ``nll``: the per-example NLL (B,) of the scored values at c_T; by default the Bernoulli NLL (logits form) of
+    the values ``observed`` leaves missing. `SequentialImputer` passes its own (its likelihood, on the values it
+    hid), so both trainers share this objective."""
+    if nll is None:
+        nll = missing_nll(x, r.final, observed, paper=False)
     kl_qp, kl_pq = r.kl_qp.sum(0), r.kl_pq.sum(0)
     loss = (nll + policy.kl_q_weight * kl_qp + policy.kl_p_weight * kl_pq).mean()
     return loss, {"nll": nll.mean().detach(), "kl_qp": kl_qp.mean().detach(), "kl_pq": kl_pq.mean().detach()}

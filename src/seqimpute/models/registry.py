@@ -101,26 +101,39 @@ def _check_options(name: str, s: ModelSpec, dim, config: dict) -> None:
     if isinstance(steps, int) and steps > MAX_STEPS:
         raise SeqImputeError(f"{name}: steps={steps} refinement steps per rollout is far beyond any use "
                              f"(at most {MAX_STEPS}); the paper's models take 6 to 64.")
+    sizes = ", ".join(f"{k}={v}" for k, v in config.items())
     try:
         with torch.device("meta"):
-            n = sum(p.numel() for p in s.build(dim, **config).parameters())
+            n = sum(p.numel() for p in _construct(name, s, dim, config).parameters())
     except SeqImputeError:
         raise
-    except Exception:  # a constructor that cannot run on the meta device: the real build below decides
-        return
+    except Exception as e:
+        if isinstance(e, RuntimeError) and "overflow" in str(e):  # a size in bytes beyond 64 bits
+            raise SeqImputeError(f"{name} with {sizes} would have more parameters than memory can address "
+                                 f"(at most {MAX_PARAMETERS:,}); choose smaller sizes.") from None
+        # not a bad option (those raise SeqImputeError above) but a model the guard cannot size: a bug to report
+        raise RuntimeError(f"{name} cannot be built on the meta device, so its parameter count cannot be checked "
+                           f"before allocation ({type(e).__name__}: {e}); every registry model must build there.") \
+            from e
     if n > MAX_PARAMETERS:
-        raise SeqImputeError(f"{name} with {', '.join(f'{k}={v}' for k, v in config.items())} would have {n:,} "
-                             f"parameters (at most {MAX_PARAMETERS:,}); choose smaller sizes.")
+        raise SeqImputeError(f"{name} with {sizes} would have {n:,} parameters (at most {MAX_PARAMETERS:,}); "
+                             f"choose smaller sizes.")
 
 
-def _build(name: str, s: ModelSpec, dim, config: dict) -> Policy:
-    _check_options(name, s, dim, config)
+def _construct(name: str, s: ModelSpec, dim, config: dict) -> Policy:
+    """``s.build``, with a constructor's complaint about an option (TypeError, ValueError) as one SeqImputeError."""
     try:
         return s.build(dim, **config)
     except SeqImputeError:
         raise
     except (TypeError, ValueError) as e:
         raise SeqImputeError(f"bad model option for {name}: {e}.") from None
+
+
+def _build(name: str, s: ModelSpec, dim, config: dict) -> Policy:
+    _check_options(name, s, dim, config)
+    try:
+        return _construct(name, s, dim, config)
     except (MemoryError, RuntimeError) as e:
         if isinstance(e, MemoryError) or "allocate" in str(e):
             raise SeqImputeError(f"{name} does not fit in memory with {config}; choose smaller sizes.") from None
