@@ -343,8 +343,10 @@ def cmd_finetune(args) -> int:
 
 
 def _step_list(text: str | None, T: int) -> list[int]:
-    if not text:  # the paper's Fig 1 steps {1, 3, 5, 9, 16}, within 0..T, and always T
-        return sorted({t for t in (1, 3, 5, 9) if t <= T} | {T})
+    if not text:
+        from .imputation import fig1_steps
+
+        return fig1_steps(T)
     try:
         steps = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -356,9 +358,7 @@ def _step_list(text: str | None, T: int) -> list[int]:
 
 
 def cmd_sample(args) -> int:
-    import numpy as np
-    import torch
-
+    from .imputation import sample_prior
     from .plots import sample_grid
     from .runs import load_run_model
 
@@ -371,15 +371,8 @@ def cmd_sample(args) -> int:
     if not model.trainable:
         raise SeqImputeError(f"{cfg['model']['name']} is not a generative policy; sample from a trained model "
                              f"such as draw-ext-add.")
-    T = getattr(model, "steps", 0)
-    steps = _step_list(args.steps, T)
-    device = next(model.parameters()).device
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    x = torch.zeros(args.n, model.dim, device=device)
-    with torch.inference_mode():  # sampling from the primary: everything missing, no guide
-        r = model.rollout(x, torch.zeros_like(x, dtype=torch.bool), guided=False, generator=gen)
-        frames = np.stack([torch.sigmoid(r.canvases[t]).cpu().numpy() for t in steps])
+    steps = _step_list(args.steps, getattr(model, "steps", 0))
+    frames = sample_prior(model, args.n, steps, seed=args.seed)
     out = sample_grid(frames, shape, args.out, steps,
                       f"{cfg['model']['name']}: sigmoid(c_t) of {args.n} samples from the prior")
     print(f"wrote {out}")

@@ -32,6 +32,26 @@ def sample_trajectories(model: Policy, x: torch.Tensor, observed: torch.Tensor, 
     return out.expand(samples, *out.shape[1:]) if K < samples else out
 
 
+FIG1_STEPS = (1, 3, 5, 9)  # with T: the steps the paper's Fig 1 draws (T = 16)
+
+
+def fig1_steps(T: int) -> list[int]:
+    """The paper's Fig 1 steps {1, 3, 5, 9, 16}, within 0..T, and always T."""
+    return sorted({t for t in FIG1_STEPS if t <= T} | {T})
+
+
+@torch.inference_mode()
+def sample_prior(model: Policy, n: int, steps: list[int], seed: int = 0) -> np.ndarray:
+    """``n`` samples of a generative model: unguided (primary-policy) rollouts with every value missing. Returns
+    sigmoid(c_t) at each of ``steps``, shape (len(steps), n, D)."""
+    device = next(model.parameters(), torch.empty(0)).device
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x = torch.zeros(n, model.dim, device=device)
+    r = model.rollout(x, torch.zeros_like(x, dtype=torch.bool), guided=False, generator=gen)
+    return np.stack([torch.sigmoid(r.canvases[t]).cpu().numpy() for t in steps])
+
+
 def read_images(path: str | Path, image_shape) -> torch.Tensor:
     """Images from a .png/.jpg (one image), .npy or .npz (N,H,W or N,D) as float32 (N, D) in [0,1] (NaN kept)."""
     path = Path(path)

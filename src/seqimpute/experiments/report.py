@@ -1,0 +1,310 @@
+"""What `seqimpute reproduce` writes: a row per model and cell (ours, the paper's number, ours minus the paper's),
+each experiment's Markdown table and JSON, its figures, and the sweep's ranking."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import runs as runs_mod
+from ..data.masks import mask_set
+from ..data.sources import load_dataset
+from ..models.policy import Policy
+from .plan import ROLE_TITLE, Cell, Plan, RunPlan
+
+UNITS = ("paper units: per-image NLL of the imputed values (epsilon 1e-6 form) plus, for the policies, the summed "
+         "KL(q||p) (the guided bound), x D/|U|; lower is better. Differences are ours minus the paper's.")
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+
+
+def row(plan: Plan, cell: Cell, model: str, run: RunPlan | None, res: dict | None) -> dict:
+    """The result row of ``model`` at ``cell``: its run's state and scores ``res`` beside the paper's number."""
+    d = plan.data_for(cell.role)
+    paper = cell.paper.get(model)
+    out = {"dataset": ROLE_TITLE[cell.role], "data_used": d.name, "stand_in": bool(d.note.startswith("stand-in")),
+           "data_note": d.note or d.reason, "mask": cell.label, "mask_spec": plan.mask_for(cell.role, cell.mask)
+           if d.available else cell.mask, "model": model, "paper": paper, "ours": None, "diff": None}
+    if cell.steps is not None:
+        out["steps"] = cell.steps
+    if not d.available:
+        out["status"] = "not run"
+        return out
+    out.update({"run": run.id, "run_dir": str(run.path), "trained_on": run.trained_on,
+                "run_complete": run.state.get("complete", False), "run_step": run.state.get("step", 0),
+                "run_minutes": run.state.get("elapsed_s", 0.0) / 60})
+    if res is None:
+        out["status"] = "no checkpoint yet"
+        return out
+    out["status"] = "complete" if out["run_complete"] else "incomplete run"
+    out["ours"] = res["score_paper_units"]
+    out["score_kind"] = res["score_kind"]
+    out["n_images"], out["samples"] = res["n_images"], res["samples"]
+    if "oracle_best_step_nll_paper_units" in res:
+        out["ours_oracle_step"] = res["oracle_best_step_nll_paper_units"]
+        out["oracle_best_step"] = res["oracle_best_step"]
+    if "bound_nats_per_image" in res:
+        out["bound_nats_per_image"] = res["bound_nats_per_image"]
+    if res.get("tuned_on_valid"):
+        out["tuned_on_valid"] = res["tuned_on_valid"]
+    if paper is not None:
+        out["diff"] = out["ours"] - paper
+    return out
+
+
+def sweep_row(plan: Plan, model: str, name: str, over: dict, run: RunPlan) -> dict:
+    """A sweep candidate's row: its settings and its best validation bound (from the run's own metrics)."""
+    valid = [r["valid_bound_paper_units"] for r in runs_mod.read_metrics(run.path)
+             if r.get("valid_bound_paper_units") is not None and math.isfinite(r["valid_bound_paper_units"])]
+    preset_cfg = plan.preset_config(run)
+    return {"model": model, "candidate": name, "changes": over, "run": run.id, "run_dir": str(run.path),
+            "trained_on": run.cfg.mask, "batch": run.cfg.batch, "lr": run.cfg.lr,
+            "model_options": run.cfg.model_options, "seed": run.cfg.seed, "valid_size": run.cfg.valid_size,
+            "run_complete": run.state.get("complete", False), "run_step": run.state.get("step", 0),
+            "run_minutes": run.state.get("elapsed_s", 0.0) / 60,
+            "best_valid": min(valid) if valid else None, "valid_at_end": valid[-1] if valid else None,
+            "preset_choice": dataclasses.asdict(preset_cfg) == dataclasses.asdict(run.cfg),
+            "vs_best": None, "best": False}
+
+
+def rank_sweep(rows: list[dict]) -> None:
+    """Mark each model's best candidate and every candidate's distance to it (in place)."""
+    for m in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == m and r["best_valid"] is not None]
+        best = min((r["best_valid"] for r in mine), default=None)
+        for r in mine:
+            r["vs_best"] = r["best_valid"] - best
+            r["best"] = r["best_valid"] == best
+
+
+def _json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    raise TypeError(type(o))
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _md_row(r: dict, dataset: bool = True, mask: bool = True) -> str:
+    note = []
+    if r.get("status") not in ("complete", "not run", None):
+        note.append(r["status"])
+    if r.get("stand_in") or r.get("status") == "not run":
+        note.append(r.get("data_note", ""))
+    if r.get("tuned_on_valid"):
+        note.append(", ".join(f"{k} {v} chosen on valid" for k, v in r["tuned_on_valid"].items()))
+    if r.get("ours_oracle_step") is not None:
+        note.append(f"oracle step (paper's VAE-imp rule): {r['ours_oracle_step']:.1f} at step {r['oracle_best_step']}")
+    diff = "-" if r.get("diff") is None else f"{r['diff']:+.1f}"
+    ours = "not run" if r.get("status") == "not run" else _fmt(r.get("ours"))
+    cells = ([r["dataset"] + (f" ({r['data_used']})" if r.get("stand_in") else "")] if dataset else []) + \
+            ([r["mask"]] if mask else []) + [r["model"], ours, _fmt(r.get("paper")), diff, r.get("trained_on", "-"),
+                                             "; ".join(n for n in note if n)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _notes(rows) -> list[str]:
+    notes = sorted({r["data_note"] for r in rows if r.get("data_note")})
+    return [f"- {n}" for n in notes]
+
+
+def _sweep_md_row(r: dict) -> str:
+    mark = ", ".join(x for x in ("best" if r["best"] else "", "the preset's setting" if r["preset_choice"]
+                                 else "", "" if r["run_complete"] else "incomplete run") if x)
+    changes = "; ".join(f"{k} {json.dumps(v)}" for k, v in r["changes"].items()) or "none"
+    vs = "-" if r["vs_best"] is None else f"{r['vs_best']:+.1f}"
+    return (f"| {r['model']} | {r['candidate']} | {changes} | {r['run_step']} | {r['run_minutes']:.1f} | "
+            f"{_fmt(r['best_valid'])} | {vs} | {mark} |")
+
+
+# ---------------------------------------------------------------------------------------------------- writers
+
+
+class Report:
+    """Writes an experiment's ``<name>.md`` and ``<name>.json`` (and figures) into ``out_dir``. Each ``write_<name>``
+    takes the experiment's rows and its (cell, model, run) pairs and returns the files it wrote."""
+
+    def __init__(self, plan: Plan, out_dir: Path):
+        self.plan, self.out_dir = plan, out_dir
+
+    def _header(self, title: str, units: bool = True) -> list[str]:
+        return [f"# {title}", "", f"**{self.plan.label}**", ""] + ([UNITS, ""] if units else [])
+
+    def _write(self, name: str, md: list[str], payload: dict) -> list[str]:
+        (self.out_dir / f"{name}.md").write_text("\n".join(md) + "\n")
+        payload = {"experiment": name, "preset": self.plan.name, "smoke": self.plan.smoke, "label": self.plan.label,
+                   "units": UNITS, **payload}
+        (self.out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+        return [f"{name}.md", f"{name}.json"]
+
+    def write_table1(self, rows, pairs) -> list[str]:
+        md = self._header("Table 1: imputation NLL (guided bound; VAE-imp: NLL of its imputation)")
+        md += ["| dataset | mask | model | ours | paper | ours - paper | trained on | note |",
+               "|---|---|---|---:|---:|---:|---|---|"]
+        md += [_md_row(r) for r in rows]
+        md += ["", *_notes(rows)]
+        return self._write("table1", md, {"rows": rows})
+
+    def write_fig2(self, rows, pairs) -> list[str]:
+        md = self._header("Fig 2(a,b): MNIST, score against the MCAR drop rate")
+        md += ["| mask | model | ours | paper | ours - paper | trained on | note |", "|---|---|---:|---:|---:|---|---|"]
+        md += [_md_row(r, dataset=False) for r in rows]
+        files = []
+        policies = [m for m in ("gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump")]
+        for panel, keep in (("a", None), ("b", policies)):
+            f = self._plot_curves(rows, "mask", keep, f"fig2{panel}.png",
+                                  f"Fig 2({panel}) MNIST MCAR" + (": the policies" if keep else ": all models"),
+                                  xlabel="drop rate", x_of=lambda r: int(r["mask"].split("-")[1]) / 100)
+            if f:
+                files.append(f)
+                md += ["", f"![Fig 2({panel})]({f})"]
+        md += ["", "Solid: ours; dashed: the paper's plotted values (same colour).", "", *_notes(rows)]
+        return self._write("fig2", md, {"rows": rows, "figures": files}) + files
+
+    def write_fig2c(self, rows, pairs) -> list[str]:
+        md = self._header("Fig 2(c): GPSI on MNIST MCAR-90, score against the number of refinement steps T")
+        ne = self.plan.preset.get("fig2c", {}).get("not_expressed")
+        if ne:
+            md += ["Camera-ready settings not expressed by this preset: " + "; ".join(ne) + ".", ""]
+        md += ["| T | model | ours | paper | ours - paper | trained on | note |", "|---:|---|---:|---:|---:|---|---|"]
+        for r in rows:
+            md.append(f"| {r['steps']} " + _md_row(r, dataset=False, mask=False))
+        f = self._plot_curves(rows, "steps", None, "fig2c.png", "Fig 2(c) GPSI, MNIST MCAR-90",
+                              xlabel="refinement steps T", x_of=lambda r: r["steps"])
+        files = [f] if f else []
+        if f:
+            md += ["", f"![Fig 2(c)]({f})", "", "Solid: ours; dashed: the paper's plotted values."]
+        md += ["", *_notes(rows)]
+        return self._write("fig2c", md, {"rows": rows, "figures": files, "not_expressed": ne}) + files
+
+    def write_fig1(self, rows, pairs) -> list[str]:
+        from ..imputation import fig1_steps, sample_prior
+        from ..plots import sample_grid
+
+        md = self._header("Fig 1: samples of the Sec 2.5 model; its test bound (nats per image, mask full)")
+        md += ["| model | ours | paper (raw, before fine-tuning q) | ours - paper | trained on | note |",
+               "|---|---:|---:|---:|---|---|"]
+        md += [_md_row(r, dataset=False, mask=False) for r in rows]
+        files = []
+        n = self.plan.eval["fig1_samples"]
+        for c, m, run in pairs:
+            if run is None or not run.state.get("exists"):
+                continue
+            model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
+            shape = self.plan.shape(c.role)
+            steps = fig1_steps(getattr(model, "steps", 0))
+            frames = sample_prior(model, n, steps, seed=0)
+            name = f"fig1_{m}.png"
+            sample_grid(frames, shape, self.out_dir / name, steps,
+                        f"{m}: sigmoid(c_t) of {n} samples from the prior ({self.plan.short_label()})")
+            files.append(name)
+            md += ["", f"![{m} samples]({name})"]
+        md += ["", *_notes(rows)]
+        return self._write("fig1", md, {"rows": rows, "figures": files}) + files
+
+    def write_fig3(self, rows, pairs) -> list[str]:
+        md = self._header("Fig 3: refinement trajectories on MAR masks (primary policy, held-out test images)",
+                          units=False)
+        files = []
+        for c, m, run in pairs:
+            d = self.plan.data_for(c.role)
+            if run is None:
+                md.append(f"- {ROLE_TITLE[c.role]} {c.label} {m}: {d.reason}")
+                continue
+            if not run.state.get("exists"):
+                md.append(f"- {ROLE_TITLE[c.role]} {c.label} {m}: no checkpoint yet")
+                continue
+            name = self._trajectories(c, m, run)
+            if name is None:
+                continue
+            files.append(name)
+            md += ["", f"### {ROLE_TITLE[c.role]} {c.label}: {m}" + (f" ({d.note})" if d.note else ""),
+                   f"![{m}]({name})"]
+        return self._write("fig3", md, {"figures": files}) + files
+
+    def _trajectories(self, c: Cell, m: str, run: RunPlan) -> str | None:
+        """Draw a run's refinement trajectories on the first test images under the cell's mask; the file name, or
+        None for a model without refinement steps."""
+        from ..imputation import sample_trajectories
+        from ..plots import trajectory_grid
+
+        model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
+        T = getattr(model, "steps", 0)
+        if T < 1:
+            return None
+        d = self.plan.data_for(c.role)
+        ev = self.plan.eval
+        test = load_dataset(d.name, "test", **d.options)
+        mask = self.plan.mask_for(c.role, c.mask)
+        k = min(ev["fig3_images"], len(test.x))
+        observed = mask_set(mask, test.name, test.split, len(test.x), test.image_shape, test.dim)[:k]
+        if type(model).tune is not Policy.tune:
+            model.tune(load_dataset(d.name, "valid", **d.options), mask)
+        traj = sample_trajectories(model, test.x[:k], observed, ev["fig3_samples"], seed=0)
+        keep = sorted(set(np.linspace(1, T, min(T, 7)).round().astype(int).tolist()))
+        grid_rows = [{"x": test.x[i].numpy(), "observed": observed[i].numpy(),
+                      "steps": [traj[s, i, t].numpy() for t in keep], "truth": test.x[i].numpy()}
+                     for i in range(k) for s in range(traj.shape[0])]
+        name = f"fig3_{c.role}_{m}.png"
+        stand = f"; {d.note.split(':')[0]} {d.name}" if d.note.startswith("stand-in") else ""
+        trajectory_grid(grid_rows, test.image_shape, self.out_dir / name, [f"t={t}" for t in keep],
+                        f"{m} on {d.name} {c.label} ({mask}){stand}; trained on {run.trained_on}; "
+                        f"{self.plan.short_label()}")
+        return name
+
+    def write_sweep(self, rows: list[dict]) -> list[str]:
+        sw = self.plan.preset["sweep"]
+        md = self._header(f"Sweep: the {self.plan.name} preset's settings, chosen on validation")
+        md += [f"Each candidate trains for the preset's budget on {ROLE_TITLE[sw.get('role', 'mnist')]} "
+               f"({rows[0]['trained_on']}: the {sw.get('family', 'square')} family) and is scored by its best "
+               f"validation bound (the training run's own validation: {rows[0]['valid_size']} validation images, one "
+               "rollout each, fixed seeded masks). The test split is never used to choose.",
+               "", "| model | candidate | changes from the defaults | updates | budget used (min) | best valid bound "
+               "| vs best | |", "|---|---|---|---:|---:|---:|---:|---|"]
+        md += [_sweep_md_row(r) for r in rows]
+        off = [m for m in dict.fromkeys(r["model"] for r in rows)
+               if any(r["best"] for r in rows if r["model"] == m)
+               and not any(r["best"] and r["preset_choice"] for r in rows if r["model"] == m)]
+        if off:
+            md += ["", f"The preset does not use the best candidate for: {', '.join(off)}."]
+        return self._write("sweep", md, {"rows": rows, "sweep": sw})
+
+    def _plot_curves(self, rows, xkey, keep, name, title, xlabel, x_of) -> str | None:
+        from ..plots import _plt
+
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        models = list(dict.fromkeys(r["model"] for r in rows if keep is None or r["model"] in keep))
+        any_line = False
+        for i, m in enumerate(models):
+            col = f"C{i % 10}"
+            mine = [r for r in rows if r["model"] == m]
+            ours = [(x_of(r), r["ours"]) for r in mine if r["ours"] is not None]
+            paper = [(x_of(r), r["paper"]) for r in mine if r["paper"] is not None]
+            if ours:
+                ax.plot(*zip(*ours), "-o", color=col, ms=3, lw=1.5, label=f"{m} (ours)")
+                any_line = True
+            if paper:
+                ax.plot(*zip(*paper), "--", color=col, lw=1, alpha=0.8, label=f"{m} (paper)")
+                any_line = True
+        if not any_line:
+            plt.close(fig)
+            return None
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("score (paper units, lower is better)")
+        ax.set_title(f"{title}\n{self.plan.short_label()}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(self.out_dir / name, dpi=120)
+        plt.close(fig)
+        return name
