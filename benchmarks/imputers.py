@@ -297,6 +297,30 @@ def markdown(doc: dict) -> str:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def run_grid(args, doc: dict, jpath: Path) -> None:
+    """Run every (table, mechanism, rate, seed, imputer) of ``args`` that ``doc`` lacks, saving after each."""
+    done = {key(r) for r in doc["records"]}
+    t0 = time.perf_counter()
+    for ds in args.datasets:
+        X = load_table(ds)
+        Z = minmax(X, X)
+        for mech in args.mechanisms:
+            for rate in args.rates:
+                for seed in args.seeds:
+                    mask = make_mask(Z, mech, rate, mask_rng(ds, mech, rate, seed))
+                    for imp in args.imputers:
+                        if (ds, mech, float(rate), int(seed), imp) in done:
+                            continue
+                        rec = run_one(X, mask, imp, seed, args.quick)
+                        doc["records"].append({"dataset": ds, "mechanism": mech, "rate": float(rate),
+                                               "seed": int(seed), "imputer": imp,
+                                               "realised_rate": float(mask.mean()), **rec})
+                        save_json(jpath, doc)
+                        print(f"{time.perf_counter() - t0:7.0f}s {ds} {mech} {rate:g} seed {seed} {imp}: "
+                              f"RMSE {rec['rmse']:.4f} W {rec['wasserstein']:.4f} {rec['seconds']:.2f}s", flush=True)
+    save_json(jpath, doc)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,37 +344,20 @@ def main(argv=None):
         sys.exit(f"{jpath} holds {'quick' if doc['quick'] else 'full'} results; use another --out.")
     doc["quick"] = args.quick
     if not args.report:
-        from threadpoolctl import threadpool_limits
         import torch
+        from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
-        torch.set_num_threads(1)
         doc["machine"] = machine()
         doc["runs"].append({"command": "python benchmarks/imputers.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                       else argv),
                             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
-        done = {key(r) for r in doc["records"]}
-        t0 = time.perf_counter()
-        for ds in args.datasets:
-            X = load_table(ds)
-            Z = minmax(X, X)
-            for mech in args.mechanisms:
-                for rate in args.rates:
-                    for seed in args.seeds:
-                        mask = make_mask(Z, mech, rate, mask_rng(ds, mech, rate, seed))
-                        for imp in args.imputers:
-                            k = (ds, mech, float(rate), int(seed), imp)
-                            if k in done:
-                                continue
-                            rec = run_one(X, mask, imp, seed, args.quick)
-                            doc["records"].append({"dataset": ds, "mechanism": mech, "rate": float(rate),
-                                                   "seed": int(seed), "imputer": imp,
-                                                   "realised_rate": float(mask.mean()), **rec})
-                            save_json(jpath, doc)
-                            print(f"{time.perf_counter() - t0:7.0f}s {ds} {mech} {rate:g} seed {seed} {imp}: "
-                                  f"RMSE {rec['rmse']:.4f} W {rec['wasserstein']:.4f} {rec['seconds']:.2f}s",
-                                  flush=True)
-        save_json(jpath, doc)
+        threads = torch.get_num_threads()
+        try:
+            with threadpool_limits(1):
+                torch.set_num_threads(1)
+                run_grid(args, doc, jpath)
+        finally:
+            torch.set_num_threads(threads)
     mpath.write_text(markdown(doc))
     print(f"wrote {jpath} and {mpath}")
 
