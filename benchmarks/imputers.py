@@ -247,13 +247,16 @@ def markdown(doc: dict) -> str:
     L = ["# Imputers on real tables: MCAR, MAR, MNAR", "",
          "Made by `benchmarks/imputers.py` (its docstring gives the protocol). Command(s):", ""]
     L += [f"    {run['command']}" for run in doc.get("runs", [])]
+    loads = [run["load_average"] for run in doc.get("runs", []) if run.get("load_average") is not None]
     m = doc.get("machine", {})
     L += ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('platform', '?')}; Python "
           f"{m.get('python', '?')}, numpy {m.get('numpy', '?')}, scikit-learn {m.get('scikit-learn', '?')}, torch "
-          f"{m.get('torch', '?')}. One BLAS thread and one torch thread per method; seconds are wall-clock on a "
-          f"machine that may be shared.", ""]
+          f"{m.get('torch', '?')}. One BLAS thread and one torch thread per method. Seconds: wall-clock and the "
+          f"process's CPU time"
+          + (f"; load average {min(loads):.1f}-{max(loads):.1f} when the runs started (the machine was shared)"
+             if loads else "") + ".", ""]
     L += ["## Summary", "",
-          f"Mean rank by RMSE (1 = best) over the {s['complete_cells']} cells (table x mechanism x rate) where every "
+          f"Mean rank by RMSE (1 = best) over the {s['complete_cells']} cell(s) (table x mechanism x rate) where every "
           f"imputer ran ({s['cells']} cells in all); RMSE averaged over the seeds first. 'Worse than mean': cells "
           f"where the imputer's mean RMSE exceeds mean imputation's.", "",
           "| imputer | mean rank | cells worse than mean | median seconds (wall / CPU) |", "|---|---:|---:|---:|"]
@@ -353,7 +356,8 @@ def main(argv=None):
         doc["machine"] = machine()
         doc["runs"].append({"command": "python benchmarks/imputers.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                       else argv),
-                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None})
         threads = torch.get_num_threads()
         try:
             with threadpool_limits(1):
