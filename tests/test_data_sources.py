@@ -347,6 +347,51 @@ def test_float_images_outside_unit_range(tmp_path):
         load_splits(str(tmp_path / "s.npy"))
 
 
+@pytest.mark.parametrize("dtype, top, levels", [(np.int64, 255, 255), (np.int32, 255, 255), (np.uint16, 255, 255),
+                                                (np.int64, 1, 1), (np.uint8, 1, 1), (np.int64, 4095, 65535),
+                                                (np.uint16, 65535, 65535)])
+def test_integer_images_scale_by_their_grey_levels_not_their_dtype(tmp_path, dtype, top, levels):
+    """An int64 array of 0-255 grey levels is 8-bit (x/255), 0/1 arrays are binary, 12-bit data is 16-bit."""
+    x = np.random.default_rng(5).integers(0, top + 1, (20, 3, 4)).astype(dtype)
+    x[0, 0, 0] = top  # the largest level occurs
+    np.save(tmp_path / "i.npy", x)
+    idx = sources.seeded_split(20)
+    for s in ("train", "valid", "test"):
+        got = load_dataset(str(tmp_path / "i.npy"), s).x.numpy()
+        assert np.allclose(got, x[idx[s]].reshape(-1, 12).astype(np.float64) / levels, rtol=0, atol=1e-7)
+
+
+def test_integer_images_out_of_grey_level_range_are_refused(tmp_path):
+    np.save(tmp_path / "neg.npy", np.full((5, 2, 2), -3, np.int64))
+    with pytest.raises(SeqImputeError, match=r"found values -3\.\.0; pass --scale minmax"):
+        load_splits(str(tmp_path / "neg.npy"))
+    np.save(tmp_path / "big.npy", np.full((5, 2, 2), 70000, np.int64))
+    with pytest.raises(SeqImputeError, match=r"0\.\.65535 \(16-bit\), found values 0\.\.70000"):
+        load_splits(str(tmp_path / "big.npy"))
+    splits, _ = load_splits(str(tmp_path / "big.npy"), scale="minmax")  # the fix the message names works
+    check_images(splits, (2, 2))
+
+
+def test_integer_splits_share_one_scale(tmp_path):
+    """A dim split (values 0/1) of 8-bit data is scaled by 255 like the others, not read as binary."""
+    tr = np.full((4, 2, 2), 200, np.int64)
+    va, te = np.ones((2, 2, 2), np.int64), np.zeros((2, 2, 2), np.int64)
+    np.savez(tmp_path / "s.npz", train=tr, valid=va, test=te)
+    splits, _ = load_splits(str(tmp_path / "s.npz"))
+    assert np.allclose(splits.arrays["train"], 200 / 255) and np.allclose(splits.arrays["valid"], 1 / 255)
+
+
+def test_impute_input_integer_images_scale_by_grey_levels(tmp_path):
+    from seqimpute.imputation import read_images
+
+    x = np.arange(2 * 4 * 4, dtype=np.int64).reshape(2, 4, 4) * 8  # 0..248
+    np.save(tmp_path / "x.npy", x)
+    assert np.allclose(read_images(tmp_path / "x.npy", (4, 4)).numpy(), x.reshape(2, 16) / 255)
+    np.save(tmp_path / "n.npy", -x)
+    with pytest.raises(SeqImputeError, match="grey levels 0..255"):
+        read_images(tmp_path / "n.npy", (4, 4))
+
+
 def test_colour_images_become_grey(tmp_path):
     x = np.zeros((10, 2, 2, 3), np.uint8)
     x[..., 0] = 255  # pure red

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import seqimpute
+import seqimpute.imputer as imputer_module
 from seqimpute import SeqImputeError, SequentialImputer
 from seqimpute.cli import main
 from seqimpute.models.registry import MODELS
@@ -238,3 +240,43 @@ def test_cli_fit_transform_csv_with_header_round_trip(tmp_path, capsys):
         assert z["x"].shape == X.shape and z["samples"].shape == (3,) + X.shape
     assert main(["fit-transform", str(src), str(tmp_path / "o.txt"), "--quiet"]) == 2
     assert "use .csv, .npy or .npz" in capsys.readouterr().err
+
+
+class _FastClock:
+    """A stand-in for the time module whose perf_counter advances 10 s per call: a one-minute cap binds within a
+    few updates, whatever the machine's speed."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self):
+        self.t += 10.0
+        return self.t
+
+
+def test_the_budget_that_stopped_training_is_recorded_and_a_cut_is_warned(monkeypatch):
+    X, _ = holes(correlated(60, 3), 0.2)
+    imp = small()  # max_updates=20, no cap
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        imp.fit(X)
+    assert imp.stopped_by_ == "updates" and imp.n_updates_ == 20
+    monkeypatch.setattr(imputer_module, "time", _FastClock())
+    with pytest.warns(ConvergenceWarning, match=r"max_minutes=1 wall-clock cap after \d+ of max_updates=20 updates"):
+        imp = small(max_minutes=1.0).fit(X)
+    assert imp.stopped_by_ == "minutes" and imp.n_updates_ < 20
+    imp = small(max_updates=None, max_minutes=1.0).fit(X)  # a time budget, not a cap: no warning needed
+    assert imp.stopped_by_ == "minutes"
+
+
+def test_cli_fit_transform_updates_are_not_cut_by_a_default_cap(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(imputer_module, "time", _FastClock())  # every update "takes" 10 s or more
+    src = tmp_path / "in.npy"
+    np.save(src, holes(correlated(60, 3), 0.2)[0])
+    base = ["fit-transform", str(src), str(tmp_path / "o.npy"), "--rollouts", "2", "--quiet"]
+    assert main(base + ["--updates", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "12 updates" in out and "stopped" not in out
+    assert main(base + ["--updates", "12", "--minutes", "1"]) == 0  # both given: whichever ends first, said so
+    out = capsys.readouterr().out
+    assert "stopped at the 1-minute wall-clock cap after" in out and "of 12 updates" in out

@@ -302,22 +302,34 @@ def cmd_demo(args) -> int:
 
 
 def cmd_fit_transform(args) -> int:
+    import warnings
+
     import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
 
     from .imputer import SequentialImputer, check_output, read_table, write_table
 
     check_output(args.output)
     X, header, shape = read_table(args.input)
-    imp = SequentialImputer(model=args.model, likelihood=args.likelihood, max_updates=args.updates,
-                            max_minutes=args.minutes, n_rollouts=args.rollouts, device=args.device or "cpu",
-                            random_state=args.seed, verbose=not args.quiet)
-    filled = imp.fit_transform(X)
+    budget = {}  # neither flag: the estimator's default budget; --updates alone: every update, no wall-clock cap
+    if args.updates is not None:
+        budget.update(max_updates=args.updates, max_minutes=args.minutes)
+    elif args.minutes is not None:
+        budget.update(max_minutes=args.minutes)
+    imp = SequentialImputer(model=args.model, likelihood=args.likelihood, n_rollouts=args.rollouts,
+                            device=args.device or "cpu", random_state=args.seed, verbose=not args.quiet, **budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # said below, in the summary line
+        filled = imp.fit_transform(X)
     samples = imp.sample(X, args.samples) if args.samples else None
     written = write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
     n_missing = int(np.isnan(X).sum())
     print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
           f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s); wrote "
           + ", ".join(str(p) for p in written))
+    if imp.stopped_by_ == "minutes" and imp.max_updates is not None:
+        print(f"training stopped at the {imp.max_minutes:g}-minute wall-clock cap after {imp.n_updates_} of "
+              f"{imp.max_updates} updates; raise --minutes, or give --updates N alone to make all N.")
     return 0
 
 
@@ -508,8 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "for values in [0,1])")
     p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
                    help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
-    p.add_argument("--updates", type=int, default=1000, help="training updates (default 1000)")
-    p.add_argument("--minutes", type=float, default=1.0, help="wall-clock cap on training (default 1)")
+    p.add_argument("--updates", type=int, help="training updates; given alone, all of them are made (no wall-clock "
+                   "cap). Default: 1000, capped at one minute")
+    p.add_argument("--minutes", type=float, help="wall-clock cap on training (with --updates: whichever ends first; "
+                   "alone: a cap on the default 1000 updates)")
     p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
     p.add_argument("--samples", type=int, default=0, help="also write N multiple imputations: OUT.sample1.csv .. "
                    "(.csv), OUT.samples.npy (.npy), or key 'samples' in OUT (.npz)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.sources import integer_levels
 from .errors import SeqImputeError
 from .models.policy import Policy, composite
 
@@ -86,7 +87,7 @@ def read_images(path: str | Path, image_shape) -> torch.Tensor:
         if finite.size and (finite.min() < 0 or finite.max() > 1):
             raise SeqImputeError(f"{path}: float values must lie in [0, 1] (found {finite.min():g}..{finite.max():g}).")
     if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+        arr = arr.astype(np.float32) / integer_levels([arr], str(path))
     arr = arr.reshape(len(arr), -1).astype(np.float32)
     if image_shape is not None and arr.shape[1] != image_shape[0] * image_shape[1]:
         raise SeqImputeError(f"{path}: images of {arr.shape[1]} values, but the model was trained on "

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .errors import SeqImputeError
@@ -98,8 +99,9 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         Training updates (batches). The learning rate warms up and decays over this budget.
     max_minutes : float or None, default 1.0
         A wall-clock cap on training. When it stops training before ``max_updates`` the result depends on the
-        machine's speed; for repeatable fits let ``max_updates`` bind (or set ``max_minutes=None``). With
-        ``max_updates=None`` the schedule runs over this time instead.
+        machine's speed, so ``fit`` says so with a ConvergenceWarning (``stopped_by_`` is then "minutes"); for
+        repeatable fits let ``max_updates`` bind (or set ``max_minutes=None``). With ``max_updates=None`` the
+        schedule runs over this time instead.
     batch_size : int, default 128
     learning_rate : float, default 3e-3
         Peak Adam learning rate (seqimpute.optim's budget schedule: warm-up, then cosine decay). Higher than the
@@ -132,6 +134,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     n_skipped_updates_ : int                  of those, updates skipped because the loss or a gradient was not
                                               finite (NaN/inf); fit warns when any were
     loss_ : float                             mean training loss over the last 10% of the updates
+    stopped_by_ : str                         the budget that ended training: "updates" or "minutes"
     seed_ : int                               the torch seed derived from ``random_state``
     n_features_in_ : int
     """
@@ -335,7 +338,9 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         losses, step, skipped, t0 = [], 0, 0, time.perf_counter()
         while True:
             elapsed = time.perf_counter() - t0
-            if (updates is not None and step >= updates) or (minutes is not None and elapsed >= minutes * 60):
+            stopped = ("updates" if updates is not None and step >= updates
+                       else "minutes" if minutes is not None and elapsed >= minutes * 60 else None)
+            if stopped:
                 break
             progress = step / updates if updates is not None else elapsed / (minutes * 60)
             idx = order.indices(step).to(device)
@@ -359,6 +364,11 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
                     bar.set_postfix(loss=f"{float(losses[-1]):.3g}", refresh=False)
         if bar is not None:
             bar.close()
+        self.stopped_by_ = stopped
+        if stopped == "minutes" and updates is not None:
+            warnings.warn(f"SequentialImputer stopped at the max_minutes={minutes:g} wall-clock cap after {step} of "
+                          f"max_updates={updates} updates; raise max_minutes, or set it to None to make every "
+                          f"update.", ConvergenceWarning, stacklevel=3)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)

@@ -107,18 +107,36 @@ def seeded_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, 
     return {"train": perm[:a], "valid": perm[a : a + v], "test": perm[a + v :]}
 
 
-def scale_images(x: np.ndarray, scale: str, what: str) -> np.ndarray:
-    """Integer images scale by their type's maximum; float images must lie in [0,1] unless scale='minmax'."""
+MINMAX_FIX = "pass --scale minmax to scale each image into [0, 1]"
+INTEGER_LEVELS = (1, 255, 65535)  # binary, 8-bit and 16-bit grey levels
+
+
+def integer_levels(arrays, what: str, fix: str = "scale them into [0, 1] as floats") -> int:
+    """The full-scale value of integer images, read from their values rather than their dtype (an int64 array of
+    0-255 grey levels is 8-bit, not scaled by 2**63 - 1): 1 when every value is 0 or 1 (binary images), 255 when
+    they lie in 0..255, 65535 in 0..65535. Negative values or values above 65535 are refused: no grey-level scale
+    fits them, and ``fix`` says what to do instead."""
+    lo, hi = 0, 0
+    for a in arrays:
+        if a.size:
+            lo, hi = min(lo, int(a.min())), max(hi, int(a.max()))
+    if lo < 0 or hi > INTEGER_LEVELS[-1]:
+        raise SeqImputeError(f"{what}: integer images must hold grey levels 0..255 (8-bit) or 0..65535 (16-bit), "
+                             f"found values {lo}..{hi}; {fix}.")
+    return next(v for v in INTEGER_LEVELS if hi <= v)
+
+
+def scale_images(x: np.ndarray, scale: str, what: str, levels: int | None = None) -> np.ndarray:
+    """Integer images are divided by their grey-level scale (``integer_levels``; ``levels`` when the caller found it
+    over several arrays, so train/valid/test scale alike); float images must lie in [0,1] unless scale='minmax'."""
     flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # not -1: an empty split must reshape too
     if scale == "minmax":
         return minmax_per_image(flat.astype(np.float32))
     if scale != "none":
         raise SeqImputeError(f"unknown scale {scale!r}; use --scale none or --scale minmax.")
     if np.issubdtype(flat.dtype, np.integer):
-        if flat.size and flat.min() < 0:
-            raise SeqImputeError(f"{what}: integer images with negative values cannot be scaled by their type's "
-                                 f"maximum; pass --scale minmax to scale each image into [0, 1].")
-        return flat.astype(np.float32) / np.float32(np.iinfo(flat.dtype).max)
+        levels = levels or integer_levels([flat], what, MINMAX_FIX)
+        return flat.astype(np.float32) / np.float32(levels)
     if np.issubdtype(flat.dtype, np.bool_):
         return flat.astype(np.float32)
     flat = flat.astype(np.float32)
@@ -374,7 +392,10 @@ def load_own(path: Path, **options) -> Splits:
         except _NPZ_ERRORS as e:
             raise SeqImputeError(f"{path} could not be read as a NumPy file ({e}).") from None
         if set(SPLITS) <= set(given):
-            shapes = {s: _as_rows(given[s], path, scale, size) for s in SPLITS}
+            ints = [given[s] for s in SPLITS if np.issubdtype(given[s].dtype, np.integer)
+                    and (given[s].ndim >= 3 or size is not None)]  # integer images: one scale for all splits
+            levels = integer_levels(ints, str(path), MINMAX_FIX) if ints and scale == "none" else None
+            shapes = {s: _as_rows(given[s], path, scale, size, levels) for s in SPLITS}
             image_shape = shapes["train"][1]
             if any(v[1] != image_shape or v[0].shape[1] != shapes["train"][0].shape[1] for v in shapes.values()):
                 raise SeqImputeError(f"{path}: train, valid and test must have the same shape per example.")
@@ -393,7 +414,7 @@ def load_own(path: Path, **options) -> Splits:
     raise SeqImputeError(f"{path}: unsupported data file; give a .npz, .npy, .csv or a folder of images.")
 
 
-def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray, tuple | None]:
+def _as_rows(arr: np.ndarray, path: Path, scale: str, size, levels=None) -> tuple[np.ndarray, tuple | None]:
     if arr.ndim >= 2 and 0 in arr.shape[1:]:
         raise SeqImputeError(f"{path}: examples of shape {arr.shape[1:]} hold no values; give (N, D) or (N, H, W) "
                              f"with D, H, W >= 1.")
@@ -411,12 +432,12 @@ def _as_rows(arr: np.ndarray, path: Path, scale: str, size) -> tuple[np.ndarray,
             grey = formats.rgb_to_grey(arr)
             arr = np.rint(grey).astype(arr.dtype) if np.issubdtype(arr.dtype, np.integer) else grey
     if arr.ndim == 3:
-        return scale_images(arr, scale, str(path)), tuple(arr.shape[1:])
+        return scale_images(arr, scale, str(path), levels), tuple(arr.shape[1:])
     if arr.ndim == 2:
         if size is not None:  # flattened images with a declared size
             if size[0] * size[1] != arr.shape[1]:
                 raise SeqImputeError(f"{path}: rows of {arr.shape[1]} values do not fit --size {size[0]}x{size[1]}.")
-            return scale_images(arr, scale, str(path)), size
+            return scale_images(arr, scale, str(path), levels), size
         return arr.astype(np.float32), None  # a table
     raise SeqImputeError(f"{path}: expected a 2-D table (N, D) or images (N, H, W[, C]), got shape {arr.shape}.")
 
