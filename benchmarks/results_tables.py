@@ -3,12 +3,19 @@ one row per cell, one column per model, ours with the paper's number in brackets
 
     python benchmarks/results_tables.py                      # every results/cpu/*.json that exists
     python benchmarks/results_tables.py --results results/cpu table1 sweep
+    python benchmarks/results_tables.py --write docs/RESULTS.md   # regenerate its marked tables in place
+    python benchmarks/results_tables.py --check docs/RESULTS.md   # exit 1 if one differs (tests/test_results_doc.py)
+
+In a Markdown file, a generated table sits between `<!-- generated: python benchmarks/results_tables.py NAME -->`
+and `<!-- end generated -->`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 
@@ -48,11 +55,24 @@ def by_mask(d: dict) -> list[str]:
 
 
 def fig2c(d: dict) -> list[str]:
-    out = grid(d["rows"], lambda r: (r["steps"],), ["T"])
-    updates = {}
-    for r in d["rows"]:
-        updates.setdefault(r["model"], []).append(f"{r['steps']}: {r.get('run_step', 0)}")
-    return out + [""] + [f"- {m} updates per T: " + ", ".join(u) for m, u in updates.items()]
+    """One row per T; per model its score (the paper's) and the updates its run made in the budget."""
+    models = list(dict.fromkeys(r["model"] for r in d["rows"]))
+    cells = {(r["steps"], r["model"]): r for r in d["rows"]}
+    out = ["| T | " + " | ".join(f"{m} (paper) | updates" for m in models) + " |",
+           "|---:|" + "---:|---:|" * len(models)]
+    for t in dict.fromkeys(r["steps"] for r in d["rows"]):
+        row = [str(t)]
+        for m in models:
+            r = cells.get((t, m))
+            row += [_cell(r), str(r.get("run_step", ""))] if r else ["", ""]
+        out.append("| " + " | ".join(row) + " |")
+    return out
+
+
+def runs(status: dict, experiment: str) -> list[str]:
+    """The runs behind an experiment, from status.json: updates, training time, what each was trained on."""
+    return [f"- {rid}: {r['step']} updates, {r['training_minutes']:.1f} min; trained on {r['trained_on']}"
+            for rid in status["experiments"][experiment]["runs"] for r in [status["runs"][rid]]]
 
 
 def sweep(d: dict) -> list[str]:
@@ -67,26 +87,54 @@ def sweep(d: dict) -> list[str]:
     return out
 
 
-TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep}
+TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
+          "table1-runs": lambda status: runs(status, "table1")}
+SOURCE = {"table1-runs": "status"}  # the JSON file a table is read from, when not <name>.json
+MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (\S+) -->\n)(.*?)(<!-- end generated -->)",
+                    re.S)
+
+
+def render(name: str, folder: Path) -> list[str]:
+    return TABLES[name](json.loads((folder / f"{SOURCE.get(name, name)}.json").read_text()))
+
+
+def regenerate(text: str, folder: Path) -> str:
+    """``text`` with every marked table regenerated from the JSON in ``folder`` (a blank line on each side)."""
+    def block(m):
+        if m.group(2) not in TABLES:
+            raise SystemExit(f"unknown table {m.group(2)!r} in a generated block; choose from {', '.join(TABLES)}.")
+        return m.group(1) + "\n" + "\n".join(render(m.group(2), folder)) + "\n\n" + m.group(4)
+    return MARKED.sub(block, text)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", nargs="*", help=f"tables to print, of {', '.join(TABLES)} (default: every one present)")
     ap.add_argument("--results", default="results/cpu", help="the preset's results folder (default results/cpu)")
+    ap.add_argument("--write", metavar="MD", help="regenerate the marked tables of this Markdown file in place")
+    ap.add_argument("--check", metavar="MD", help="exit 1 when a marked table of this Markdown file differs")
     args = ap.parse_args()
     folder = Path(args.results)
+    for path, write in ((args.write, True), (args.check, False)):
+        if path:
+            text = Path(path).read_text()
+            new = regenerate(text, folder)
+            if write:
+                Path(path).write_text(new)
+            elif new != text:
+                sys.exit(f"{path}: a generated table differs from {folder}; run --write {path}.")
+            return
     unknown = [w for w in args.which if w not in TABLES]
     if unknown:
         raise SystemExit(f"unknown table {unknown[0]!r}; choose from {', '.join(TABLES)}.")
     for name in args.which or TABLES:
-        path = folder / f"{name}.json"
+        path = folder / f"{SOURCE.get(name, name)}.json"
         if not path.exists():
             if args.which:
                 raise SystemExit(f"{path} does not exist: run `seqimpute reproduce {name}` first.")
             continue
         print(f"## {name} ({path})\n")
-        print("\n".join(TABLES[name](json.loads(path.read_text()))) + "\n")
+        print("\n".join(render(name, folder)) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""docs/RESULTS.md and results/ agree: every generated table of the doc regenerates, unchanged, from the committed
+JSON; every results/cpu/*.md is what `seqimpute reproduce` renders from its JSON; every results file the doc cites is
+in the repository. Offline and fast: no run, no training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from seqimpute.experiments.reproduce import markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "RESULTS.md"
+CPU = ROOT / "results" / "cpu"
+
+
+def results_tables():
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "benchmarks" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generated_tables_match_the_json():
+    rt = results_tables()
+    text = DOC.read_text()
+    names = [m.group(2) for m in rt.MARKED.finditer(text)]
+    assert {"sweep", "fig2", "table1", "table1-runs", "fig2c", "fig1"} <= set(names)
+    # each block holds exactly its regenerated table: compare block by block, so a failure names the table
+    regenerated = {m.group(2): m.group(3) for m in rt.MARKED.finditer(rt.regenerate(text, CPU))}
+    for m in rt.MARKED.finditer(text):
+        assert m.group(3) == regenerated[m.group(2)], f"docs/RESULTS.md's {m.group(2)} table differs from " \
+            f"results/cpu: run python benchmarks/results_tables.py --write docs/RESULTS.md"
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    """The check can fail: one score moved by 0.1 in the JSON changes the regenerated doc."""
+    rt = results_tables()
+    for f in CPU.glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    d = json.loads((tmp_path / "fig2.json").read_text())
+    d["rows"][0]["ours"] += 0.1
+    (tmp_path / "fig2.json").write_text(json.dumps(d))
+    text = DOC.read_text()
+    assert rt.regenerate(text, tmp_path) != text
+
+
+@pytest.mark.parametrize("name", ["table1", "fig1", "fig2", "fig2c", "fig3", "sweep"])
+def test_results_markdown_is_rendered_from_its_json(name):
+    assert markdown(json.loads((CPU / f"{name}.json").read_text())) == (CPU / f"{name}.md").read_text()
+
+
+def test_every_cited_results_file_is_in_the_repository():
+    cited = sorted(set(re.findall(r"\bresults/[A-Za-z0-9_.\-/]*[A-Za-z0-9_\-]", DOC.read_text())))
+    assert cited
+    missing = [c for c in cited if not (ROOT / c).exists()]
+    assert not missing, f"docs/RESULTS.md cites results files that are not in the repository: {missing}"
