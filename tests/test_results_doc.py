@@ -59,3 +59,15 @@ def test_every_cited_results_file_is_in_the_repository():
     assert cited
     missing = [c for c in cited if not (ROOT / c).exists()]
     assert not missing, f"docs/RESULTS.md cites results files that are not in the repository: {missing}"
+
+
+def test_every_quality_json_records_its_training():
+    """Updates, images seen and CPU time beside every published score; a value that was not recorded is null and
+    a note says why, rather than a guess."""
+    files = sorted((ROOT / "results" / "quality").glob("*.json"))
+    assert files
+    for f in files:
+        t = json.loads(f.read_text())["training"]
+        assert isinstance(t["updates"], int) and t["updates"] > 0, f.name
+        assert isinstance(t["images_seen"], int) and t["images_seen"] >= t["updates"], f.name
+        assert "cpu_s" in t and (t["cpu_s"] is not None or "not recorded" in t.get("note", "")), f.name

@@ -175,14 +175,15 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .data.sources import load_dataset
     from .evaluate import evaluate, format_table
-    from .runs import load_run_model
+    from .runs import load_run_model, training_record
 
-    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    model, cfg, ck = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
                    n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples)
     res["run"] = str(args.run)
+    res["training"] = training_record(args.run, cfg, ck)  # what the scores rest on: updates, images, time
     print(format_table(res))
     if args.json:
         from pathlib import Path
