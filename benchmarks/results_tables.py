@@ -3,12 +3,19 @@ one row per cell, one column per model, ours with the paper's number in brackets
 
     python benchmarks/results_tables.py                      # every results/cpu/*.json that exists
     python benchmarks/results_tables.py --results results/cpu table1 sweep
+    python benchmarks/results_tables.py --write docs/RESULTS.md   # regenerate its marked tables in place
+    python benchmarks/results_tables.py --check docs/RESULTS.md   # exit 1 if one differs (tests/test_results_doc.py)
+
+In a Markdown file, a generated table sits between `<!-- generated: python benchmarks/results_tables.py NAME -->`
+(or `... results_tables.py --results FOLDER NAME -->` for JSON outside results/cpu) and `<!-- end generated -->`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 
@@ -48,11 +55,24 @@ def by_mask(d: dict) -> list[str]:
 
 
 def fig2c(d: dict) -> list[str]:
-    out = grid(d["rows"], lambda r: (r["steps"],), ["T"])
-    updates = {}
-    for r in d["rows"]:
-        updates.setdefault(r["model"], []).append(f"{r['steps']}: {r.get('run_step', 0)}")
-    return out + [""] + [f"- {m} updates per T: " + ", ".join(u) for m, u in updates.items()]
+    """One row per T; per model its score (the paper's) and the updates its run made in the budget."""
+    models = list(dict.fromkeys(r["model"] for r in d["rows"]))
+    cells = {(r["steps"], r["model"]): r for r in d["rows"]}
+    out = ["| T | " + " | ".join(f"{m} (paper) | updates" for m in models) + " |",
+           "|---:|" + "---:|---:|" * len(models)]
+    for t in dict.fromkeys(r["steps"] for r in d["rows"]):
+        row = [str(t)]
+        for m in models:
+            r = cells.get((t, m))
+            row += [_cell(r), str(r.get("run_step", ""))] if r else ["", ""]
+        out.append("| " + " | ".join(row) + " |")
+    return out
+
+
+def runs(status: dict, experiment: str) -> list[str]:
+    """The runs behind an experiment, from status.json: updates, training time, what each was trained on."""
+    return [f"- {rid}: {r['step']} updates, {r['training_minutes']:.1f} min; trained on {r['trained_on']}"
+            for rid in status["experiments"][experiment]["runs"] for r in [status["runs"][rid]]]
 
 
 def sweep(d: dict) -> list[str]:
@@ -67,26 +87,94 @@ def sweep(d: dict) -> list[str]:
     return out
 
 
-TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep}
+def soak(d: dict) -> list[str]:
+    """benchmarks/soak.py's samples at 1k, 2k and every 2k updates: RSS, CPU time per update, wall-clock rate."""
+    keep = [r for r in d["samples"] if r["step"] in (1000, 2000) or r["step"] % 2000 == 0]
+    fmt = lambda v, f: "-" if v is None else format(v, f)
+    return ["| updates | " + " | ".join(f"{r['step'] // 1000}k" for r in keep) + " |",
+            "|---|" + "---:|" * len(keep),
+            "| RSS, MB | " + " | ".join(fmt(r["rss_mb"], ".1f") for r in keep) + " |",
+            "| CPU ms per update | " + " | ".join(fmt(r["cpu_ms_per_update"], ".2f") for r in keep) + " |",
+            "| wall-clock images/s | " + " | ".join(fmt(r["images_per_s"], ".0f") for r in keep) + " |"]
+
+
+def imputers(d: dict) -> list[str]:
+    """benchmarks/tables.py's rows; per case, the lowest RMSE and NRMSE in bold."""
+    best = {}
+    for r in d["rows"]:
+        b = best.setdefault(r["case"], {"rmse": r["rmse"], "nrmse": r["nrmse"]})
+        b["rmse"], b["nrmse"] = min(b["rmse"], r["rmse"]), min(b["nrmse"], r["nrmse"])
+    bold = lambda r, k, text: f"**{text}**" if r[k] == best[r["case"]][k] else text
+    out = ["| case | imputer | RMSE (orig. units) | NRMSE | 90% coverage | seconds |", "|---|---|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        cov = f"{r['coverage90']:.2f}" if "coverage90" in r else "-"
+        out.append(f"| {r['case']} | {r['imputer']} | {bold(r, 'rmse', format(r['rmse'], '#.4g'))} | "
+                   f"{bold(r, 'nrmse', format(r['nrmse'], '.3f'))} | {cov} | {r['seconds']:.1f} |")
+    return out
+
+
+def baselines(d: dict) -> list[str]:
+    """benchmarks/baselines.py's own table (its markdown), from its baselines.json."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("baselines", Path(__file__).with_name("baselines.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.markdown(d).rstrip("\n").split("\n")
+
+
+TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
+          "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "tables": imputers,
+          "baselines": baselines}
+SOURCE = {"table1-runs": "status"}  # the JSON file a table is read from, when not <name>.json
+MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
+                    r"(<!-- end generated -->)", re.S)
+
+
+def render(name: str, folder: Path) -> list[str]:
+    return TABLES[name](json.loads((folder / f"{SOURCE.get(name, name)}.json").read_text()))
+
+
+def regenerate(text: str, root: Path = Path(".")) -> str:
+    """``text`` with every marked table regenerated (a blank line on each side) from the JSON in the marker's
+    --results folder (default results/cpu), relative to the repository root ``root``."""
+    def block(m):
+        folder, name = m.group(2) or "results/cpu", m.group(3)
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r} in a generated block; choose from {', '.join(TABLES)}.")
+        return m.group(1) + "\n" + "\n".join(render(name, root / folder)) + "\n\n" + m.group(5)
+    return MARKED.sub(block, text)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", nargs="*", help=f"tables to print, of {', '.join(TABLES)} (default: every one present)")
     ap.add_argument("--results", default="results/cpu", help="the preset's results folder (default results/cpu)")
+    ap.add_argument("--write", metavar="MD", help="regenerate the marked tables of this Markdown file in place (run "
+                    "from the repository root)")
+    ap.add_argument("--check", metavar="MD", help="exit 1 when a marked table of this Markdown file differs")
     args = ap.parse_args()
     folder = Path(args.results)
+    for path, write in ((args.write, True), (args.check, False)):
+        if path:
+            text = Path(path).read_text()
+            new = regenerate(text)
+            if write:
+                Path(path).write_text(new)
+            elif new != text:
+                sys.exit(f"{path}: a generated table differs from its JSON; run --write {path}.")
+            return
     unknown = [w for w in args.which if w not in TABLES]
     if unknown:
         raise SystemExit(f"unknown table {unknown[0]!r}; choose from {', '.join(TABLES)}.")
     for name in args.which or TABLES:
-        path = folder / f"{name}.json"
+        path = folder / f"{SOURCE.get(name, name)}.json"
         if not path.exists():
             if args.which:
                 raise SystemExit(f"{path} does not exist: run `seqimpute reproduce {name}` first.")
             continue
         print(f"## {name} ({path})\n")
-        print("\n".join(TABLES[name](json.loads(path.read_text()))) + "\n")
+        print("\n".join(render(name, folder)) + "\n")
 
 
 if __name__ == "__main__":

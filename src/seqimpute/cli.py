@@ -16,8 +16,13 @@ def _add_data_args(p: argparse.ArgumentParser, data_required: bool = True) -> No
     _add_data_options(p)
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    """On every command that reads a dataset (a baseline's run refits from its training data when loaded)."""
     p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    _add_data_root(p)
     p.add_argument("--data-path", help="your copy of a source's files (IDX/.amat/SVHN .mat folder, TFD file)")
     p.add_argument("--size", help="resize images to HxW (image folders, orl-faces) or declare the HxW of flat rows")
     p.add_argument("--scale", choices=["none", "minmax"], help="minmax: scale each image into [0,1]")
@@ -170,14 +175,15 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .data.sources import load_dataset
     from .evaluate import evaluate, format_table
-    from .runs import load_run_model
+    from .runs import load_run_model, training_record
 
-    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    model, cfg, ck = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
                    n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples)
     res["run"] = str(args.run)
+    res["training"] = training_record(args.run, cfg, ck)  # what the scores rest on: updates, images, time
     print(format_table(res))
     if args.json:
         from pathlib import Path
@@ -479,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    _add_data_root(p)
     p.set_defaults(func=cmd_impute)
 
     p = sub.add_parser("curve", help="plot validation bound against images seen for one or more runs")
@@ -509,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=6.0, help="training budget (default 6)")
     p.add_argument("--n", type=int, default=2000, help="test images to score (default 2000)")
     p.add_argument("--device")
-    p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+    _add_data_root(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -545,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_root(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("sample", help="draw samples of a generative model, sigmoid(c_t) at chosen steps (Fig 1)")
@@ -555,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last", "finetuned"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    _add_data_root(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("reproduce", help="train, score and tabulate an experiment of the paper beside its numbers")
@@ -565,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/reproduce", help="where the runs live (default runs/reproduce; "
                    "<runs>/<preset>/...): finished runs are skipped, unfinished ones resume")
     p.add_argument("--out", default="results", help="results root (default results): writes <out>/<preset>/")
-    p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+    _add_data_root(p)
     p.add_argument("--tfd-path", help="your TFD file: the TFD rows run on it (else on the orl-faces stand-in)")
     p.add_argument("--svhn-path", help="folder with the SVHN .mat files: the SVHN rows run (else 'not run')")
     p.add_argument("--binarized-path", help="folder with binarized_mnist_*.amat for Fig 1 (else a seeded binarization)")
@@ -592,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     from .numerics import flush_subnormals
 
     flush_subnormals()  # before any command runs, so that torch's thread pool inherits it (seqimpute.numerics)
-    if getattr(args, "data_root", None):  # --data-root works on every command, for every load below
+    if getattr(args, "data_root", None):  # --data-root: for every load below, wherever it happens
         import os
 
         os.environ["SEQIMPUTE_DATA"] = args.data_root

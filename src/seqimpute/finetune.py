@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -80,6 +81,7 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
         bar = tqdm(total=updates, unit="upd", desc=f"finetune {name}", mininterval=1.0, dynamic_ncols=True)
     model.train()
     step, skipped, t0, perm, pos, acc = 0, 0, now(), None, 0, []
+    cpu0 = time.process_time()
     elapsed = 0.0
     while not ((updates and step >= updates) or (minutes and elapsed >= minutes * 60)):
         if perm is None or pos + B > len(perm):
@@ -107,13 +109,15 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
             acc = []
     if bar is not None:
         bar.close()
+    cpu_s = time.process_time() - cpu0
     for p in model.parameters():
         p.requires_grad_(True)
     tuned = evaluate(model, data, mask, **ev)
 
     keys = ("bound_nats_per_image", "iw_nats_per_image", "bound_paper_units", "kl_nats_per_image")
     summary = {"model": name, "checkpoint": checkpoint, "split": split, "mask": mask, "updates": step,
-               "skipped": skipped, "minutes": elapsed / 60, "clock": clock, "batch": B,
+               "skipped": skipped, "minutes": elapsed / 60, "clock": clock, "batch": B, "images": step * B,
+               "cpu_s": cpu_s, "training": runs.training_record(run, cfg, ck),  # the training before fine-tuning
                "eval_images": raw["n_images"],
                "eval_samples": raw["samples"], "settings": {"lr": LR, "decay": f"x{LR_DECAY} every {DECAY_EVERY}",
                                                            "beta1": BETA1, "beta2": 0.99},
@@ -121,7 +125,8 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
     runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION, "model_name": name,
                       "model_config": json.dumps(model.config()), "model": model.state_dict(),
                       "step": int(ck.get("step", 0)), "elapsed": float(ck.get("elapsed", 0.0)),
-                      "best": float(ck.get("best", math.nan)), "finetune": json.dumps(summary)},
+                      "best": float(ck.get("best", math.nan)), "images": ck.get("images"), "cpu_s": ck.get("cpu_s"),
+                      "finetune": json.dumps(summary)},
                      run / "finetuned.pt")
     (run / "finetune.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -44,9 +44,9 @@ from .train import BatchOrder
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(est, X, reset=True, **kw):
-        return est._validate_data(X, reset=reset, **kw)
+except ImportError:  # scikit-learn 1.4-1.5 (tested by .ci/run's lowest-versions stage): the option had its old name
+    def _validate_data(est, X, reset=True, ensure_all_finite=True, **kw):
+        return est._validate_data(X, reset=reset, force_all_finite=ensure_all_finite, **kw)
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 _FLOATS = (np.float64, np.float32)

@@ -164,6 +164,18 @@ def read_metrics(run: Path) -> list[dict]:
     return out
 
 
+def training_record(run: Path, cfg: dict, ck: dict) -> dict:
+    """How a checkpoint was trained: its updates, the training images it had seen, the time its run's budget
+    counted (``clock``: wall or cpu) and the training process's CPU seconds (rank 0's with several processes).
+    A value older checkpoints did not record is None (images: then taken from the metrics logged at that step)."""
+    step = int(ck.get("step", 0))
+    images = ck.get("images")
+    if images is None:
+        images = next((r["images"] for r in read_metrics(run) if r.get("step") == step and "images" in r), None)
+    return {"updates": step, "images_seen": images, "clock": cfg.get("train", {}).get("clock", "wall"),
+            "training_s": float(ck.get("elapsed", 0.0)), "cpu_s": ck.get("cpu_s")}
+
+
 def load_run_model(run: Path, which: str = "best", device="cpu"):
     """The trained model of a run folder (``best`` falls back to ``last``) and its config."""
     from .models.registry import model_from_config

@@ -230,7 +230,8 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
                                          "dim": train_set.dim, "note": train_set.note}})
         runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
                           "model_name": cfg.model, "model_config": json.dumps(model.config()),
-                          "model": model.state_dict(), "step": 0, "elapsed": 0.0, "best": math.nan}, run / "last.pt")
+                          "model": model.state_dict(), "step": 0, "elapsed": 0.0, "best": math.nan, "images": 0},
+                         run / "last.pt")
         return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}
     if model.dim != train_set.dim:
         raise SeqImputeError(f"{run} was trained on {model.dim} values per example, the data have {train_set.dim}.")
@@ -240,7 +241,9 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     opt = Optimizer(model.parameters(), cfg.optimizer, ms.family, model.l2, cfg.lr, cfg.warmup)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     step, elapsed, best, restores = 0, 0.0, math.inf, 0
+    cpu_before = 0.0  # this run's CPU seconds in earlier sessions (None: a checkpoint from before it was recorded)
     if ck is not None:
+        cpu_before = ck.get("cpu_s")
         try:
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["rng"])
@@ -271,7 +274,9 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
                           "model_name": cfg.model, "model_config": json.dumps(model.config()),
                           "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
                           "step": step, "elapsed": elapsed, "best": best, "lr_scale": opt.lr_scale,
-                          "restores": restores}, run / f"{which}.pt")
+                          "restores": restores, "images": step * B,
+                          "cpu_s": None if cpu_before is None else cpu_before + time.process_time() - cpu_t0},
+                         run / f"{which}.pt")
 
     def validate() -> float:
         res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
@@ -300,7 +305,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     t_log, steps_log = time.perf_counter(), 0
     model.train()
     clock = CLOCKS[cfg.clock]
-    t0 = clock()
+    t0, cpu_t0 = clock(), time.process_time()
     base_elapsed = elapsed
     while not done():
         idx = order.indices(step)[rows].to(device)

@@ -136,28 +136,19 @@ class Report:
     def __init__(self, plan: Plan, out_dir: Path):
         self.plan, self.out_dir = plan, out_dir
 
-    def _header(self, title: str, units: bool = True) -> list[str]:
-        return [f"# {title}", "", f"**{self.plan.label}**", ""] + ([UNITS, ""] if units else [])
-
-    def _write(self, name: str, md: list[str], payload: dict) -> list[str]:
-        (self.out_dir / f"{name}.md").write_text("\n".join(md) + "\n")
+    def _write(self, name: str, payload: dict) -> list[str]:
+        """Write ``<name>.json`` and its Markdown, which is rendered from that JSON alone (`markdown`)."""
         payload = {"experiment": name, "preset": self.plan.name, "smoke": self.plan.smoke, "label": self.plan.label,
                    "units": UNITS, **payload}
-        (self.out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+        text = json.dumps(payload, indent=2, default=_json_default)
+        (self.out_dir / f"{name}.json").write_text(text)
+        (self.out_dir / f"{name}.md").write_text(markdown(json.loads(text)))
         return [f"{name}.md", f"{name}.json"]
 
     def write_table1(self, rows, pairs) -> list[str]:
-        md = self._header("Table 1: imputation NLL (guided bound; VAE-imp: NLL of its imputation)")
-        md += ["| dataset | mask | model | ours | paper | ours - paper | trained on | note |",
-               "|---|---|---|---:|---:|---:|---|---|"]
-        md += [_md_row(r) for r in rows]
-        md += ["", *_notes(rows)]
-        return self._write("table1", md, {"rows": rows})
+        return self._write("table1", {"rows": rows})
 
     def write_fig2(self, rows, pairs) -> list[str]:
-        md = self._header("Fig 2(a,b): MNIST, score against the MCAR drop rate")
-        md += ["| mask | model | ours | paper | ours - paper | trained on | note |", "|---|---|---:|---:|---:|---|---|"]
-        md += [_md_row(r, dataset=False) for r in rows]
         files = []
         policies = [m for m in ("gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump")]
         for panel, keep in (("a", None), ("b", policies)):
@@ -166,34 +157,19 @@ class Report:
                                   xlabel="drop rate", x_of=lambda r: int(r["mask"].split("-")[1]) / 100)
             if f:
                 files.append(f)
-                md += ["", f"![Fig 2({panel})]({f})"]
-        md += ["", "Solid: ours; dashed: the paper's plotted values (same colour).", "", *_notes(rows)]
-        return self._write("fig2", md, {"rows": rows, "figures": files}) + files
+        return self._write("fig2", {"rows": rows, "figures": files}) + files
 
     def write_fig2c(self, rows, pairs) -> list[str]:
-        md = self._header("Fig 2(c): GPSI on MNIST MCAR-90, score against the number of refinement steps T")
         ne = self.plan.preset.get("fig2c", {}).get("not_expressed")
-        if ne:
-            md += ["Camera-ready settings not expressed by this preset: " + "; ".join(ne) + ".", ""]
-        md += ["| T | model | ours | paper | ours - paper | trained on | note |", "|---:|---|---:|---:|---:|---|---|"]
-        for r in rows:
-            md.append(f"| {r['steps']} " + _md_row(r, dataset=False, mask=False))
         f = self._plot_curves(rows, "steps", None, "fig2c.png", "Fig 2(c) GPSI, MNIST MCAR-90",
                               xlabel="refinement steps T", x_of=lambda r: r["steps"])
         files = [f] if f else []
-        if f:
-            md += ["", f"![Fig 2(c)]({f})", "", "Solid: ours; dashed: the paper's plotted values."]
-        md += ["", *_notes(rows)]
-        return self._write("fig2c", md, {"rows": rows, "figures": files, "not_expressed": ne}) + files
+        return self._write("fig2c", {"rows": rows, "figures": files, "not_expressed": ne}) + files
 
     def write_fig1(self, rows, pairs) -> list[str]:
         from ..imputation import fig1_steps, sample_prior
         from ..plots import sample_grid
 
-        md = self._header("Fig 1: samples of the Sec 2.5 model; its test bound (nats per image, mask full)")
-        md += ["| model | ours | paper (raw, before fine-tuning q) | ours - paper | trained on | note |",
-               "|---|---:|---:|---:|---|---|"]
-        md += [_md_row(r, dataset=False, mask=False) for r in rows]
         files = []
         n = self.plan.eval["fig1_samples"]
         for c, m, run in pairs:
@@ -207,29 +183,25 @@ class Report:
             sample_grid(frames, shape, self.out_dir / name, steps,
                         f"{m}: sigmoid(c_t) of {n} samples from the prior ({self.plan.short_label()})")
             files.append(name)
-            md += ["", f"![{m} samples]({name})"]
-        md += ["", *_notes(rows)]
-        return self._write("fig1", md, {"rows": rows, "figures": files}) + files
+        return self._write("fig1", {"rows": rows, "figures": files}) + files
 
     def write_fig3(self, rows, pairs) -> list[str]:
-        md = self._header("Fig 3: refinement trajectories on MAR masks (primary policy, held-out test images)",
-                          units=False)
-        files = []
+        files, panels = [], []  # panels: a figure with its title, or why there is none
         for c, m, run in pairs:
             d = self.plan.data_for(c.role)
             if run is None:
-                md.append(f"- {ROLE_TITLE[c.role]} {c.label} {m}: {d.reason}")
+                panels.append({"missing": f"{ROLE_TITLE[c.role]} {c.label} {m}: {d.reason}"})
                 continue
             if not run.state.get("exists"):
-                md.append(f"- {ROLE_TITLE[c.role]} {c.label} {m}: no checkpoint yet")
+                panels.append({"missing": f"{ROLE_TITLE[c.role]} {c.label} {m}: no checkpoint yet"})
                 continue
             name = self._trajectories(c, m, run)
             if name is None:
                 continue
             files.append(name)
-            md += ["", f"### {ROLE_TITLE[c.role]} {c.label}: {m}" + (f" ({d.note})" if d.note else ""),
-                   f"![{m}]({name})"]
-        return self._write("fig3", md, {"figures": files}) + files
+            panels.append({"title": f"{ROLE_TITLE[c.role]} {c.label}: {m}" + (f" ({d.note})" if d.note else ""),
+                           "model": m, "figure": name})
+        return self._write("fig3", {"figures": files, "panels": panels}) + files
 
     def _trajectories(self, c: Cell, m: str, run: RunPlan) -> str | None:
         """Draw a run's refinement trajectories on the first test images under the cell's mask; the file name, or
@@ -262,21 +234,7 @@ class Report:
         return name
 
     def write_sweep(self, rows: list[dict]) -> list[str]:
-        sw = self.plan.preset["sweep"]
-        md = self._header(f"Sweep: the {self.plan.name} preset's settings, chosen on validation")
-        md += [f"Each candidate trains for the preset's budget on {ROLE_TITLE[sw.get('role', 'mnist')]} "
-               f"({rows[0]['trained_on']}: the {sw.get('family', 'square')} family) and is scored by its best "
-               f"validation bound (the training run's own validation: {rows[0]['valid_size']} validation images, one "
-               "rollout each, fixed seeded masks). The test split is never used to choose.",
-               "", "| model | candidate | changes from the defaults | updates | budget used (min) | best valid bound "
-               "| vs best | |", "|---|---|---|---:|---:|---:|---:|---|"]
-        md += [_sweep_md_row(r) for r in rows]
-        off = [m for m in dict.fromkeys(r["model"] for r in rows)
-               if any(r["best"] for r in rows if r["model"] == m)
-               and not any(r["best"] and r["preset_choice"] for r in rows if r["model"] == m)]
-        if off:
-            md += ["", f"The preset does not use the best candidate for: {', '.join(off)}."]
-        return self._write("sweep", md, {"rows": rows, "sweep": sw})
+        return self._write("sweep", {"rows": rows, "sweep": self.plan.preset["sweep"]})
 
     def _plot_curves(self, rows, xkey, keep, name, title, xlabel, x_of) -> str | None:
         from ..plots import _plt
@@ -308,3 +266,66 @@ class Report:
         fig.savefig(self.out_dir / name, dpi=120)
         plt.close(fig)
         return name
+
+
+# ---------------------------------------------------------------------------------------------------- Markdown
+
+TITLES = {"table1": "Table 1: imputation NLL (guided bound; VAE-imp: NLL of its imputation)",
+          "fig2": "Fig 2(a,b): MNIST, score against the MCAR drop rate",
+          "fig2c": "Fig 2(c): GPSI on MNIST MCAR-90, score against the number of refinement steps T",
+          "fig1": "Fig 1: samples of the Sec 2.5 model; its test bound (nats per image, mask full)",
+          "fig3": "Fig 3: refinement trajectories on MAR masks (primary policy, held-out test images)"}
+
+
+def markdown(payload: dict) -> str:
+    """An experiment's ``<name>.md``, rendered from its ``<name>.json`` alone (so a results folder can be checked
+    against its JSON without any run)."""
+    name, rows, figures = payload["experiment"], payload.get("rows", []), payload.get("figures", [])
+    title = f"Sweep: the {payload['preset']} preset's settings, chosen on validation" if name == "sweep" \
+        else TITLES[name]
+    md = [f"# {title}", "", f"**{payload['label']}**", ""] + ([payload["units"], ""] if name != "fig3" else [])
+    if name == "table1":
+        md += ["| dataset | mask | model | ours | paper | ours - paper | trained on | note |",
+               "|---|---|---|---:|---:|---:|---|---|", *[_md_row(r) for r in rows], "", *_notes(rows)]
+    elif name == "fig2":
+        md += ["| mask | model | ours | paper | ours - paper | trained on | note |", "|---|---|---:|---:|---:|---|---|"]
+        md += [_md_row(r, dataset=False) for r in rows]
+        for f in figures:
+            md += ["", f"![Fig 2({f.removeprefix('fig2').removesuffix('.png')})]({f})"]
+        md += ["", "Solid: ours; dashed: the paper's plotted values (same colour).", "", *_notes(rows)]
+    elif name == "fig2c":
+        if payload.get("not_expressed"):
+            md += ["Camera-ready settings not expressed by this preset: " + "; ".join(payload["not_expressed"]) + ".",
+                   ""]
+        md += ["| T | model | ours | paper | ours - paper | trained on | note |", "|---:|---|---:|---:|---:|---|---|"]
+        md += [f"| {r['steps']} " + _md_row(r, dataset=False, mask=False) for r in rows]
+        for f in figures:
+            md += ["", f"![Fig 2(c)]({f})", "", "Solid: ours; dashed: the paper's plotted values."]
+        md += ["", *_notes(rows)]
+    elif name == "fig1":
+        md += ["| model | ours | paper (raw, before fine-tuning q) | ours - paper | trained on | note |",
+               "|---|---:|---:|---:|---|---|", *[_md_row(r, dataset=False, mask=False) for r in rows]]
+        for f in figures:
+            md += ["", f"![{f.removeprefix('fig1_').removesuffix('.png')} samples]({f})"]
+        md += ["", *_notes(rows)]
+    elif name == "fig3":
+        for p in payload["panels"]:
+            md += [f"- {p['missing']}"] if "missing" in p else ["", f"### {p['title']}", f"![{p['model']}]({p['figure']})"]
+    elif name == "sweep":
+        md += _sweep_markdown(rows, payload["sweep"])
+    return "\n".join(md) + "\n"
+
+
+def _sweep_markdown(rows: list[dict], sw: dict) -> list[str]:
+    md = [f"Each candidate trains for the preset's budget on {ROLE_TITLE[sw.get('role', 'mnist')]} "
+          f"({rows[0]['trained_on']}: the {sw.get('family', 'square')} family) and is scored by its best "
+          f"validation bound (the training run's own validation: {rows[0]['valid_size']} validation images, one "
+          "rollout each, fixed seeded masks). The test split is never used to choose.",
+          "", "| model | candidate | changes from the defaults | updates | budget used (min) | best valid bound "
+          "| vs best | |", "|---|---|---|---:|---:|---:|---:|---|", *[_sweep_md_row(r) for r in rows]]
+    off = [m for m in dict.fromkeys(r["model"] for r in rows)
+           if any(r["best"] for r in rows if r["model"] == m)
+           and not any(r["best"] and r["preset_choice"] for r in rows if r["model"] == m)]
+    if off:
+        md += ["", f"The preset does not use the best candidate for: {', '.join(off)}."]
+    return md

@@ -1,0 +1,73 @@
+"""docs/RESULTS.md and results/ agree: every generated table of the doc regenerates, unchanged, from the committed
+JSON; every results/cpu/*.md is what `seqimpute reproduce` renders from its JSON; every results file the doc cites is
+in the repository. Offline and fast: no run, no training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from seqimpute.experiments.report import markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "RESULTS.md"
+CPU = ROOT / "results" / "cpu"
+
+
+def results_tables():
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "benchmarks" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generated_tables_match_the_json():
+    rt = results_tables()
+    text = DOC.read_text()
+    names = [m.group(3) for m in rt.MARKED.finditer(text)]
+    assert {"sweep", "fig2", "table1", "table1-runs", "fig2c", "fig1", "soak", "tables", "baselines"} <= set(names)
+    # each block holds exactly its regenerated table: compare block by block, so a failure names the table
+    regenerated = [m.group(4) for m in rt.MARKED.finditer(rt.regenerate(text, ROOT))]
+    for m, new in zip(rt.MARKED.finditer(text), regenerated, strict=True):
+        assert m.group(4) == new, f"docs/RESULTS.md's {m.group(3)} table differs from its JSON: run " \
+            f"python benchmarks/results_tables.py --write docs/RESULTS.md"
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    """The check can fail: one score moved by 0.1 in the JSON changes the regenerated doc."""
+    rt = results_tables()
+    shutil.copytree(ROOT / "results", tmp_path / "results", ignore=shutil.ignore_patterns("*.png"))
+    d = json.loads((tmp_path / "results" / "cpu" / "fig2.json").read_text())
+    d["rows"][0]["ours"] += 0.1
+    (tmp_path / "results" / "cpu" / "fig2.json").write_text(json.dumps(d))
+    text = DOC.read_text()
+    assert rt.regenerate(text, ROOT) == text != rt.regenerate(text, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["table1", "fig1", "fig2", "fig2c", "fig3", "sweep"])
+def test_results_markdown_is_rendered_from_its_json(name):
+    assert markdown(json.loads((CPU / f"{name}.json").read_text())) == (CPU / f"{name}.md").read_text()
+
+
+def test_every_cited_results_file_is_in_the_repository():
+    cited = sorted(set(re.findall(r"\bresults/[A-Za-z0-9_.\-/]*[A-Za-z0-9_\-]", DOC.read_text())))
+    assert cited
+    missing = [c for c in cited if not (ROOT / c).exists()]
+    assert not missing, f"docs/RESULTS.md cites results files that are not in the repository: {missing}"
+
+
+def test_every_quality_json_records_its_training():
+    """Updates, images seen and CPU time beside every published score; a value that was not recorded is null and
+    a note says why, rather than a guess."""
+    files = sorted((ROOT / "results" / "quality").glob("*.json"))
+    assert files
+    for f in files:
+        t = json.loads(f.read_text())["training"]
+        assert isinstance(t["updates"], int) and t["updates"] > 0, f.name
+        assert isinstance(t["images_seen"], int) and t["images_seen"] >= t["updates"], f.name
+        assert "cpu_s" in t and (t["cpu_s"] is not None or "not recorded" in t.get("note", "")), f.name
