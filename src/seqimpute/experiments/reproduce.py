@@ -55,7 +55,7 @@ NATIVE_SIDE = {"mnist": 28, "tfd": 48, "svhn": 32, "binarized-mnist": 28}  # the
 ANCHOR_ROLE = {"MNIST": "mnist", "TFD": "tfd", "SVHN": "svhn"}
 ROLE_TITLE = {"mnist": "MNIST", "tfd": "TFD", "svhn": "SVHN", "binarized-mnist": "binarized MNIST"}
 TRAIN_KEYS = ("updates", "minutes", "clock", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size",
-              "ckpt_every", "log_every", "sizes", "seed")
+              "ckpt_every", "log_every", "sizes", "seed", "precision")
 SMOKE = {"n": 50, "samples": 2, "fig3_images": 3, "fig3_samples": 2, "fig1_samples": 16, "valid_size": 50}
 UNITS = ("paper units: per-image NLL of the imputed values (epsilon 1e-6 form) plus, for the policies, the summed "
          "KL(q||p) (the guided bound), x D/|U|; lower is better. Differences are ours minus the paper's.")
@@ -387,7 +387,7 @@ class Reproduction:
         if last.exists():
             from ..train import TrainConfig, check_same_run
 
-            check_same_run(plan.path, TrainConfig(**runs_mod.read_config(plan.path)["train"]), cfg)
+            check_same_run(plan.path, TrainConfig.stored(plan.path), cfg)
             ck = runs_mod.load_checkpoint(last)
             state["step"], state["elapsed_s"] = int(ck["step"]), float(ck["elapsed"])
             state["complete"] = (not _trainable(plan.model)
@@ -418,6 +418,8 @@ class Reproduction:
             cmd += ["--set", f"{k}={json.dumps(v)}"]
         for k in ("clock", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every"):
             cmd += ["--set", f"{k}={getattr(c, k)}"]
+        if c.precision is not None:
+            cmd += ["--set", f"precision={c.precision}"]
         return shlex.join(cmd)
 
     def log(self, msg: str) -> None:
