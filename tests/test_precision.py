@@ -148,14 +148,18 @@ def test_resume_at_another_precision_is_logged(tmp_path):
     assert cfg["runtime"] == {"precision": "fp32"} and cfg["train"]["precision"] == "fp32"
 
 
-def test_cli_resume_takes_runtime_settings_only(tmp_path, capsys):
+def test_cli_resume_changes_runtime_settings_only(tmp_path, capsys):
     from seqimpute.cli import main
 
     run = tmp_path / "r"
     train(run, TrainConfig(**BASE, precision="bf16"), progress_bar=False, session_updates=2)
     assert main(["train", "--run", str(run), "--set", "lr=0.01", "--quiet"]) == 2
-    assert "on resume --set takes only" in capsys.readouterr().err
-    assert main(["train", "--run", str(run), "--set", "precision=fp32", "--quiet"]) == 0
+    assert "keeps the settings it started with (lr differ)" in capsys.readouterr().err
+    assert main(["train", "--run", str(run), "--set", "hidden=8", "--quiet"]) == 2  # a model option
+    assert "(hidden differ)" in capsys.readouterr().err
+    # the starting command again (same settings), with a runtime setting changed
+    assert main(["train", "--run", str(run), "--set", "hidden=16", "--set", "lr=0.001", "--set", "precision=fp32",
+                 "--quiet"]) == 0
     assert "fp32 products" in capsys.readouterr().out
     assert read_config(run)["runtime"] == {"precision": "fp32"}
 

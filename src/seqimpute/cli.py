@@ -142,14 +142,18 @@ def cmd_train(args) -> int:
     run = Path(args.run)
     if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
         cfg = None
-        sets = _set_values(args.set)
-        if args.updates is not None or args.minutes is not None or args.device is not None or sets:
+        if args.updates is not None or args.minutes is not None or args.device is not None or args.set:
             stored = TrainConfig.stored(run)
-            for key, value in sets.items():  # e.g. --set precision=fp32
-                if key not in RUNTIME_KEYS or key in ("updates", "minutes", "device"):
-                    allowed = ", ".join(k for k in RUNTIME_KEYS if k not in ("updates", "minutes", "device"))
-                    raise SeqImputeError(f"{run} keeps the settings it started with; on resume --set takes only "
-                                         f"{allowed} (not {key!r}); start a new run folder to change it.")
+            model_opts, train_opts = _parse_sets(args.set, spec(stored.model).option_names())
+            # the command that started the run may be given again; a runtime setting may change (precision=fp32)
+            changed = [k for k, v in model_opts.items() if stored.model_options.get(k) != v] + \
+                      [k for k, v in train_opts.items() if k not in RUNTIME_KEYS and getattr(stored, k) != v]
+            if changed:
+                allowed = ", ".join(k for k in RUNTIME_KEYS if k not in ("updates", "minutes", "device"))
+                raise SeqImputeError(f"{run} keeps the settings it started with ({', '.join(changed)} differ); on "
+                                     f"resume --set may change only {allowed}; start a new run folder to change "
+                                     f"the others.")
+            for key, value in train_opts.items():
                 setattr(stored, key, value)
             if args.model and args.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
