@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..precision import linear
