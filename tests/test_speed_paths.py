@@ -1,4 +1,4 @@
-"""Issue 8's fast paths: the whole-step compiled graph and bf16 autocast give the plain float32 step's results
+"""Issue 8's fast paths: the whole-step compiled graph and bf16 products give the plain float32 step's results
 (to float rounding / bf16 tolerance), the trainer takes them as options, and the bench suite reports its keys."""
 
 import json
@@ -11,6 +11,7 @@ from seqimpute.bench import linear_fit, run_bench, run_sweep
 from seqimpute.models.policy import NoiseRecorder, NoiseTape, WholeStep, latent_step, training_loss
 from seqimpute.models.registry import build_model, spec
 from seqimpute.optim import Optimizer
+from seqimpute.precision import matmul_precision
 from seqimpute.train import TrainConfig, train
 
 TINY = {
@@ -20,7 +21,7 @@ TINY = {
 }
 
 
-def _one_step(name, compiled, amp=False, seed=0):
+def _one_step(name, compiled, bf16=False, seed=0):
     """Two updates (a compiled objective records the noise on the first and runs its graph on the second); the
     second's loss and gradients, the parameters after it, and the generator's state."""
     torch.manual_seed(seed)
@@ -35,7 +36,7 @@ def _one_step(name, compiled, amp=False, seed=0):
 
     objective = WholeStep(eager) if compiled else eager
     for i in range(2):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with matmul_precision("bf16" if bf16 else "fp32"):
             loss, _ = objective(x, observed, g)
         opt.zero_grad()
         loss.backward()
@@ -72,9 +73,9 @@ def test_noise_tape_replays_what_the_recorder_drew():
 
 
 @pytest.mark.parametrize("name", ["gpsi-add", "lstm-jump"])
-def test_bf16_autocast_step_is_close_and_float32(name):
+def test_bf16_step_is_close_and_float32(name):
     loss0, g0, _, rng0 = _one_step(name, False)
-    loss1, g1, p1, rng1 = _one_step(name, False, amp=True)
+    loss1, g1, p1, rng1 = _one_step(name, False, bf16=True)
     assert torch.equal(rng0, rng1)  # the latent noise stays float32: the same random stream
     assert loss1.dtype == torch.float32 and torch.isfinite(loss1)
     assert abs(float(loss1) - float(loss0)) <= 0.02 * abs(float(loss0))
@@ -83,20 +84,21 @@ def test_bf16_autocast_step_is_close_and_float32(name):
     assert all(v.dtype == torch.float32 for v in p1.values())
 
 
-def test_trainer_takes_compile_and_amp(tmp_path):
+def test_trainer_takes_compile_and_precision(tmp_path):
     base = dict(model="gpsi-add", data="sklearn-digits", mask="mcar:0.7", model_options={"hidden": 16, "z": 4, "steps": 2},
                 updates=4, batch=32, valid_every=4, valid_size=50, ckpt_every=4, log_every=2)
-    out = train(tmp_path / "a", TrainConfig(**base, compile=True, amp="bf16"), progress_bar=False)
+    out = train(tmp_path / "a", TrainConfig(**base, compile=True, precision="bf16"), progress_bar=False)
     assert out["step"] == 4 and math.isfinite(out["best_valid_bound_paper_units"])
     from seqimpute.errors import SeqImputeError
 
-    with pytest.raises(SeqImputeError, match="amp"):
-        train(tmp_path / "b", TrainConfig(**base, amp="fp8"), progress_bar=False)
+    with pytest.raises(SeqImputeError, match="precision"):
+        train(tmp_path / "b", TrainConfig(**base, precision="fp8"), progress_bar=False)
 
 
 def test_trainer_compile_equals_plain(tmp_path):
     base = dict(model="gpsi-add", data="sklearn-digits", mask="mcar:0.7", model_options={"hidden": 16, "z": 4, "steps": 2},
                 updates=3, batch=32, valid_every=100, valid_size=50, ckpt_every=100, log_every=100)
+    base["precision"] = "fp32"  # float32 equality (a compiled graph rounds bf16 intermediates differently)
     train(tmp_path / "a", TrainConfig(**base), progress_bar=False)
     train(tmp_path / "b", TrainConfig(**base, compile=True), progress_bar=False)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]

@@ -1,9 +1,10 @@
-"""`seqimpute bench`: training and imputation speed against the machine's float32 matmul peak, measured in one run.
+"""`seqimpute bench`: training and imputation speed against the machine's matmul peaks, measured in one run.
 
 peak_share = (matmul FLOPs of one forward+backward training step / its time) / (median GFLOP/s of a large
-square float32 matmul, timed before and after the models in the same process). FLOPs: 2 m k n for every matrix
-product the step runs (recorded at dispatch, `GemmRecorder`); the optimiser's elementwise work is in the time, not
-the FLOPs.
+square float32 matmul, timed before and after the models in the same process); bf16_peak_share: the same against
+a bfloat16 matmul timed alongside (the limit of a step whose products run in bf16: ``precision``, which is the
+trainer's, ``auto`` by default; seqimpute.precision). FLOPs: 2 m k n for every matrix product the step runs
+(recorded at dispatch, `GemmRecorder`); the optimiser's elementwise work is in the time, not the FLOPs.
 
 gemm_share: the same step's matrix products alone, replayed with their recorded shapes and memory layouts (operands
 of one layout reused, so warmer in cache than in the step) and timed, as a share of the same peak: the ceiling any
@@ -25,7 +26,6 @@ Peak memory ("peak_mem_mb", with "peak_mem_kind" saying how it was measured):
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import math
@@ -36,6 +36,8 @@ import time
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from .precision import matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
 from .models.registry import MODELS, build_model, spec
@@ -51,21 +53,23 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def matmul_peak_gflops(device="cpu", n: int = 2048, repeats: int = 7) -> tuple[float, list[float]]:
-    """Median GFLOP/s of an n x n float32 matmul over ``repeats`` timings (it is noisy; the median is robust)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_peak_gflops(device="cpu", n: int = 2048, repeats: int = 7, dtype: torch.dtype = torch.float32,
+                       clock=time.perf_counter) -> tuple[float, list[float]]:
+    """Median GFLOP/s of an n x n matmul in ``dtype`` over ``repeats`` timings (it is noisy; the median is robust).
+    ``clock``: wall time by default; ``time.process_time`` gives GFLOP per CPU-second (a CPU shared with others)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
     _sync(device)
     # ~4 GFLOP per timing on a CPU; a GPU needs far more work per timing to be measurable
     inner = max(1, int((4e12 if torch.device(device).type == "cuda" else 4e9) // (2 * n**3)))
     rates = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         for _ in range(inner):
             torch.mm(a, b)
         _sync(device)
-        rates.append(2 * n**3 * inner / (time.perf_counter() - t) / 1e9)
+        rates.append(2 * n**3 * inner / (clock() - t) / 1e9)
     return statistics.median(rates), rates
 
 
@@ -200,24 +204,15 @@ def replay_gemms(calls, device, repeats: int = 5) -> float:
 
 # ------------------------------------------------------------------------------------------------ one model
 
-def autocast(device, amp: str | None):
-    """bf16 autocast for the forward pass when ``amp == "bf16"``, else a no-op (the float32 reference)."""
-    if amp in (None, "none", "fp32", False):
-        return contextlib.nullcontext()
-    if amp != "bf16":
-        from .errors import SeqImputeError
-
-        raise SeqImputeError(f"amp must be 'none' or 'bf16', not {amp!r}.")
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
 def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,
                 warmup: int = 3, overrides: dict | None = None, mask: str = "mcar:0.8", dim: int | None = None,
-                compile: bool = False, amp: str | None = None, impute: bool = True,
+                compile: bool = False, precision: str = "auto", impute: bool = True,
                 bank: int = BASELINE_BANK) -> dict:
     """Training images/s, matmul GFLOP/s of the step, peak memory, and imputation (unguided rollout) images/s.
-    ``dim``: values per example (default: the preset's image size). ``compile``/``amp``: the whole-step graph
-    and bf16-autocast paths (train.py's ``--set compile=true`` / ``--set amp=bf16``)."""
+    ``dim``: values per example (default: the preset's image size). ``compile``/``precision``: the whole-step
+    graph and the products' precision (train.py's ``--set compile=true`` / ``--set precision=...``); imputation
+    runs in float32, as the evaluator does."""
+    precision = resolve(precision, device)
     image_shape = SIZE_SHAPES.get(sizes, (28, 28)) if dim is None else _image_shape(dim)
     dim = dim or image_shape[0] * image_shape[1]
     torch.manual_seed(0)
@@ -247,7 +242,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     objective = WholeStep(eager) if compile else eager
 
     def step(i, objective=objective):
-        with autocast(device, amp):
+        with matmul_precision(precision):
             loss, _ = objective(x, observed, gen)
         opt.zero_grad()
         loss.backward()
@@ -270,11 +265,10 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
                 "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
                 "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
-                "amp": amp or "none", "steps_T": getattr(model, "steps", None),
+                "precision": precision, "steps_T": getattr(model, "steps", None),
                 "gemm_gflops": replay_gemms(rec.calls, device)})
     if impute:
-        with autocast(device, amp):
-            out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
+        out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
     return out
 
 
@@ -289,52 +283,63 @@ def _impute_rate(model, x, observed, gen, device, reps: int) -> float:
         return len(x) * reps / (time.perf_counter() - t)
 
 
-def _with_peak(results: list[dict], rates: list[float]) -> float:
-    peak = statistics.median(rates)
+def _peaks(device) -> tuple[list[float], list[float]]:
+    """Timings of the float32 and the bfloat16 matmul peak (GFLOP/s), one after the other."""
+    return matmul_peak_gflops(device)[1], matmul_peak_gflops(device, dtype=torch.bfloat16)[1]
+
+
+def _with_peak(results: list[dict], rates: list[float], bf16_rates: list[float]) -> float:
+    """Each result's shares of the float32 peak (and of the bf16 one, ``bf16_`` keys); the GEMM ceiling is the
+    share of the peak of the step's own precision."""
+    peak, bf16_peak = statistics.median(rates), statistics.median(bf16_rates)
     for r in results:
         if "step_gflops" in r:
             r["peak_share"] = r["step_gflops"] / peak
+            r["bf16_peak_share"] = r["step_gflops"] / bf16_peak
         if "gemm_gflops" in r:
-            r["gemm_share"] = r["gemm_gflops"] / peak
-            r["of_gemm_ceiling"] = r["peak_share"] / r["gemm_share"]
+            own = bf16_peak if r.get("precision") == "bf16" else peak
+            r["gemm_share"] = r["gemm_gflops"] / own
+            r["of_gemm_ceiling"] = r["step_gflops"] / own / r["gemm_share"]
     return peak
 
 
-def _header(device, rates) -> dict:
-    return {"peak_gflops": statistics.median(rates), "peak_samples": rates, "threads": torch.get_num_threads(),
+def _header(device, rates, bf16_rates) -> dict:
+    return {"peak_gflops": statistics.median(rates), "peak_samples": rates,
+            "bf16_peak_gflops": statistics.median(bf16_rates), "bf16_peak_samples": bf16_rates,
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": str(device),
             "device_name": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda"
             else "cpu"}
 
 
 def run_bench(models: list[str], sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,
-              overrides: dict | None = None, compile: bool = False, amp: str | None = None,
+              overrides: dict | None = None, compile: bool = False, precision: str = "auto",
               warmup: int = 3) -> dict:
-    """The suite: the matmul peak before and after, every model in between (one process)."""
-    _, rates_before = matmul_peak_gflops(device)
+    """The suite: the matmul peaks before and after, every model in between (one process)."""
+    before = _peaks(device)
     def own(m):  # with several models, each takes the options it has (--all --set steps=4)
         if not overrides or len(models) == 1:
             return overrides
         return {k: v for k, v in overrides.items() if k in spec(m).option_names()}
 
     results = [bench_model(m, sizes, batch, device, steps, warmup=warmup, overrides=own(m), compile=compile,
-                           amp=amp) for m in models]
-    _, rates_after = matmul_peak_gflops(device)
-    rates = rates_before + rates_after
-    _with_peak(results, rates)
-    return {**_header(device, rates), "models": results}
+                           precision=precision) for m in models]
+    after = _peaks(device)
+    rates, bf16_rates = before[0] + after[0], before[1] + after[1]
+    _with_peak(results, rates, bf16_rates)
+    return {**_header(device, rates, bf16_rates), "models": results}
 
 
 def run_sweep(what: str, model: str = "gpsi-add", sizes: str = "mnist", batch: int = 250, device="cpu",
               steps: int = 2, values: list[int] | None = None, overrides: dict | None = None,
-              compile: bool = False, amp: str | None = None, warmup: int = 1) -> dict:
+              compile: bool = False, precision: str = "auto", warmup: int = 1) -> dict:
     """How a training step's cost grows with T, D or the batch (every other setting at the preset)."""
     from .errors import SeqImputeError
 
     if what not in SWEEPS:
         raise SeqImputeError(f"--sweep takes T, D or batch, not {what!r}.")
     values = values or SWEEPS[what]
-    _, rates_before = matmul_peak_gflops(device)
+    before = _peaks(device)
     results = []
     for v in values:
         ov = dict(overrides or {})
@@ -344,13 +349,13 @@ def run_sweep(what: str, model: str = "gpsi-add", sizes: str = "mnist", batch: i
         elif what == "D":
             kw["dim"] = int(v)
         r = bench_model(model, sizes, int(v) if what == "batch" else batch, device, steps, warmup=warmup,
-                        overrides=ov, dim=kw.get("dim"), compile=compile, amp=amp, impute=True)
+                        overrides=ov, dim=kw.get("dim"), compile=compile, precision=precision, impute=True)
         r["sweep"], r["value"] = what, int(v)
         results.append(r)
-    _, rates_after = matmul_peak_gflops(device)
-    rates = rates_before + rates_after
-    _with_peak(results, rates)
-    out = {**_header(device, rates), "sweep": what, "model": model, "models": results}
+    after = _peaks(device)
+    rates, bf16_rates = before[0] + after[0], before[1] + after[1]
+    _with_peak(results, rates, bf16_rates)
+    out = {**_header(device, rates, bf16_rates), "sweep": what, "model": model, "models": results}
     if what == "T" and len(results) >= 2:
         out["linear_fit"] = linear_fit([r["value"] for r in results], [r["step_seconds"] for r in results])
     return out
@@ -368,22 +373,26 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict:
 
 
 def format_table(res: dict) -> str:
-    lines = [f"float32 matmul peak {res['peak_gflops']:.1f} GFLOP/s (median of {len(res['peak_samples'])}; "
-             f"{res['threads']} threads, torch {res['torch']}, {res.get('device_name', res['device'])})"]
+    lines = [f"matmul peak float32 {res['peak_gflops']:.1f}, bfloat16 {res['bf16_peak_gflops']:.1f} GFLOP/s (medians "
+             f"of {len(res['peak_samples'])}; {res['threads']} threads, torch {res['torch']}, "
+             f"{res.get('device_name', res['device'])})"]
     key = res.get("sweep")
     first = f"{key:>6s}" if key else f"{'model':14s}"
-    lines.append(f"{first}{'train img/s':>12s}{'s/step':>9s}{'GFLOP/step':>11s}{'GFLOP/s':>9s}{'peak share':>11s}"
-                 f"{'GEMM ceil':>10s}{'peak MB':>9s}{'impute img/s':>13s}")
+    lines.append(f"{first}{'prec':>5s}{'train img/s':>12s}{'s/step':>9s}{'GFLOP/step':>11s}{'GFLOP/s':>9s}"
+                 f"{'fp32 share':>11s}{'bf16 share':>11s}{'GEMM ceil':>10s}{'peak MB':>9s}{'impute img/s':>13s}")
     for r in res["models"]:
         head = f"{r['value']:6d}" if key else f"{r['model']:14s}"
         imp = f"{r['impute_images_per_s']:13.1f}" if "impute_images_per_s" in r else f"{'':13s}"
         if "train_images_per_s" in r:
-            lines.append(f"{head}{r['train_images_per_s']:12.1f}{r['step_seconds']:9.3f}{r['step_gflop']:11.2f}"
-                         f"{r['step_gflops']:9.1f}{r['peak_share']:11.3f}{r.get('gemm_share', float('nan')):10.3f}"
+            lines.append(f"{head}{r['precision']:>5s}{r['train_images_per_s']:12.1f}{r['step_seconds']:9.3f}"
+                         f"{r['step_gflop']:11.2f}{r['step_gflops']:9.1f}{r['peak_share']:11.3f}"
+                         f"{r['bf16_peak_share']:11.3f}{r.get('gemm_share', float('nan')):10.3f}"
                          f"{r['peak_mem_mb']:9.0f}{imp}")
         else:
-            lines.append(f"{head}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':10s}{'':9s}{imp}")
-    lines.append("GEMM ceil: the step's own matrix products replayed alone, as a share of the peak")
+            lines.append(f"{head}{'':5s}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':11s}{'':10s}{'':9s}"
+                         f"{imp}")
+    lines.append("shares: the step's GFLOP/s over the float32 and the bfloat16 matmul peak; GEMM ceil: the step's own "
+                 "matrix products replayed alone, as a share of the peak of its precision")
     if "linear_fit" in res:
         f = res["linear_fit"]
         lines.append(f"linear fit: s/step = {f['intercept_s']:.4f} + {f['slope_s_per_step']:.4f} T; "

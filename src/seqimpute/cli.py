@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .errors import SeqImputeError
@@ -141,15 +142,24 @@ def cmd_train(args) -> int:
     from pathlib import Path
 
     from .models.registry import spec
-    from .train import TrainConfig, train
+    from .train import RUNTIME_KEYS, TrainConfig, train
 
     run = Path(args.run)
     if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
         cfg = None
-        if args.updates is not None or args.minutes is not None or args.device is not None:
-            from . import runs
-
-            stored = TrainConfig(**runs.read_config(run)["train"])
+        if args.updates is not None or args.minutes is not None or args.device is not None or args.set:
+            stored = TrainConfig.stored(run)
+            model_opts, train_opts = _parse_sets(args.set, spec(stored.model).option_names())
+            # the command that started the run may be given again; a runtime setting may change (precision=fp32)
+            changed = [k for k, v in model_opts.items() if stored.model_options.get(k) != v] + \
+                      [k for k, v in train_opts.items() if k not in RUNTIME_KEYS and getattr(stored, k) != v]
+            if changed:
+                allowed = ", ".join(k for k in RUNTIME_KEYS if k not in ("updates", "minutes", "device"))
+                raise SeqImputeError(f"{run} keeps the settings it started with ({', '.join(changed)} differ); on "
+                                     f"resume --set may change only {allowed}; start a new run folder to change "
+                                     f"the others.")
+            for key, value in train_opts.items():
+                setattr(stored, key, value)
             if args.model and args.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
             stored.updates = args.updates if args.updates is not None else stored.updates
@@ -167,7 +177,9 @@ def cmd_train(args) -> int:
                           sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
                           batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts)
         summary = train(run, cfg, progress_bar=not args.quiet)
-    print(f"trained {summary['step']} updates in {summary['elapsed_s'] / 60:.1f} min; best validation bound "
+    speed = f" at {summary['images_per_s']:.0f} images/s ({summary['precision']} products)" \
+        if math.isfinite(summary.get("images_per_s", math.nan)) else ""
+    print(f"trained {summary['step']} updates in {summary['elapsed_s'] / 60:.1f} min{speed}; best validation bound "
           f"{summary['best_valid_bound_paper_units']:.2f} (paper units); run folder {summary['run']}")
     return 0
 
@@ -262,7 +274,7 @@ def cmd_bench(args) -> int:
     from .models.registry import MODELS, spec
 
     overrides = _set_values(args.set)
-    compile_, amp = bool(overrides.pop("compile", False)), overrides.pop("amp", "none")
+    compile_, precision = bool(overrides.pop("compile", False)), overrides.pop("precision", "auto")
     device = args.device or "cpu"
     if torch_device_is_cuda(device):
         import torch
@@ -275,12 +287,12 @@ def cmd_bench(args) -> int:
             raise SeqImputeError(f"{model} is not trained; --sweep takes a trainable model, e.g. gpsi-add.")
         values = [int(v) for v in args.values.split(",")] if args.values else None
         res = run_sweep(args.sweep, model, args.sizes, args.batch, device, args.steps, values, overrides or None,
-                        compile_, amp, warmup=args.warmup)
+                        compile_, precision, warmup=args.warmup)
     else:
         models = list(MODELS) if args.all else args.model
         if not models:
             raise SeqImputeError("give --model NAME (repeatable), --all or --sweep T|D|batch.")
-        res = run_bench(models, args.sizes, args.batch, device, args.steps, overrides or None, compile_, amp,
+        res = run_bench(models, args.sizes, args.batch, device, args.steps, overrides or None, compile_, precision,
                         warmup=args.warmup)
     print(format_table(res))
     if args.json:
@@ -506,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cost of one model (--model, default gpsi-add) as T (1..32), D (784, 1024, 2304) or the batch grows")
     p.add_argument("--values", help="comma-separated sweep points instead of the defaults, e.g. 1,2,4,8")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model option for every model, or compile=true / amp=bf16 (the trainer's fast paths)")
+                   help="a model option for every model, or compile=true / precision=auto|bf16|fp32 (as the trainer's)")
     p.add_argument("--device")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)

@@ -40,6 +40,7 @@ from .models.registry import MODELS, build_model, spec
 from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
 from .numerics import subnormals_flushed
 from .optim import Optimizer
+from .precision import PRECISIONS, matmul_precision, resolve
 from .train import BatchOrder
 
 try:  # scikit-learn >= 1.6
@@ -123,6 +124,10 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         deterministic given the fitted estimator; fit is deterministic given an int here (see ``max_minutes``).
     verbose : bool, default False
         A tqdm progress bar during training.
+    precision : {"auto", "bf16", "fp32"}, default "auto"
+        The precision of the matrix products in training (seqimpute.precision): "auto" takes bfloat16 where the
+        device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32 elsewhere. The parameters,
+        the optimiser and the loss are float32 either way; transform, sample and score run in float32.
 
     Attributes
     ----------
@@ -141,7 +146,8 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
 
     def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=6, max_updates=1000,
                  max_minutes=1.0, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
-                 model_options=None, device="cpu", n_threads=None, random_state=None, verbose=False):
+                 model_options=None, device="cpu", n_threads=None, random_state=None, verbose=False,
+                 precision="auto"):
         self.model = model
         self.likelihood = likelihood
         self.hidden = hidden
@@ -158,6 +164,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.precision = precision
 
     # ------------------------------------------------------------------------------------------ sklearn plumbing
 
@@ -184,6 +191,8 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         if self.model not in MODELS or self.model not in trainable:
             raise SeqImputeError(f"model={self.model!r} is not a trainable policy; choose one of "
                                  f"{', '.join(trainable)}.")
+        if self.precision not in PRECISIONS:
+            raise SeqImputeError(f"precision={self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.likelihood not in LIKELIHOODS:
             raise SeqImputeError(f"likelihood={self.likelihood!r}; choose 'auto', 'bernoulli' or 'gaussian'.")
 
@@ -313,6 +322,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
+        precision = resolve(self.precision, device)
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
             torch.manual_seed(self.seed_)
             model = build_model(self.model, D, None, options).to(device)
@@ -346,7 +356,8 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             idx = order.indices(step).to(device)
             z, obs = Z[idx], O[idx]
             hidden = self._hide(obs, gen)
-            r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
+            with matmul_precision(precision):
+                r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
             nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
             loss, _ = training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
             opt.zero_grad()

@@ -20,10 +20,10 @@ from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
-from .bench import autocast
 from .models.policy import Policy, WholeStep, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
+from .precision import PRECISIONS, matmul_precision, resolve
 
 DEFAULT_MINUTES = 30.0
 # Numerical faults (a NaN/inf loss or gradient) skip their update. This many in a row, or this many within the last
@@ -39,7 +39,9 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 # Settings a resumed run may change (its totals and how it runs); every other setting defines the run.
-RUNTIME_KEYS = ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "amp")
+# The products' precision is one of them: the parameters, Adam's state and the checkpoints are float32 at either,
+# so a run resumed at another precision continues from the same state (the change is logged in metrics.jsonl).
+RUNTIME_KEYS = ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "precision")
 
 
 @dataclass
@@ -64,11 +66,22 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 50
     compile: bool = False  # run the training step's loss as one torch.compile graph (models.policy.WholeStep)
-    amp: str = "none"  # "bf16": bfloat16 autocast for the forward pass (GPU mixed precision; also works on CPU)
+    # the matrix products': "auto" (bf16 where the device runs them fast), "bf16" or "fp32"; None: "auto" (and, on
+    # resume, "not given": the run keeps its own)
+    precision: str | None = None
 
     @classmethod
     def fields(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def stored(cls, run: Path) -> "TrainConfig":
+        """The config a run folder was trained with. Runs written before ``precision`` existed have ``amp``
+        ("bf16": bfloat16 autocast, now precision "bf16"; "none": float32 products, now precision "fp32")."""
+        d = dict(runs.read_config(run)["train"])
+        if "amp" in d:
+            d["precision"] = "bf16" if d.pop("amp") == "bf16" else "fp32"
+        return cls(**d)
 
     def check(self) -> None:
         """Refuse nonsensical settings with one clear message (they would otherwise fail deep inside training)."""
@@ -87,6 +100,8 @@ class TrainConfig:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise SeqImputeError(f"{name} must be a positive number, got {v!r}.")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise SeqImputeError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
         if self.clock not in CLOCKS:
             raise SeqImputeError(f"clock must be 'wall' or 'cpu', not {self.clock!r}.")
         for name in ("model", "data", "mask", "device", "optimizer"):
@@ -181,7 +196,7 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
 def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, session_updates: int | None) -> dict:
     resuming = (run / "last.pt").exists()
     if resuming:
-        stored = TrainConfig(**runs.read_config(run)["train"])
+        stored = TrainConfig.stored(run)
         if cfg is not None:
             if cfg.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {cfg.model}; choose another --run folder.")
@@ -197,7 +212,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     cfg.check()
     if not cfg.updates and not cfg.minutes:
         cfg.minutes = DEFAULT_MINUTES
-    autocast(cfg.device, cfg.amp)  # validates the amp name before any work
+    precision = resolve(cfg.precision or "auto", cfg.device)
     ms = spec(cfg.model)
     check_mask_allowed(getattr(ms.cls, "allowed_masks", None), cfg.model, cfg.mask)  # generators: 'full' only
     if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
@@ -257,9 +272,16 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         # metrics logged after the checkpoint's step are dropped (they are logged again, once, as the run replays).
         runs.remove_partials(run)
         runs.truncate_metrics(run, step)
+        before = runs.read_config(run).get("runtime", {}).get("precision") if resuming else None
+        if before is not None and before != precision:
+            runs.append_metrics(run, {"step": step, "event": "precision_changed", "from": before, "to": precision})
+            if not quiet:
+                print(f"note: {run} trained with {before} products until update {step}; it continues with "
+                      f"{precision} (the parameters and the optimiser state are float32 at either)")
         runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
                                 "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
-                                         "dim": train_set.dim, "note": train_set.note}})
+                                         "dim": train_set.dim, "note": train_set.note},
+                                "runtime": {"precision": precision}})
 
     x_train = train_set.x.to(device)
     order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
@@ -303,6 +325,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     acc = fresh_acc()
     fault_run, faults = 0, collections.deque()  # consecutive faults; steps of the faults in the last FAULT_WINDOW
     t_log, steps_log = time.perf_counter(), 0
+    rate = [0, 0.0]  # images and seconds of the logged windows (validation not charged): this call's training rate
     model.train()
     clock = CLOCKS[cfg.clock]
     t0, cpu_t0 = clock(), time.process_time()
@@ -312,7 +335,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         x = x_train[idx]
         # masks (and, inside the rollout, noise) are drawn for the global batch on every rank: see distributed.py
         observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)[rows]
-        with noise_shard(world, rank), autocast(device, cfg.amp):
+        with noise_shard(world, rank), matmul_precision(precision):
             loss, stats = objective(x, observed, gen)
         opt.zero_grad()
         finite = bool(torch.isfinite(loss))
@@ -376,8 +399,10 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
                    "skipped": acc["skipped"], "images_per_s": steps_log * B / max(now - t_log, 1e-9),
                    "elapsed_s": elapsed}
             runs.append_metrics(run, rec)
+            rate[0], rate[1] = rate[0] + steps_log * B, rate[1] + now - t_log
             if bar is not None:
-                bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{last_valid:.1f}", refresh=False)
+                bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{last_valid:.1f}",
+                                img_s=f"{rec['images_per_s']:.0f}", refresh=False)
             acc = fresh_acc()
             t_log, steps_log = now, 0
         if step % cfg.valid_every == 0 or done():
@@ -399,4 +424,5 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         save("last")
     if type(model).tune is not Policy.tune:
         _tune_checkpoints(run, cfg, valid_set)
-    return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best}
+    return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best,
+            "images_per_s": rate[0] / rate[1] if rate[1] else math.nan, "precision": precision}

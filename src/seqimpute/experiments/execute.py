@@ -45,7 +45,7 @@ def run_state(plan: RunPlan) -> dict:
     if last.exists():
         from ..train import TrainConfig, check_same_run
 
-        check_same_run(plan.path, TrainConfig(**runs_mod.read_config(plan.path)["train"]), cfg)
+        check_same_run(plan.path, TrainConfig.stored(plan.path), cfg)
         ck = runs_mod.load_checkpoint(last)
         state["step"], state["elapsed_s"] = int(ck["step"]), float(ck["elapsed"])
         state["complete"] = (not _trainable(plan.model)
@@ -78,6 +78,8 @@ def train_command(plan: RunPlan) -> str:
         cmd += ["--set", f"{k}={json.dumps(v)}"]
     for k in ("clock", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every"):
         cmd += ["--set", f"{k}={getattr(c, k)}"]
+    if c.precision is not None:
+        cmd += ["--set", f"precision={c.precision}"]
     return shlex.join(cmd)
 
 

@@ -22,7 +22,7 @@ NATIVE_SIDE = {"mnist": 28, "tfd": 48, "svhn": 32, "binarized-mnist": 28}  # the
 ANCHOR_ROLE = {"MNIST": "mnist", "TFD": "tfd", "SVHN": "svhn"}
 ROLE_TITLE = {"mnist": "MNIST", "tfd": "TFD", "svhn": "SVHN", "binarized-mnist": "binarized MNIST"}
 TRAIN_KEYS = ("updates", "minutes", "clock", "batch", "optimizer", "lr", "warmup", "valid_every", "valid_size",
-              "ckpt_every", "log_every", "sizes", "seed")
+              "ckpt_every", "log_every", "sizes", "seed", "precision")
 SMOKE = {"n": 50, "samples": 2, "fig3_images": 3, "fig3_samples": 2, "fig1_samples": 16, "valid_size": 50}
 
 

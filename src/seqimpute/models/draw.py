@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.lstm import PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
+from ..precision import linear
 from .lstm import AffineGauss, MixtureDecoder, MixtureNet, Writer, _linear, step_writer
 from .policy import Policy, Rollout, latent_step
 
@@ -112,7 +112,7 @@ class _Generative(Policy):
         E, D = self.encoder, self.dim
         w = E.inp.weight
         wa, wb, wc = w.split([D, D, w.shape[1] - 2 * D], dim=1)  # split: one cat in backward, no zero-filled slices
-        return F.linear(x, wa + wb, E.inp.bias), SharedLinear(torch.cat([-wb, wc, E.weight_hh], 1))
+        return linear(x, wa + wb, E.inp.bias), SharedLinear(torch.cat([-wb, wc, E.weight_hh], 1))
 
     def _gates(self):
         return gate_function(self.fused)
@@ -252,7 +252,7 @@ class ExtendedDRAW(_Generative):
         w_g = SharedLinear(self.decoder.stacked()[0])
         head_p = self.head_p.step_layer()
         write_out = step_writer(self.write_out)
-        c = write_out(cG) if jump else self.c0.expand(B, D)
+        c = write_out(cG).to(x.dtype) if jump else self.c0.expand(B, D)  # the canvas: in the data's dtype
         canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
         for _ in range(T):
             if guided:
@@ -261,7 +261,7 @@ class ExtendedDRAW(_Generative):
             mu_p, lv_p = self.head_p(hG, head_p)  # the prior reads the PREVIOUS generator output
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             hG, cG = self._generate(gates, w_g, z, (hG, cG))
-            c = write_out(cG) if jump else c + write_out(hG)
+            c = write_out(cG).to(x.dtype) if jump else c + write_out(hG)
             canvases.append(c)
             if guided:
                 kl_qp.append(kqp)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import SeqImputeError
 from ..nn.layers import DecMLP, GaussMLP
 from ..nn.shared import SharedLinear
+from ..precision import for_product, linear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §4.1 (GPSI sizes)
@@ -72,7 +73,8 @@ class GPSI(Policy):
             wq1, bq1 = self.q.fc1.effective()
             wq_c, wq_x = wq1.split(D, dim=1)  # one SplitBackward (a cat of the two grads), not two zero-filled slices
             first = SharedLinear(torch.cat([wp1, wq_c]))
-            q_from_x = F.linear(x, wq_x, bq1)
+            q_from_x = linear(x, wq_x, bq1)
+            bp1 = for_product(bp1)  # added to a product's output: in its dtype
             q_rest = self.q.step_layers()
         else:
             first = SharedLinear(wp1, bp1)
@@ -90,7 +92,7 @@ class GPSI(Policy):
                 mu_q = lv_q = None
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             delta = self.writer(z, writer)
-            c = c + delta if self.step_type == "add" else delta
+            c = c + delta if self.step_type == "add" else delta.to(x.dtype)  # the canvas: in the data's dtype
             canvases.append(c)
             if guided:
                 kl_qp.append(kqp)

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
+from ..precision import for_product, linear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §5.1 (LSTM sizes)
@@ -89,7 +89,7 @@ class MixtureNet(nn.Module):
         self.head = AffineGauss(hidden, n_z)
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.head(torch.tanh(self.fc(u)))
+        return self.head(torch.tanh(linear(u, self.fc.weight, self.fc.bias)))
 
 
 class MixtureDecoder(nn.Module):
@@ -101,11 +101,11 @@ class MixtureDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
         """``n_out``: compute only the first n_out outputs (the unguided rollout skips the guide's states)."""
-        h = torch.tanh(self.fc1(z))
+        h = torch.tanh(linear(z, self.fc1.weight, self.fc1.bias))
         w, b = self.fc2.weight, self.fc2.bias
         if n_out is not None:
             w, b = w[:n_out], b[:n_out]
-        return torch.tanh(F.linear(h, w, b))
+        return torch.tanh(linear(h, w, b))
 
 
 class Writer(nn.Module):
@@ -116,7 +116,7 @@ class Writer(nn.Module):
         self.fc1, self.fc2 = _linear(hidden, write), _linear(write, n_out)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(h))
+        return linear(linear(h, self.fc1.weight, self.fc1.bias), self.fc2.weight, self.fc2.bias)
 
 
 def step_writer(write_out: nn.Module):
@@ -136,6 +136,8 @@ def _gemm(pieces: list[torch.Tensor], weight, bias: torch.Tensor | None) -> torc
         return weight(pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1), add=bias)
     if isinstance(weight, torch.Tensor):
         weight, pieces = [weight], [pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)]
+    # the benchmark layouts: every operand cast at every step (the default layout casts the weights once, above)
+    pieces, weight, bias = [for_product(p) for p in pieces], [for_product(w) for w in weight], for_product(bias)
     out = pieces[0] @ weight[0].t() if bias is None else torch.addmm(bias, pieces[0], weight[0].t())
     for p, w in zip(pieces[1:], weight[1:]):
         out = out.addmm(p, w.t())
@@ -238,11 +240,11 @@ class LSTMImputer(Policy):
                 w_q = self._reader_weights(rq, fold, cat)
                 if fold:  # x (W_a + W_b) + b is the same at every step
                     wq_x, w_q = w_q.split([D, w_q.shape[1] - D], dim=1) if cat else (w_q[0], w_q[1:])
-                    q_const = F.linear(x, wq_x, rq.inp.bias)
+                    q_const = linear(x, wq_x, rq.inp.bias)
                 w_q = SharedLinear(w_q) if cat else w_q
 
         canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
-        guess = write_out(cW) if jump else c  # logits of the current guess g
+        guess = write_out(cW).to(x.dtype) if jump else c  # logits of the current guess g (the canvas's dtype)
         for _ in range(T):
             g = torch.sigmoid(guess)
             xt = composite(x, observed, g)
@@ -267,7 +269,7 @@ class LSTMImputer(Policy):
                 hW, cW = wr(z, (hW, cW))
             else:
                 hW, cW = gates(_gemm([z, hW], w_w, wr.inp.bias), cW, wr.p_i, wr.p_f, wr.p_o, wr.gate_bias)
-            c = write_out(cW) if jump else c + write_out(hW)
+            c = write_out(cW).to(x.dtype) if jump else c + write_out(hW)
             guess = c
             canvases.append(c)
             if guided:

@@ -150,8 +150,8 @@ class WholeStep:
 def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
     """Sample z from q (guided) or p, and return (z, KL(q||p), KL(p||q), log p(z) - log q(z)), sums over dims.
     The last three are None for unguided steps. One fused pass: the exps are shared between the terms.
-    Under bf16 autocast the Gaussians' parameters are taken in float32 first: the noise, the sample and the KL
-    terms stay float32 (and the random stream is that of the float32 path)."""
+    Under bf16 products (seqimpute.precision) the Gaussians' parameters are taken in float32 first: the noise, the
+    sample and the KL terms stay float32 (and the random stream is that of the float32 path)."""
     src_mu, src_lv = (mu_q, lv_q) if guided else (mu_p, lv_p)
     if src_mu.dtype in (torch.bfloat16, torch.float16):
         mu_p, lv_p = mu_p.float(), lv_p.float()

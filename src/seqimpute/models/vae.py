@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..errors import SeqImputeError
 from ..nn.layers import DecMLP, GaussMLP
+from ..precision import linear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §7.1 (VAE-imp): H = 500 for MNIST, 1000 for TFD and SVHN; z = 100; 15 refinement steps
@@ -59,7 +60,7 @@ class VAEImputer(Policy):
 
     def encode(self, u: torch.Tensor, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
         w1, rest = weights or (self.enc.fc1.effective(), self.enc.step_layers())
-        return self.enc.from_hidden(F.relu(F.linear(u, *w1)), *rest)
+        return self.enc.from_hidden(F.relu(linear(u, *w1)), *rest)
 
     def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
         """Guided: one VAE step, z ~ q(z|x) (the ELBO's terms). Unguided: VAE-imp for ``steps`` steps (default
@@ -72,7 +73,7 @@ class VAEImputer(Policy):
             mu, lv = self.encode(x)
             zero = torch.zeros_like(mu)
             z, kl_qp, kl_pq, log_ratio = latent_step(zero, zero, mu, lv, True, generator)
-            return Rollout([c, self.dec(z)], kl_qp.unsqueeze(0), kl_pq.unsqueeze(0), log_ratio, True)
+            return Rollout([c, self.dec(z).to(x.dtype)], kl_qp.unsqueeze(0), kl_pq.unsqueeze(0), log_ratio, True)
         T = self.steps if steps is None else int(steps)
         enc_w = (self.enc.fc1.effective(), self.enc.step_layers())
         dec_w = self.dec.step_layers()
@@ -80,7 +81,7 @@ class VAEImputer(Policy):
         for _ in range(T):
             mu, lv = self.encode(composite(x, observed, torch.sigmoid(c)), enc_w)
             z, *_ = latent_step(mu, lv, None, None, False, generator)
-            c = self.dec(z, dec_w)
+            c = self.dec(z, dec_w).to(x.dtype)  # the canvas: in the data's dtype
             canvases.append(c)
         final = self.impute_step if steps is None and self.impute_step is not None and T >= 1 else None
         return Rollout(canvases, None, None, None, False, final_step=final)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import linear
 from .shared import SharedLinear
 
 SOFTPLUS_ONE = 0.541325  # softplus(0.541325) = 1.000: the input scale starts at the identity
@@ -36,7 +37,7 @@ class FancyLinear(nn.Module):
         return w, self.bias + w @ self.in_shift
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return F.linear(u, *self.effective())
+        return linear(u, *self.effective())
 
 
 def init_hidden_bias(layer: FancyLinear, generator: torch.Generator | None = None) -> None:

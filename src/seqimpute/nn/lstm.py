@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import SeqImputeError
+from ..precision import linear
 
 GATE_BIAS = 2.0  # the authors' ig_bias = fg_bias = 2 (og_bias = 0); fixed, not trained
 INIT_STD = 0.01  # Blocks IsotropicGaussian(0.01) for every weight
@@ -95,4 +95,4 @@ class PeepholeLSTMCell(nn.Module):
 
     def forward(self, u: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         h, c = state
-        return self.gates(self.inp(u) + F.linear(h, self.weight_hh), c)
+        return self.gates(linear(u, self.inp.weight, self.inp.bias) + linear(h, self.weight_hh), c)

@@ -13,12 +13,20 @@ Autograd runs `_Gather.backward` only after every step that used the token; it r
 (and bias's) gradient. The nodes hold only the buffer (`_Sums`), never the SharedLinear: it holds the token, whose
 node would then hold it back, a reference cycle per rollout that only Python's cyclic collector frees, late (a
 training process's memory grew by about 1 MB per 1000 updates).
+
+Under bfloat16 products (seqimpute.precision) the steps run on a bf16 copy of the weight made once per rollout, and
+the weight's gradient is still summed in float32: CPUs have no bf16 product with a float32 output, and summing
+per-step bf16 products in a bf16 buffer rounds the running sum at every step, so the steps' (x, dy) pairs are kept
+and the gradient is formed at the end as ONE product over all T*batch rows, whose float32 accumulation inside the
+GEMM covers the whole sum (one rounding; measured as fast as per-step ``addmm_`` at these shapes).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from ..precision import for_product
 
 DEFER = {"on": True}  # off: every SharedLinear is plain F.linear (the reference path; tests and benchmarks A/B it)
 
@@ -61,16 +69,20 @@ class _Step(torch.autograd.Function):
 
 
 class _Sums:
-    """The running sums of one shared weight's (and bias's) per-step gradients."""
+    """The running sums of one shared weight's (and bias's) per-step gradients, in the weight's dtype. Steps whose
+    products ran in a lower precision are kept and summed in `take` as one product (float32 accumulation)."""
 
-    def __init__(self, has_bias: bool):
-        self.has_bias = has_bias
+    def __init__(self, grad_dtype: torch.dtype, has_bias: bool):
+        self.grad_dtype, self.has_bias = grad_dtype, has_bias
         self._gw: torch.Tensor | None = None
         self._gb: torch.Tensor | None = None
+        self._parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (x, dy) of each lower-precision step
 
     def accumulate(self, x: torch.Tensor, gy: torch.Tensor) -> None:
         """Add one step's dW = gy^T x (and db) into the running sums; the first step allocates them."""
-        if self._gw is None:
+        if x.dtype != self.grad_dtype:
+            self._parts.append((x, gy))
+        elif self._gw is None:
             self._gw = gy.t().mm(x)
             self._gb = gy.sum(0) if self.has_bias else None
         else:
@@ -79,6 +91,12 @@ class _Sums:
                 self._gb.add_(gy.sum(0))
 
     def take(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._parts:  # one product over all steps' rows: float32 accumulation inside the GEMM
+            xs, gys = zip(*self._parts)
+            gy = torch.cat(gys)
+            self._gw = gy.t().mm(torch.cat(xs)).to(self.grad_dtype)
+            self._gb = gy.sum(0, dtype=self.grad_dtype) if self.has_bias else None
+            self._parts = []
         gw, gb = self._gw, self._gb
         self._gw = self._gb = None
         return gw, gb
@@ -92,17 +110,19 @@ class SharedLinear:
     torch.compile graph (which fuses the sum itself), plain ``F.linear``."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        self.weight, self.bias = weight, bias
         self.deferred = (DEFER["on"] and torch.is_grad_enabled() and not torch.compiler.is_compiling()
                          and not torch.is_autocast_enabled(weight.device.type)
                          and (weight.requires_grad or (bias is not None and bias.requires_grad)))
-        self.sums = _Sums(bias is not None)
+        self.sums = _Sums(weight.dtype, bias is not None)
         if self.deferred:
             self.token = _Gather.apply(self.sums, weight, bias)
+            weight, bias = weight.detach(), None if bias is None else bias.detach()
+        # the product's operands, cast once per rollout (a no-op in float32)
+        self.weight, self.bias = for_product(weight), for_product(bias)
 
     def __call__(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """x W^T + b, plus ``add`` (a per-call term, e.g. a (B, N) matrix, fused into the GEMM) when given."""
+        x, add = for_product(x), for_product(add)
         if not self.deferred or x.dim() != 2:
             return _affine(x, self.weight, self.bias, add)
-        b = None if self.bias is None else self.bias.detach()
-        return _Step.apply(x, self.weight.detach(), b, add, self.token, self.sums)
+        return _Step.apply(x, self.weight, self.bias, add, self.token, self.sums)

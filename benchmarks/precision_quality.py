@@ -1,0 +1,83 @@
+"""Quality at equal updates, bf16 (the default precision, auto) against fp32: same model, data, mask, seed and update
+count; the test bounds of the last checkpoints are compared.
+
+    python benchmarks/precision_quality.py commands            # the train and eval commands, one per line
+    python benchmarks/precision_quality.py collect             # -> results/quality/precision-mnist.json
+
+Run the commands with `OMP_NUM_THREADS=1` (two at a time on a 2-core machine); a killed `seqimpute train` resumes
+from its folder by running the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path("runs/precision")
+# name -> (model, mask, updates)
+PAIRS = {"gpsi-add-mcar80": ("gpsi-add", "mcar:0.8", 3000), "lstm-add-sq14": ("lstm-add", "square:14", 1000)}
+EVAL = ["--split", "test", "--n", "2000", "--samples", "10", "--checkpoint", "last"]
+
+
+def runs():
+    for pair, (model, mask, updates) in PAIRS.items():
+        for prec in ("bf16", "fp32"):
+            name = f"{pair}-{prec}"
+            extra = ["--set", "precision=fp32"] if prec == "fp32" else []  # bf16: the default (auto) on this CPU
+            train = ["seqimpute", "train", "--model", model, "--data", "mnist", "--mask", mask, "--updates",
+                     str(updates), "--seed", "0", "--run", str(ROOT / name), "--quiet", *extra]
+            ev = ["seqimpute", "eval", str(ROOT / name), *EVAL, "--json", str(ROOT / f"{name}.test-last.json"),
+                  "--quiet"]
+            yield pair, prec, name, train, ev
+
+
+def collect(out: Path) -> dict:
+    res = {"what": "test bound (paper units, K=10, first 2000 test images, last checkpoint) at equal updates and "
+                   "seed, default precision (bf16 on this CPU) vs fp32", "pairs": {}}
+    for pair, prec, name, train, ev in runs():
+        entry = {"train": shlex.join(train), "eval": shlex.join(ev)}
+        run = ROOT / name
+        cfg = run / "config.toml"
+        if cfg.exists():
+            import tomllib
+
+            entry["precision_used"] = tomllib.loads(cfg.read_text()).get("runtime", {}).get("precision")
+        metrics = run / "metrics.jsonl"
+        if metrics.exists():
+            recs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            steps = [r["step"] for r in recs if "images_per_s" in r]
+            entry["updates_done"] = max(steps, default=0)
+            entry["valid_bounds"] = [(r["step"], r["valid_bound_paper_units"]) for r in recs
+                                     if "valid_bound_paper_units" in r]
+        scores = ROOT / f"{name}.test-last.json"
+        if scores.exists():
+            entry["test"] = {k: v for k, v in json.loads(scores.read_text()).items() if isinstance(v, (int, float))}
+        res["pairs"].setdefault(pair, {})[prec] = entry
+    for pair, d in res["pairs"].items():
+        a, b = d.get("bf16", {}).get("test", {}), d.get("fp32", {}).get("test", {})
+        if "score_paper_units" in a and "score_paper_units" in b:
+            d["rel_diff_bf16_vs_fp32"] = (a["score_paper_units"] - b["score_paper_units"]) / b["score_paper_units"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    return res
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else "commands"
+    if what == "commands":
+        for _, _, _, train, ev in runs():
+            print(shlex.join(train))
+            print(shlex.join(ev))
+    elif what == "collect":
+        res = collect(Path("results/quality/precision-mnist.json"))
+        for pair, d in res["pairs"].items():
+            print(pair, {p: (e.get("updates_done"), e.get("test", {}).get("score_paper_units")) for p, e in d.items()
+                         if isinstance(e, dict)}, d.get("rel_diff_bf16_vs_fp32"))
+    else:
+        sys.exit("usage: precision_quality.py commands|collect")
+
+
+if __name__ == "__main__":
+    main()
