@@ -1,0 +1,76 @@
+"""The arguments several commands share, each added by one helper so that it reads the same everywhere, and how
+the repeatable KEY=VALUE arguments are read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import SeqImputeError
+
+
+def add_data_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
+    p.add_argument("--data", required=data_required, help="dataset name (seqimpute data list) or a path to your own "
+                   ".npz/.npy/.csv file or image folder")
+    add_data_options(p)
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    """On every command that reads a dataset (a baseline's run refits from its training data when loaded)."""
+    p.add_argument("--data-root", help="download cache (default $SEQIMPUTE_DATA or ~/.cache/seqimpute)")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    add_data_root(p)
+    p.add_argument("--data-path", help="your copy of a source's files (IDX/.amat/SVHN .mat folder, TFD file)")
+    p.add_argument("--size", help="resize images to HxW (image folders, orl-faces) or declare the HxW of flat rows")
+    p.add_argument("--scale", choices=["none", "minmax"], help="minmax: scale each image into [0,1]")
+    p.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a source-specific option, e.g. --data-opt extra=200000 (svhn) or fold=1 (tfd)")
+
+
+def add_device(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--device", help=help)  # None in the namespace means cpu (each command's `args.device or "cpu"`)
+
+
+def add_set(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_checkpoint(p: argparse.ArgumentParser, choices: list[str], help: str | None = None) -> None:
+    p.add_argument("--checkpoint", default="best", choices=choices, help=help)
+
+
+def add_quiet(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--quiet", action="store_true", help=help)
+
+
+def data_options(args) -> dict:
+    opts = {"path": getattr(args, "data_path", None), "size": getattr(args, "size", None),
+            "scale": getattr(args, "scale", None)}
+    for item in getattr(args, "data_opt", None) or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SeqImputeError(f"--data-opt takes KEY=VALUE, got {item!r}.")
+        opts[key.strip()] = value.strip()
+    return opts
+
+
+def set_values(items: list[str]) -> dict:
+    """--set KEY=VALUE items as {key: value}, the value read as JSON when it parses (numbers, true, lists), else
+    kept as a string; dashes in keys become underscores."""
+    out = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise SeqImputeError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value.strip()
+    return out

@@ -1,0 +1,126 @@
+"""`seqimpute data` (list, download, describe datasets) and `seqimpute fit-transform` (fill your own table)."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import SeqImputeError
+from .args import add_data_options, add_device, add_quiet, add_seed, data_options
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="list, download and describe datasets")
+    p.add_argument("action", choices=["list", "get", "info"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true", help="info as JSON")
+    add_data_options(p)
+    p.set_defaults(func=cmd_data)
+
+
+def cmd_data(args) -> int:
+    from ..data import sources
+
+    if args.action == "list":
+        for name, src in sources.REGISTRY.items():
+            print(f"{name:16s} {src.description}")
+            for opt, desc in src.options.items():
+                flag = {"path": "--data-path", "size": "--size"}.get(opt, f"--data-opt {opt}=")
+                print(f"{'':18s}{flag}: {desc}")
+        print(f"{'PATH':16s} your own data: .npz (key 'x'), .npy, .csv (NaN = missing), or a folder of images")
+        return 0
+    if args.name is None:
+        raise SeqImputeError(f"`seqimpute data {args.action}` needs a dataset name, e.g. mnist.")
+    if args.action == "get":
+        if args.name in sources.REGISTRY:
+            path = sources.get_dataset(args.name, args.data_root)
+            print(f"{args.name}: {'cached at ' + str(path) if path else 'nothing to download'}")
+        sources.load_splits(args.name, args.data_root, **data_options(args))  # check it loads
+        print(f"{args.name}: ready")
+        return 0
+    # info
+    info = data_info(args.name, args.data_root, **data_options(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"dataset   {info['name']}")
+    print(f"shape     {info['shape']}  ({info['dim']} values per example)")
+    print("splits    " + "  ".join(f"{s} {n}" for s, n in info["sizes"].items()))
+    lo, hi = ("-" if v is None else f"{v:.4g}" for v in (info["min"], info["max"]))
+    print(f"range     {lo} .. {hi}   missing (NaN) {info['nan_fraction']:.3g}")
+    print(f"values    {info['likelihood']} likelihood")
+    print(f"source    {info['note']}")
+    print(f"location  {info['location']}")
+    return 0
+
+
+def data_info(name, data_root=None, **options) -> dict:
+    import numpy as np
+
+    from ..data import sources
+
+    splits, canon = sources.load_splits(name, data_root, **options)
+    arrays = splits.arrays
+    allv = np.concatenate([a.ravel() for a in arrays.values()])
+    finite = allv[np.isfinite(allv)]
+    d = arrays["train"].shape[1]
+    shape = f"{splits.image_shape[0]}x{splits.image_shape[1]}" if splits.image_shape else f"table of {d} columns"
+    ds = sources.load_dataset(name, "train", data_root, **options)
+    return {"name": canon, "sizes": {s: int(len(a)) for s, a in arrays.items()}, "shape": shape, "dim": int(d),
+            "image_shape": list(splits.image_shape) if splits.image_shape else None,
+            "min": float(finite.min()) if finite.size else None,  # None, not NaN: the JSON stays valid
+            "max": float(finite.max()) if finite.size else None,
+            "nan_fraction": float(1 - finite.size / max(allv.size, 1)), "likelihood": ds.likelihood,
+            "note": splits.note, "location": splits.location}
+
+
+def add_fit_transform(sub) -> None:
+    p = sub.add_parser("fit-transform", help="fill the missing values (NaN) of your own table or array file")
+    p.add_argument("input", metavar="IN", help=".csv (empty/NaN/NA = missing; a header row is kept), .npy or .npz")
+    p.add_argument("output", metavar="OUT", help="where to write the filled array: .csv, .npy or .npz")
+    p.add_argument("--model", default="gpsi-add", help="policy to train on the data (default gpsi-add; lstm-add "
+                   "for values in [0,1])")
+    p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
+                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
+    p.add_argument("--updates", type=int, help="training updates; given alone, all of them are made (no wall-clock "
+                   "cap). Default: 1000, capped at one minute")
+    p.add_argument("--minutes", type=float, help="wall-clock cap on training (with --updates: whichever ends first; "
+                   "alone: a cap on the default 1000 updates)")
+    p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
+    p.add_argument("--samples", type=int, default=0, help="also write N multiple imputations: OUT.sample1.csv .. "
+                   "(.csv), OUT.samples.npy (.npy), or key 'samples' in OUT (.npz)")
+    add_seed(p)
+    add_device(p, "cpu (default), cuda, ...")
+    add_quiet(p, "no progress bar")
+    p.set_defaults(func=cmd_fit_transform)
+
+
+def cmd_fit_transform(args) -> int:
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ..imputer import SequentialImputer, check_output, read_table, write_table
+
+    check_output(args.output)
+    X, header, shape = read_table(args.input)
+    budget = {}  # neither flag: the estimator's default budget; --updates alone: every update, no wall-clock cap
+    if args.updates is not None:
+        budget.update(max_updates=args.updates, max_minutes=args.minutes)
+    elif args.minutes is not None:
+        budget.update(max_minutes=args.minutes)
+    imp = SequentialImputer(model=args.model, likelihood=args.likelihood, n_rollouts=args.rollouts,
+                            device=args.device or "cpu", random_state=args.seed, verbose=not args.quiet, **budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # said below, in the summary line
+        filled = imp.fit_transform(X)
+    samples = imp.sample(X, args.samples) if args.samples else None
+    written = write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
+    n_missing = int(np.isnan(X).sum())
+    print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
+          f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s); wrote "
+          + ", ".join(str(p) for p in written))
+    if imp.stopped_by_ == "minutes" and imp.max_updates is not None:
+        print(f"training stopped at the {imp.max_minutes:g}-minute wall-clock cap after {imp.n_updates_} of "
+              f"{imp.max_updates} updates; raise --minutes, or give --updates N alone to make all N.")
+    return 0
