@@ -1,16 +1,20 @@
-"""LSTM-add training speed at the paper's MNIST sizes: the cell's GEMM layouts and elementwise (fused) paths.
+"""LSTM-add training speed at the paper's MNIST sizes: the textbook reader cell against the folded one the package
+runs, and the cell's elementwise (fused) paths.
 
 For each variant, times whole training updates (guided rollout, loss, backward, optimiser step) at batch 250, T=16,
 D=784, H=300, write 300, z 100, mix 20, and reports images/s and the share of the float32 matmul peak measured in
 the same run (median of several timings of a large torch.mm, interleaved with the variants so both see the same
 machine load). FLOPs: every matrix product of one forward+backward (seqimpute.bench.GemmRecorder).
 
-    python benchmarks/lstm_cell_speed.py                       # all layouts, plain cell; fold with each fused path
+    python benchmarks/lstm_cell_speed.py                       # split and fold, plain cell; fold compiled
     python benchmarks/lstm_cell_speed.py --threads 1 --repeats 5
     python benchmarks/lstm_cell_speed.py --variants fold:none fold:compile
 
-Variants are LAYOUT:FUSED with LAYOUT in {fold, concat, split, pieces, fold-pieces} (models/lstm.py) and FUSED in
-{none, compile} (nn/lstm.py).
+Variants are LAYOUT:FUSED with FUSED in {none, compile} (nn/lstm.py) and LAYOUT one of
+  fold   the package's LSTMImputer: one GEMM per reader step over [x~, g, hW, h], the residual folded away and the
+         guide's x-part computed once per rollout (models/lstm.py);
+  split  `TextbookLSTM` below: each reader the textbook cell, an input GEMM over the concatenated [x~, x~ - g, hW]
+         plus a recurrent GEMM (PeepholeLSTMCell.forward). The same function (tests/test_lstm.py checks it).
 """
 
 from __future__ import annotations
@@ -26,7 +30,24 @@ from seqimpute.models.lstm import PRESETS, LSTMImputer
 from seqimpute.models.policy import training_loss
 from seqimpute.optim import Optimizer
 
-DEFAULT_VARIANTS = ["split:none", "concat:none", "pieces:none", "fold-pieces:none", "fold:none", "fold:compile"]
+DEFAULT_VARIANTS = ["split:none", "fold:none", "fold:compile"]
+
+
+class TextbookLSTM(LSTMImputer):
+    """LSTM-add/-jump with the textbook reader and writer cells: the "before" of the fold."""
+
+    def _step_cells(self, x, guided):
+        rp, rq, wr = self.reader_p, self.reader_q, self.writer
+
+        def reader_p(pieces, state):
+            xt, g, hW = pieces
+            return rp(torch.cat([xt, xt - g, hW], 1), state)
+
+        def reader_q(pieces, state):
+            g, hW = pieces
+            return rq(torch.cat([x, x - g, hW], 1), state)
+
+        return reader_p, reader_q if guided else None, lambda pieces, state: wr(pieces[0], state)
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
@@ -42,8 +63,11 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
 
 
 def make(layout: str, fused: str, dim: int, sizes: dict, seed: int = 0) -> LSTMImputer:
+    cls = {"fold": LSTMImputer, "split": TextbookLSTM}.get(layout)
+    if cls is None:
+        raise SystemExit(f"layout {layout!r}: choose fold or split")
     torch.manual_seed(seed)
-    return LSTMImputer(dim, **sizes, step_type="add", layout=layout, fused=fused)
+    return cls(dim, **sizes, step_type="add", fused=fused)
 
 
 def flops(model: LSTMImputer, x, observed) -> int:

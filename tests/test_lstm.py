@@ -2,20 +2,28 @@
 KL rows, gradients, the guide's isolation in unguided rollouts, jump's reading of the writer's cell state, the
 authors' init-KL bug flag, the registry, and exact resume through the shared trainer."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from seqimpute import load_dataset
 from seqimpute.evaluate import evaluate
-from seqimpute.models.lstm import LAYOUTS, LSTMImputer
+from seqimpute.models.lstm import LSTMImputer
 from seqimpute.models.policy import composite, training_loss
 from seqimpute.models.registry import build_model, model_from_config, spec
 from seqimpute.nn.dist import gaussian_kl, gaussian_log_prob
 from seqimpute.nn.lstm import PeepholeLSTMCell, gate_function, peephole_gates
 from seqimpute.runs import load_checkpoint, load_run_model
 from seqimpute.train import TrainConfig, train
+
+_SPEC = importlib.util.spec_from_file_location(
+    "lstm_cell_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "lstm_cell_speed.py")
+_BENCH = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_BENCH)
+TextbookLSTM = _BENCH.TextbookLSTM  # the readers and writer as textbook cells (PeepholeLSTMCell.forward)
 
 D = 16
 SMALL = {"hidden": 6, "write": 5, "z": 3, "mix": 2, "steps": 3}
@@ -119,12 +127,12 @@ def test_unknown_fused_path_or_layout_is_a_clear_error():
 
 
 @pytest.mark.parametrize("step_type", ["add", "jump"])
-def test_every_gemm_layout_computes_the_same_rollout(step_type):
+def test_the_folded_rollout_computes_the_textbook_cells_rollout(step_type):
     m = tiny(step_type)
     x, obs = batch()
     ref = None
-    for layout in LAYOUTS:
-        m.layout = layout
+    for cls in (TextbookLSTM, LSTMImputer):  # the same parameters, read by the textbook cells, then folded
+        m.__class__ = cls
         r = m.rollout(x, obs, guided=True, generator=gen())
         loss, _ = training_loss(m, r, x, obs)
         m.zero_grad()
@@ -190,8 +198,8 @@ def test_unguided_rollouts_never_run_the_guide():
                 p.fill_(float("nan"))
         m.mix_dec.fc2.weight[4 * m.hidden :] = float("nan")
         m.mix_dec.fc2.bias[4 * m.hidden :] = float("nan")
-    for layout in LAYOUTS:
-        m.layout = layout
+    for cls in (TextbookLSTM, LSTMImputer):
+        m.__class__ = cls
         u = m.rollout(x, obs, guided=False, generator=gen())
         for a, b in zip(u.canvases, clean):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

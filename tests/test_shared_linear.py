@@ -62,7 +62,7 @@ SMALL = {
     "gpsi-add": {"hidden": 12, "z": 3, "steps": 4},
     "gpsi-jump": {"hidden": 12, "z": 3, "steps": 4},
     "lstm-add": {"hidden": 8, "write": 6, "z": 3, "mix": 3, "steps": 4},
-    "lstm-jump": {"hidden": 8, "write": 6, "z": 3, "mix": 3, "steps": 4, "layout": "concat"},
+    "lstm-jump": {"hidden": 8, "write": 6, "z": 3, "mix": 3, "steps": 4},
     "draw": {"enc": 8, "dec": 8, "write": 0, "z": 3, "steps": 4},
     "draw-ext-add": {"enc": 8, "dec": 8, "write": 6, "z": 3, "mix": 3, "steps": 4},
     "draw-ext-jump": {"enc": 8, "dec": 8, "write": 6, "z": 3, "mix": 3, "steps": 4},

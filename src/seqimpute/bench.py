@@ -40,7 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .precision import matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
-from .models.registry import MODELS, build_model, spec
+from .models.registry import build_model, spec
 from .optim import Optimizer
 
 SWEEPS = {"T": [1, 2, 4, 8, 16, 32], "D": [784, 1024, 2304], "batch": [50, 100, 250, 500]}
@@ -400,7 +400,3 @@ def format_table(res: dict) -> str:
     if res["models"] and "peak_mem_kind" in next((r for r in res["models"] if "peak_mem_kind" in r), {}):
         lines.append("peak MB: " + next(r for r in res["models"] if "peak_mem_kind" in r)["peak_mem_kind"])
     return "\n".join(lines)
-
-
-def all_models() -> list[str]:
-    return list(MODELS)

@@ -49,7 +49,7 @@ def check_counts(samples=1, steps=None, n=None, batch=1, seed=0) -> None:
     whole("seed", seed, 0, 2**63 - 1)
 
 
-def _check_masks(observed: torch.Tensor, model: Policy, spec: str) -> None:
+def _check_masks(observed: torch.Tensor, spec: str) -> None:
     if not (~observed).any():
         raise SeqImputeError(f"mask {spec!r} leaves nothing missing; choose a mask that hides some values.")
 
@@ -76,7 +76,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     x_all = data.x[:n] if n else data.x
     # masks of the whole split, then the first n: `--n` scores the same holes as a full evaluation does
     observed_all = mask_set(mask, data.name, data.split, len(data.x), data.image_shape, data.dim, x=data.x)[: len(x_all)]
-    _check_masks(observed_all, model, mask)
+    _check_masks(observed_all, mask)
     if torch.isnan(x_all).any():
         raise SeqImputeError("the evaluation data hold NaN; scores need the true values (use complete data).")
     K = samples if model.stochastic else 1

@@ -410,7 +410,7 @@ def load_own(path: Path, **options) -> Splits:
             raise SeqImputeError(f"{path} holds {sorted(given)}; store the data under the key 'x' "
                                  f"(or as 'train', 'valid' and 'test').")
         rows, image_shape = _as_rows(arr, path, scale, size)
-        return _split_own(rows, image_shape, path, already_2d=True)
+        return _split_own(rows, image_shape, path)
     raise SeqImputeError(f"{path}: unsupported data file; give a .npz, .npy, .csv or a folder of images.")
 
 
@@ -442,7 +442,7 @@ def _as_rows(arr: np.ndarray, path: Path, scale: str, size, levels=None) -> tupl
     raise SeqImputeError(f"{path}: expected a 2-D table (N, D) or images (N, H, W[, C]), got shape {arr.shape}.")
 
 
-def _split_own(rows: np.ndarray, image_shape, path: Path, already_2d: bool = False) -> Splits:
+def _split_own(rows: np.ndarray, image_shape, path: Path) -> Splits:
     rows = rows.reshape(len(rows), int(np.prod(rows.shape[1:])))
     if np.isinf(rows).any():
         raise SeqImputeError(f"{path} holds infinite values; replace them (or mark them missing with NaN).")

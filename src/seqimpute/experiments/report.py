@@ -152,7 +152,7 @@ class Report:
         files = []
         policies = [m for m in ("gpsi-add", "gpsi-jump", "lstm-add", "lstm-jump")]
         for panel, keep in (("a", None), ("b", policies)):
-            f = self._plot_curves(rows, "mask", keep, f"fig2{panel}.png",
+            f = self._plot_curves(rows, keep, f"fig2{panel}.png",
                                   f"Fig 2({panel}) MNIST MCAR" + (": the policies" if keep else ": all models"),
                                   xlabel="drop rate", x_of=lambda r: int(r["mask"].split("-")[1]) / 100)
             if f:
@@ -161,7 +161,7 @@ class Report:
 
     def write_fig2c(self, rows, pairs) -> list[str]:
         ne = self.plan.preset.get("fig2c", {}).get("not_expressed")
-        f = self._plot_curves(rows, "steps", None, "fig2c.png", "Fig 2(c) GPSI, MNIST MCAR-90",
+        f = self._plot_curves(rows, None, "fig2c.png", "Fig 2(c) GPSI, MNIST MCAR-90",
                               xlabel="refinement steps T", x_of=lambda r: r["steps"])
         files = [f] if f else []
         return self._write("fig2c", {"rows": rows, "figures": files, "not_expressed": ne}) + files
@@ -236,7 +236,7 @@ class Report:
     def write_sweep(self, rows: list[dict]) -> list[str]:
         return self._write("sweep", {"rows": rows, "sweep": self.plan.preset["sweep"]})
 
-    def _plot_curves(self, rows, xkey, keep, name, title, xlabel, x_of) -> str | None:
+    def _plot_curves(self, rows, keep, name, title, xlabel, x_of) -> str | None:
         from ..plots import _plt
 
         plt = _plt()

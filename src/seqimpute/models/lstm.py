@@ -22,14 +22,11 @@ initial step's KL(p||q) as KL(p||p) = 0 (docs/PAPER.md §12.2 (initial-step KL b
 ``authors_zero_init_kl_pq=True``. Unguided rollouts never run the guide reader Rq, its head Aq, q(z0|x), nor the
 part of mix_dec that gives the guide reader's initial state.
 
-Speed (``layout``): each reader step is one GEMM over the concatenation [pieces..., h] with the stacked weight
-[W_in | W_h] built once per rollout. With ``layout="fold"`` (the default) the residual piece is folded away:
-x~ W_a + (x~ - g) W_b = x~ (W_a + W_b) - g W_b, and for the guide x (W_a + W_b) + b is constant over the steps
-and computed once, so the guide's per-step GEMM shrinks from K = 2D + 2H to K = D + 2H. The other layouts
-(``split``: the textbook input GEMM over the concatenated input plus a recurrent GEMM; ``concat``: one GEMM over
-the materialised [x~, x~ - g, hW, h]; ``pieces`` / ``fold-pieces``: one GEMM per piece, no concatenation) are kept
-for benchmarks/lstm_cell_speed.py and compute the same function. ``fused`` picks the cell's elementwise path
-(nn/lstm.py).
+Speed: each LSTM step is one GEMM over the concatenation [pieces..., h] with the stacked weight [W_in | W_h],
+formed once per rollout. The readers' residual piece is folded away: x~ W_a + (x~ - g) W_b = x~ (W_a + W_b) - g W_b,
+and for the guide x (W_a + W_b) + b is the same at every step and computed once, so the guide's per-step GEMM
+shrinks from K = 2D + 2H to K = D + 2H. This computes the textbook cell's function (benchmarks/lstm_cell_speed.py
+times the two, tests/test_lstm.py checks they agree). ``fused`` picks the cell's elementwise path (nn/lstm.py).
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ import torch.nn as nn
 from ..errors import SeqImputeError
 from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
-from ..precision import for_product, linear
+from ..precision import linear
 from .policy import Policy, Rollout, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §5.1 (LSTM sizes)
@@ -49,7 +46,6 @@ PRESETS = {  # docs/PAPER.md §5.1 (LSTM sizes)
     "svhn": {"hidden": 600, "write": 600, "z": 200, "mix": 20, "steps": 16},
 }
 MIX_HIDDEN = 250  # hidden width of the mixture nets (fixed in the authors' scripts)
-LAYOUTS = ("fold", "concat", "split", "pieces", "fold-pieces")
 
 
 def _linear(n_in: int, n_out: int) -> nn.Linear:
@@ -128,22 +124,6 @@ def step_writer(write_out: nn.Module):
     return SharedLinear(write_out.weight, write_out.bias)
 
 
-def _gemm(pieces: list[torch.Tensor], weight, bias: torch.Tensor | None) -> torch.Tensor:
-    """sum_k pieces[k] @ W_k^T + bias (a (N,) vector or a (B, N) matrix). ``weight`` is one stacked weight (the
-    pieces are concatenated, one GEMM; a SharedLinear when the weight is used at every step) or a list of blocks,
-    one per piece (one GEMM per piece, no concatenation)."""
-    if isinstance(weight, SharedLinear):
-        return weight(pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1), add=bias)
-    if isinstance(weight, torch.Tensor):
-        weight, pieces = [weight], [pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)]
-    # the benchmark layouts: every operand cast at every step (the default layout casts the weights once, above)
-    pieces, weight, bias = [for_product(p) for p in pieces], [for_product(w) for w in weight], for_product(bias)
-    out = pieces[0] @ weight[0].t() if bias is None else torch.addmm(bias, pieces[0], weight[0].t())
-    for p, w in zip(pieces[1:], weight[1:]):
-        out = out.addmm(p, w.t())
-    return out
-
-
 class LSTMImputer(Policy):
     """LSTM-add / LSTM-jump. ``dim``: values per example (D). ``hidden``: width H of all three LSTMs (the authors'
     enc_dim = var_dim = dec_dim). ``write``: the writer's linear bottleneck. ``z``: latent size per step. ``mix``:
@@ -157,14 +137,15 @@ class LSTMImputer(Policy):
         super().__init__()
         if step_type not in ("add", "jump"):
             raise SeqImputeError(f"step_type must be 'add' or 'jump', not {step_type!r}.")
-        if layout not in LAYOUTS:
-            raise SeqImputeError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}.")
+        if layout != "fold":  # accepted so that run folders that stored it still load
+            raise SeqImputeError(f"layout must be 'fold' (the other layouts are gone: the textbook cell is timed in "
+                                 f"benchmarks/lstm_cell_speed.py), not {layout!r}.")
         for k, v in (("dim", dim), ("hidden", hidden), ("write", write), ("z", z), ("mix", mix), ("steps", steps)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise SeqImputeError(f"{k} must be a positive integer, got {v!r}.")
         gate_function(fused)  # validates the name
         self.dim, self.hidden, self.write, self.z, self.mix, self.steps = dim, hidden, write, z, mix, steps
-        self.step_type, self.layout, self.fused = step_type, layout, fused
+        self.step_type, self.fused = step_type, fused
         self.kl_q_weight, self.kl_p_weight, self.l2 = float(kl_q_weight), float(kl_p_weight), float(l2)
         self.authors_zero_init_kl_pq = bool(authors_zero_init_kl_pq)
         self.name = f"lstm-{step_type}"
@@ -188,19 +169,40 @@ class LSTMImputer(Policy):
         return {"dim": self.dim, "hidden": self.hidden, "write": self.write, "z": self.z, "mix": self.mix,
                 "steps": self.steps, "step_type": self.step_type, "kl_q_weight": self.kl_q_weight,
                 "kl_p_weight": self.kl_p_weight, "l2": self.l2,
-                "authors_zero_init_kl_pq": self.authors_zero_init_kl_pq, "fused": self.fused, "layout": self.layout}
+                "authors_zero_init_kl_pq": self.authors_zero_init_kl_pq, "fused": self.fused}
 
-    # ------------------------------------------------------------------------------------------- weight layouts
+    # ------------------------------------------------------------------------------------------- step cells
 
-    def _reader_weights(self, cell: PeepholeLSTMCell, fold: bool, cat: bool):
-        """Blocks for the reader's pieces. Unfolded: [W_a, W_b, W_c, W_h] over [x', x' - g, hW, h]. Folded:
-        [W_a + W_b, -W_b, W_c, W_h] over [x', g, hW, h]."""
+    def _folded_weight(self, cell: PeepholeLSTMCell) -> torch.Tensor:
+        """A reader's stacked weight over [x', g, hW, h]: [W_a + W_b, -W_b, W_c, W_h], where the cell's input
+        weight [W_a, W_b, W_c] reads [x', x' - g, hW]."""
         D = self.dim
         w_in = cell.inp.weight
         # split, not slices: its backward is one cat, where each slice's would zero-fill a whole weight-sized tensor
         wa, wb, wc = w_in.split([D, D, w_in.shape[1] - 2 * D], dim=1)
-        blocks = [wa + wb, -wb, wc, cell.weight_hh] if fold else [wa, wb, wc, cell.weight_hh]
-        return torch.cat(blocks, 1) if cat else blocks
+        return torch.cat([wa + wb, -wb, wc, cell.weight_hh], 1)
+
+    def _step_cells(self, x: torch.Tensor, guided: bool):
+        """The three LSTMs' updates at one step of a rollout, each ``cell(pieces, (h, c)) -> (h, c)``: the primary
+        reader on [x~, g, hW], the guide reader on [g, hW] (None unguided; its x enters once, folded) and the writer on
+        [z]. Their stacked weights are SharedLinear layers, each one's gradient formed in one pass over the steps."""
+        gates = gate_function(self.fused)
+
+        def cell(lstm: PeepholeLSTMCell, weight: torch.Tensor, bias: torch.Tensor):
+            layer = SharedLinear(weight)
+
+            def step(pieces: list[torch.Tensor], state: tuple[torch.Tensor, torch.Tensor]):
+                a = layer(torch.cat([*pieces, state[0]], 1), add=bias)
+                return gates(a, state[1], lstm.p_i, lstm.p_f, lstm.p_o, lstm.gate_bias)
+            return step
+
+        rp, rq, wr = self.reader_p, self.reader_q, self.writer
+        reader_p, writer = cell(rp, self._folded_weight(rp), rp.inp.bias), cell(wr, wr.stacked()[0], wr.inp.bias)
+        if not guided:
+            return reader_p, None, writer
+        wq = self._folded_weight(rq)
+        wq_x, wq = wq.split([self.dim, wq.shape[1] - self.dim], dim=1)
+        return reader_p, cell(rq, wq, linear(x, wq_x, rq.inp.bias)), writer  # x (W_a + W_b) + b: once per rollout
 
     # ------------------------------------------------------------------------------------------------ rollout
 
@@ -210,9 +212,6 @@ class LSTMImputer(Policy):
         B, D = x.shape
         H = self.hidden
         jump = self.step_type == "jump"
-        gates = gate_function(self.fused)
-        layout = self.layout
-        fold, cat = layout in ("fold", "fold-pieces"), layout in ("fold", "concat")
 
         # Mixture initialisation: z0 from q(z0|x) (guided) or p(z0|x~0) (primary), decoded into the initial states.
         c = self.c0.expand(B, D)
@@ -226,49 +225,23 @@ class LSTMImputer(Policy):
         cQ, hQ = init[4:] if guided else (None, None)
 
         # Weights once per rollout, not per step.
-        # Stacked weights are SharedLinear layers: each one's gradient formed in one pass over the steps.
         head_p = self.head_p.step_layer()
+        head_q = self.head_q.step_layer() if guided else None
         write_out = step_writer(self.write_out)
-        rp, rq, wr = self.reader_p, self.reader_q, self.writer
-        if layout != "split":
-            w_p = self._reader_weights(rp, fold, cat)
-            w_p = SharedLinear(w_p) if cat else w_p
-            w_w = SharedLinear(wr.stacked()[0]) if cat else [wr.inp.weight, wr.weight_hh]
-        if guided:
-            head_q = self.head_q.step_layer()
-            if layout != "split":
-                w_q = self._reader_weights(rq, fold, cat)
-                if fold:  # x (W_a + W_b) + b is the same at every step
-                    wq_x, w_q = w_q.split([D, w_q.shape[1] - D], dim=1) if cat else (w_q[0], w_q[1:])
-                    q_const = linear(x, wq_x, rq.inp.bias)
-                w_q = SharedLinear(w_q) if cat else w_q
+        reader_p, reader_q, writer = self._step_cells(x, guided)
 
         canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
         guess = write_out(cW).to(x.dtype) if jump else c  # logits of the current guess g (the canvas's dtype)
         for _ in range(T):
             g = torch.sigmoid(guess)
             xt = composite(x, observed, g)
-            if layout == "split":
-                hP, cP = rp(torch.cat([xt, xt - g, hW], 1), (hP, cP))
-            else:
-                pieces = [xt, g, hW, hP] if fold else [xt, xt - g, hW, hP]
-                hP, cP = gates(_gemm(pieces, w_p, rp.inp.bias), cP, rp.p_i, rp.p_f, rp.p_o, rp.gate_bias)
+            hP, cP = reader_p([xt, g, hW], (hP, cP))
             mu_p, lv_p = self.head_p(hP, head_p)
             if guided:
-                if layout == "split":
-                    hQ, cQ = rq(torch.cat([x, x - g, hW], 1), (hQ, cQ))
-                else:
-                    if fold:
-                        a_q = _gemm([g, hW, hQ], w_q, q_const)
-                    else:
-                        a_q = _gemm([x, x - g, hW, hQ], w_q, rq.inp.bias)
-                    hQ, cQ = gates(a_q, cQ, rq.p_i, rq.p_f, rq.p_o, rq.gate_bias)
+                hQ, cQ = reader_q([g, hW], (hQ, cQ))
                 mu_q, lv_q = self.head_q(hQ, head_q)
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
-            if layout == "split":
-                hW, cW = wr(z, (hW, cW))
-            else:
-                hW, cW = gates(_gemm([z, hW], w_w, wr.inp.bias), cW, wr.p_i, wr.p_f, wr.p_o, wr.gate_bias)
+            hW, cW = writer([z], (hW, cW))
             c = write_out(cW).to(x.dtype) if jump else c + write_out(hW)
             guess = c
             canvases.append(c)
