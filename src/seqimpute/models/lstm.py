@@ -137,9 +137,8 @@ class LSTMImputer(Policy):
         super().__init__()
         if step_type not in ("add", "jump"):
             raise SeqImputeError(f"step_type must be 'add' or 'jump', not {step_type!r}.")
-        if layout != "fold":  # accepted so that run folders that stored it still load
-            raise SeqImputeError(f"layout must be 'fold' (the other layouts are gone: the textbook cell is timed in "
-                                 f"benchmarks/lstm_cell_speed.py), not {layout!r}.")
+        if layout != "fold":  # the one layout left; still accepted because older run folders store layout="fold"
+            raise SeqImputeError(f"layout must be 'fold', the only one (leave the option out), not {layout!r}.")
         for k, v in (("dim", dim), ("hidden", hidden), ("write", write), ("z", z), ("mix", mix), ("steps", steps)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise SeqImputeError(f"{k} must be a positive integer, got {v!r}.")
