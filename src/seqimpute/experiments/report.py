@@ -167,7 +167,7 @@ class Report:
         return self._write("fig2c", {"rows": rows, "figures": files, "not_expressed": ne}) + files
 
     def write_fig1(self, rows, pairs) -> list[str]:
-        from ..imputation import fig1_steps, sample_prior
+        from ..sampling import fig1_steps, sample_prior
         from ..plots import sample_grid
 
         files = []
@@ -206,7 +206,7 @@ class Report:
     def _trajectories(self, c: Cell, m: str, run: RunPlan) -> str | None:
         """Draw a run's refinement trajectories on the first test images under the cell's mask; the file name, or
         None for a model without refinement steps."""
-        from ..imputation import sample_trajectories
+        from ..sampling import sample_trajectories
         from ..plots import trajectory_grid
 
         model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
