@@ -197,9 +197,9 @@ def machine() -> dict:
 
 
 def save_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)  # atomic: a stopped run never leaves a half-written file
+    from seqimpute.files import atomic_write
+
+    atomic_write(path, json.dumps(doc, indent=1).encode())  # a stopped run never leaves a half-written file
 
 
 # ---------------------------------------------------------------------------------------------- summary

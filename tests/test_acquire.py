@@ -12,6 +12,7 @@ import pytest
 
 from seqimpute import SeqImputeError
 from seqimpute.data import acquire, load_dataset, load_splits, sources
+from seqimpute.files import atomic_write
 
 MEMBER = "fakedata/data/blob.bin"
 PAYLOAD = bytes(range(256)) * 40
@@ -57,11 +58,21 @@ def test_verify_sha256(tmp_path):
         acquire.verify_sha256(f, sha(b"abd"))
 
 
-def test_atomic_write_bytes(tmp_path):
-    acquire.atomic_write_bytes(tmp_path / "a" / "b.txt", b"hello")
-    acquire.atomic_write_bytes(tmp_path / "a" / "b.txt", b"world")
-    assert (tmp_path / "a" / "b.txt").read_bytes() == b"world"
+def test_atomic_write(tmp_path):
+    path = tmp_path / "a" / "b.txt"
+    atomic_write(path, b"hello")  # creates the folder
+    atomic_write(path, lambda f: f.write(b"world"), durable=True)
+    assert path.read_bytes() == b"world"
     assert leftovers(tmp_path / "a") == ["b.txt"]
+
+    def dies(f):  # the write fails halfway (a full disk)
+        f.write(b"half")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(path, dies)
+    assert path.read_bytes() == b"world"  # the previous file, whole
+    assert leftovers(tmp_path / "a") == ["b.txt"]  # and no temporary file
 
 
 # ---------------------------------------------------------------------------------------------------- mnist

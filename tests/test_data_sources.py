@@ -382,11 +382,11 @@ def test_integer_splits_share_one_scale(tmp_path):
 
 
 def test_impute_input_integer_images_scale_by_grey_levels(tmp_path):
-    from seqimpute.imputation import read_images
+    from seqimpute.data.formats import read_images
 
     x = np.arange(2 * 4 * 4, dtype=np.int64).reshape(2, 4, 4) * 8  # 0..248
     np.save(tmp_path / "x.npy", x)
-    assert np.allclose(read_images(tmp_path / "x.npy", (4, 4)).numpy(), x.reshape(2, 16) / 255)
+    assert np.allclose(read_images(tmp_path / "x.npy", (4, 4)), x.reshape(2, 16) / 255)
     np.save(tmp_path / "n.npy", -x)
     with pytest.raises(SeqImputeError, match="grey levels 0..255"):
         read_images(tmp_path / "n.npy", (4, 4))
@@ -465,6 +465,51 @@ def test_csv_table_with_header_and_missing(tmp_path):
     (tmp_path / "u.csv").write_text("\n".join(f"{i / 10},{1 - i / 10}" for i in range(10)))
     ds = load_dataset(str(tmp_path / "u.csv"))
     assert ds.likelihood == "bernoulli" and len(ds) == 8
+
+
+MISSING_SPELLINGS = ["", "NA", "na", "N/A", "n/a", "NaN", "nan", "NAN", "null", "NULL", "None", "none", "?", " NA "]
+
+
+@pytest.mark.parametrize("token", MISSING_SPELLINGS)
+def test_every_missing_token_reads_as_nan_in_both_csv_readers(tmp_path, token):
+    """The data sources (float32 splits) and the CLI's tables (float64) read one CSV the same way."""
+    path = tmp_path / "t.csv"
+    path.write_text(f"a,b\n0.1,{token}\n{token},2.5\n3,-4\n")
+    expected = [[0.1, np.nan], [np.nan, 2.5], [3.0, -4.0]]
+    table, header, shape = formats.read_table(path)
+    assert header == ["a", "b"] and shape == (3, 2) and table.dtype == np.float64
+    assert np.array_equal(table, np.array(expected), equal_nan=True)  # 0.1 kept to the last float64 bit
+    splits, _ = load_splits(str(path))
+    rows = np.concatenate([splits.arrays[k] for k in ("train", "valid", "test")])
+    assert rows.dtype == np.float32
+    order = np.argsort(np.nan_to_num(rows[:, 0], nan=-1.0))
+    assert np.array_equal(rows[order], np.array([expected[1], expected[0], expected[2]], np.float32), equal_nan=True)
+
+
+def test_csv_rows_header_and_text_cells(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("\ufeffx, y \n1,2\n\n,\n5,6\n")  # a byte-order mark, a blank line, a row of separators
+    table, header, _ = formats.read_table(path)
+    assert header == ["x", "y"]  # the mark is not part of the first name; names are stripped
+    assert np.array_equal(table, [[1, 2], [np.nan, np.nan], [5, 6]], equal_nan=True)  # the blank line is no row
+    (tmp_path / "text.csv").write_text("1,2\n3,missing\n")
+    with pytest.raises(SeqImputeError, match="line 2, column 2: 'missing' is not a number"):
+        formats.read_table(tmp_path / "text.csv")
+    (tmp_path / "head.csv").write_text("a,b\n")
+    with pytest.raises(SeqImputeError, match="holds no values"):
+        formats.read_table(tmp_path / "head.csv")
+
+
+def test_numpy_files_hold_their_data_under_x_or_alone(tmp_path):
+    x = np.arange(6.0).reshape(2, 3)
+    np.savez(tmp_path / "one.npz", data=x)
+    np.savez(tmp_path / "named.npz", x=x, y=x + 1)
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    assert np.array_equal(formats.read_table(tmp_path / "one.npz")[0], x)
+    assert np.array_equal(formats.read_table(tmp_path / "named.npz")[0], x)
+    for read in (formats.read_table, lambda p: formats.read_images(p, None), lambda p: load_splits(str(p))):
+        with pytest.raises(SeqImputeError, match=r"holds arrays \['a', 'b'\]; store the data under the key 'x'"):
+            read(tmp_path / "two.npz")
 
 
 def test_likelihood_is_one_per_source(tmp_path):

@@ -10,7 +10,7 @@ from .data.masks import mask_set
 from .data.sources import get_dataset, load_dataset
 from .evaluate import evaluate
 from .experiments import load_anchors
-from .imputation import sample_trajectories
+from .sampling import sample_trajectories
 from .models.registry import build_model
 from .plots import trajectory_grid
 from .runs import load_run_model

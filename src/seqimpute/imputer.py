@@ -22,11 +22,9 @@ are biased toward the observed distribution, as with every imputer that learns o
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -507,107 +505,3 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
                 nll = nll + jac
             total += float(nll.masked_fill(~hidden, 0.0).sum() + r.kl_qp.sum())
         return -total / (K * int(hidden.sum()))
-
-
-# ---------------------------------------------------------------------------------------------- files (CLI)
-
-
-def _cell(text: str) -> float:
-    t = text.strip()
-    if t == "" or t.lower() in ("nan", "na", "n/a", "null", "none", "?"):
-        return math.nan
-    return float(t)
-
-
-def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
-    """An array from .csv (NaN, NA or empty = missing; a first row that is not numbers is the header), .npy or
-    .npz (key 'x' or its only array). Returns (X (N, D) float, header or None, the array's original shape)."""
-    path = Path(path)
-    if not path.exists():
-        raise SeqImputeError(f"{path} does not exist.")
-    suffix = path.suffix.lower()
-    header = None
-    if suffix == ".csv":
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-        if not rows:
-            raise SeqImputeError(f"{path} is empty.")
-        try:
-            [_cell(c) for c in rows[0]]
-        except ValueError:
-            header, rows = [c.strip() for c in rows[0]], rows[1:]
-        width = len(header) if header else len(rows[0]) if rows else 0
-        try:
-            data = [[_cell(c) for c in r] for r in rows]
-        except ValueError as e:
-            raise SeqImputeError(f"{path}: a cell is not a number ({e}); leave missing cells empty or write NaN.") \
-                from None
-        bad = [i + 1 + (header is not None) for i, r in enumerate(data) if len(r) != width]
-        if bad:
-            raise SeqImputeError(f"{path}: line {bad[0]} has a different number of cells than the others ({width}).")
-        arr = np.array(data, dtype=np.float64).reshape(len(data), width)
-    elif suffix in (".npy", ".npz"):
-        try:
-            if suffix == ".npy":
-                arr = np.load(path, allow_pickle=False)
-            else:
-                with np.load(path, allow_pickle=False) as z:
-                    if "x" not in z.files and len(z.files) != 1:
-                        raise SeqImputeError(f"{path} holds arrays {', '.join(z.files)}; name the data 'x'.")
-                    arr = z["x"] if "x" in z.files else z[z.files[0]]
-        except (ValueError, OSError) as e:
-            raise SeqImputeError(f"{path} could not be read ({e}).") from None
-    else:
-        raise SeqImputeError(f"{path}: unsupported file type {suffix!r}; use .csv, .npy or .npz.")
-    if arr.ndim < 1 or arr.size == 0:
-        raise SeqImputeError(f"{path} holds no values.")
-    shape = arr.shape
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
-    return arr, header, shape
-
-
-def check_output(path: str | Path) -> None:
-    """Fail before any work when ``path`` is not a writable .csv/.npy/.npz destination."""
-    path = Path(path)
-    if path.suffix.lower() not in (".csv", ".npy", ".npz"):
-        raise SeqImputeError(f"{path}: unsupported output type {path.suffix!r}; use .csv, .npy or .npz.")
-    if not path.parent.exists():
-        raise SeqImputeError(f"{path}: the folder {path.parent} does not exist; create it first.")
-
-
-def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = None, shape: tuple | None = None,
-                samples: np.ndarray | None = None) -> list[Path]:
-    """Write ``arr`` (N, D) as .csv (with ``header``; full precision), .npy or .npz (key 'x', plus 'samples').
-    For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    full = (lambda a: a.reshape(shape)) if shape is not None else (lambda a: a)
-    written = [path]
-    if suffix == ".csv":
-        def dump(p, a):
-            with open(p, "w", newline="") as f:
-                w = csv.writer(f)
-                if header:
-                    w.writerow(header)
-                for row in a:
-                    w.writerow([repr(float(v)) if a.dtype == np.float64 else repr(np.float32(v).item()) for v in row])
-
-        dump(path, arr)
-        for k, s in enumerate(samples if samples is not None else []):
-            p = path.with_name(f"{path.stem}.sample{k + 1}{path.suffix}")
-            dump(p, s)
-            written.append(p)
-    elif suffix == ".npy":
-        np.save(path, full(arr))
-        if samples is not None:
-            p = path.with_name(f"{path.stem}.samples.npy")
-            np.save(p, samples.reshape((len(samples),) + tuple(shape or arr.shape)))
-            written.append(p)
-    elif suffix == ".npz":
-        extra = {} if samples is None else {"samples": samples.reshape((len(samples),) + tuple(shape or arr.shape))}
-        np.savez(path, x=full(arr), **extra)
-    else:
-        raise SeqImputeError(f"{path}: unsupported output type {suffix!r}; use .csv, .npy or .npz.")
-    return written

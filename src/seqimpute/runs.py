@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import time
 import tomllib
 import warnings
@@ -15,45 +14,25 @@ import tomli_w
 import torch
 
 from .errors import SeqImputeError
+from .files import atomic_write
 
 CHECKPOINT_FORMAT = "seqimpute-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``: a crash leaves either
-    the previous complete file or the new complete file, never a torn one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    """torch.save ``obj`` to ``path`` atomically and durably (files.atomic_write): a crash leaves either the
+    previous complete checkpoint or the new complete one, never a torn one."""
+
+    def write(f):
+        torch.save(obj, f)
         if _SLOW_WRITE_ENV in os.environ:  # test seam (crash tests): widen the window in which a kill tears a write
             time.sleep(float(os.environ[_SLOW_WRITE_ENV]))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+
+    atomic_write(path, write, durable=True)
 
 
 _SLOW_WRITE_ENV = "SEQIMPUTE_TEST_SLOW_CHECKPOINT_S"  # seconds to wait between writing a checkpoint and renaming it
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_partials(run: Path) -> list[Path]:
@@ -92,11 +71,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 def write_config(run: Path, config: dict) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    text = tomli_w.dumps(_toml_safe(config))
-    fd, tmp = tempfile.mkstemp(dir=run, prefix=".config.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, run / "config.toml")
+    atomic_write(run / "config.toml", tomli_w.dumps(_toml_safe(config)).encode())
 
 
 def _toml_safe(d):
@@ -112,7 +87,7 @@ def read_config(run: Path) -> dict:
     if not path.exists():
         raise SeqImputeError(f"{run} is not a run folder (no config.toml); give the folder `seqimpute train --run` wrote.")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise SeqImputeError(f"{path} is not valid TOML ({e}); restore it or start a new run.") from None
 
@@ -135,12 +110,7 @@ def truncate_metrics(run: Path, step: int) -> int:
             keep.append(line)
     if len(keep) == len(lines) and (not lines or path.read_bytes().endswith(b"\n")):
         return 0  # nothing to drop and no cut-off last line: leave the file alone
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.jsonl.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(line + "\n" for line in keep))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, "".join(line + "\n" for line in keep).encode(), durable=True)
     return len(lines) - len(keep)
 
 

@@ -100,7 +100,8 @@ def cmd_fit_transform(args) -> int:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..imputer import SequentialImputer, check_output, read_table, write_table
+    from ..data.formats import check_output, read_table, write_table
+    from ..imputer import SequentialImputer
 
     check_output(args.output)
     X, header, shape = read_table(args.input)

@@ -29,7 +29,8 @@ def cmd_impute(args) -> int:
     import torch
 
     from ..data.masks import mask_sampler
-    from ..imputation import read_images, sample_trajectories
+    from ..data.formats import read_images
+    from ..sampling import sample_trajectories
     from ..plots import trajectory_grid
     from ..runs import load_run_model
 
@@ -38,7 +39,7 @@ def cmd_impute(args) -> int:
             raise SeqImputeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
     shape = tuple(cfg["data"].get("image_shape") or []) or None
-    x = read_images(args.input, shape)
+    x = torch.from_numpy(read_images(args.input, shape))
     if shape is None:
         raise SeqImputeError("`seqimpute impute` draws image grids; for tables use seqimpute.SequentialImputer.")
     if len(x) > args.max_images:
@@ -82,7 +83,7 @@ def add_sample(sub) -> None:
 
 def _step_list(text: str | None, T: int) -> list[int]:
     if not text:
-        from .imputation import fig1_steps
+        from ..sampling import fig1_steps
 
         return fig1_steps(T)
     try:
@@ -96,7 +97,7 @@ def _step_list(text: str | None, T: int) -> list[int]:
 
 
 def cmd_sample(args) -> int:
-    from ..imputation import sample_prior
+    from ..sampling import sample_prior
     from ..plots import sample_grid
     from ..runs import load_run_model
 

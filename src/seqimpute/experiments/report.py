@@ -167,8 +167,8 @@ class Report:
         return self._write("fig2c", {"rows": rows, "figures": files, "not_expressed": ne}) + files
 
     def write_fig1(self, rows, pairs) -> list[str]:
-        from ..imputation import fig1_steps, sample_prior
         from ..plots import sample_grid
+        from ..sampling import fig1_steps, sample_prior
 
         files = []
         n = self.plan.eval["fig1_samples"]
@@ -206,8 +206,8 @@ class Report:
     def _trajectories(self, c: Cell, m: str, run: RunPlan) -> str | None:
         """Draw a run's refinement trajectories on the first test images under the cell's mask; the file name, or
         None for a model without refinement steps."""
-        from ..imputation import sample_trajectories
         from ..plots import trajectory_grid
+        from ..sampling import sample_trajectories
 
         model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
         T = getattr(model, "steps", 0)

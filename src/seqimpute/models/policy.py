@@ -229,6 +229,6 @@ def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     return missing_nll(x, r.final, observed) + r.kl_qp.sum(0)
 
 
-def imputation(x: torch.Tensor, observed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def fill_in(x: torch.Tensor, observed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The filled-in observation: known values kept, missing values = sigmoid(c)."""
     return composite(x, observed, torch.sigmoid(logits))
