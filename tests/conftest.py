@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from seqimpute.data import sources
+from seqimpute.numerics import subnormals_are_flushed
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +23,15 @@ def _isolated_data(tmp_path, monkeypatch):
     sources._CACHE.clear()
     yield
     sources._CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
+def _subnormal_mode_restored():
+    """The CLI flushes subnormals for the whole process (seqimpute.numerics); a test that runs it in-process must
+    not leave that mode to the tests after it (hypothesis refuses to draw floats under flush-to-zero)."""
+    before = subnormals_are_flushed()
+    yield
+    torch.set_flush_denormal(before)
 
 
 def build_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
