@@ -233,7 +233,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
         out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, max(1, min(steps, 3)))
         return out
     opt = Optimizer(model.parameters(), "budget", spec(name).family, model.l2)
-    mask = getattr(model, "train_mask", None) or mask
+    mask = model.train_mask or mask
     x, observed = _batch(dim, batch, device, mask, image_shape, gen)
 
     def eager(x, observed, generator):
@@ -265,7 +265,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
                 "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
                 "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
-                "precision": precision, "steps_T": getattr(model, "steps", None),
+                "precision": precision, "steps_T": model.steps,
                 "gemm_gflops": replay_gemms(rec.calls, device)})
     if impute:
         out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)

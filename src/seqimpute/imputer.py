@@ -186,8 +186,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             raise SeqImputeError(" ".join(str(e).split())) from None
 
     def _check_params(self) -> None:
-        trainable = [n for n, s in MODELS.items() if getattr(s.cls, "trainable", True) and s.family != "none"
-                     and getattr(s.cls, "train_mask", None) is None]
+        trainable = [n for n, s in MODELS.items() if s.cls.trainable and s.family != "none" and s.cls.train_mask is None]
         if self.model not in MODELS or self.model not in trainable:
             raise SeqImputeError(f"model={self.model!r} is not a trainable policy; choose one of "
                                  f"{', '.join(trainable)}.")
