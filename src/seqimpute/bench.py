@@ -41,6 +41,7 @@ from .precision import matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
 from .models.registry import MODELS, build_model, spec
+from .loop import train_step
 from .optim import Optimizer
 
 SWEEPS = {"T": [1, 2, 4, 8, 16, 32], "D": [784, 1024, 2304], "batch": [50, 100, 250, 500]}
@@ -241,12 +242,12 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
 
     objective = WholeStep(eager) if compile else eager
 
-    def step(i, objective=objective):
-        with matmul_precision(precision):
-            loss, _ = objective(x, observed, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(i, 0.5)
+    def step(i, objective=objective):  # the training step (seqimpute.loop), at mid-schedule
+        def loss(x, observed):
+            with matmul_precision(precision):
+                return objective(x, observed, gen)
+
+        train_step(loss, opt, (x, observed), i, 0.5)
 
     with GemmRecorder() as rec:  # the step's matrix products (torch's FlopCounterMode misses the in-place addmm_)
         step(0, eager)
