@@ -1,5 +1,6 @@
-"""The one training loop for every trainable model: in-memory batches, a fresh mask per batch, guided rollouts,
-periodic validation on fixed masks, atomic last/best checkpoints, exact resume, a wall-clock or update budget."""
+"""`seqimpute train` for every model of the registry, on the shared loop of seqimpute.loop: in-memory batches, a
+fresh mask per batch, guided rollouts, restores after repeated numerical faults, periodic validation on fixed masks,
+atomic last/best checkpoints, exact resume, a wall-clock or update budget. Baselines fit in one pass instead."""
 
 from __future__ import annotations
 
