@@ -101,12 +101,11 @@ def train_step(objective: Callable, opt: Optimizer, batch: tuple, i: int, progre
     loss, stats = objective(*batch)
     opt.zero_grad()
     fault = None if bool(torch.isfinite(loss)) else "loss"
-    if world > 1:  # every rank must join the gradient all-reduce; a fault anywhere skips the update everywhere
+    if fault is None or world > 1:  # every rank must join the gradient all-reduce, whatever its loss
         loss.backward()
+    if world > 1:  # a fault on any rank reaches every rank's averaged gradients: all skip the update
         finite = all(bool(torch.isfinite(p.grad).all()) for p in opt.params if p.grad is not None)
         fault = None if finite else "loss"
-    elif fault is None:
-        loss.backward()
     lr = None
     if fault is None:
         lr = opt.step(i, progress)
