@@ -41,6 +41,7 @@ from .precision import matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
 from .models.registry import build_model, spec
+from .loop import train_step
 from .optim import Optimizer
 
 SWEEPS = {"T": [1, 2, 4, 8, 16, 32], "D": [784, 1024, 2304], "batch": [50, 100, 250, 500]}
@@ -233,7 +234,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
         out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, max(1, min(steps, 3)))
         return out
     opt = Optimizer(model.parameters(), "budget", spec(name).family, model.l2)
-    mask = getattr(model, "train_mask", None) or mask
+    mask = model.train_mask or mask
     x, observed = _batch(dim, batch, device, mask, image_shape, gen)
 
     def eager(x, observed, generator):
@@ -241,12 +242,12 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
 
     objective = WholeStep(eager) if compile else eager
 
-    def step(i, objective=objective):
-        with matmul_precision(precision):
-            loss, _ = objective(x, observed, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(i, 0.5)
+    def step(i, objective=objective):  # the training step (seqimpute.loop), at mid-schedule
+        def loss(x, observed):
+            with matmul_precision(precision):
+                return objective(x, observed, gen)
+
+        train_step(loss, opt, (x, observed), i, 0.5)
 
     with GemmRecorder() as rec:  # the step's matrix products (torch's FlopCounterMode misses the in-place addmm_)
         step(0, eager)
@@ -265,7 +266,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
     out.update({"train_images_per_s": batch / dt, "step_seconds": dt, "step_gflop": flops / 1e9,
                 "step_gflops": flops / dt / 1e9, "peak_mem_mb": mem.mb, "peak_mem_kind": mem.kind,
                 "params": sum(p.numel() for p in model.parameters()), "compile": bool(compile),
-                "precision": precision, "steps_T": getattr(model, "steps", None),
+                "precision": precision, "steps_T": model.steps,
                 "gemm_gflops": replay_gemms(rec.calls, device)})
     if impute:
         out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)

@@ -17,7 +17,7 @@ from .data.masks import canonical, mask_set
 from .data.sources import Dataset
 from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
-from .models.policy import Policy, bound, missing_nll
+from .models.policy import MAX_STEPS, Policy, bound, missing_nll
 
 
 ROWS_BUDGET = 5000  # rollout rows (images x samples) per evaluation batch: memory stays bounded for any K (K <= 20 keeps batch 250)
@@ -37,8 +37,6 @@ MAX_SAMPLES = ROWS_BUDGET  # K rollouts per image: one image's K rows fit one ev
 def check_counts(samples=1, steps=None, n=None, batch=1, seed=0) -> None:
     """Whole-number knobs of evaluation and imputation, refused with one message when they make no sense
     (--samples 0, --steps -1, --n 0) or would exhaust memory or never end (--samples 10**9, --steps 10**9)."""
-    from .models.registry import MAX_STEPS
-
     def whole(name, v, lo, hi=None, none_ok=False):
         require_whole(name, v, lo, hi, none_ok, types=numbers.Integral)
 
@@ -71,7 +69,7 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
 
 def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples) -> dict:
     check_counts(samples=samples, steps=steps, n=n, batch=batch, seed=seed)
-    check_mask_allowed(getattr(model, "allowed_masks", None), model.name, mask)
+    check_mask_allowed(model.allowed_masks, model.name, mask)
     device = torch.device(device or next(model.parameters(), torch.empty(0)).device)
     x_all = data.x[:n] if n else data.x
     # masks of the whole split, then the first n: `--n` scores the same holes as a full evaluation does
@@ -87,7 +85,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
-    T = steps if steps is not None else getattr(model, "steps", 0)
+    T = steps if steps is not None else model.steps
     tot = {k: 0.0 for k in ("bound", "iw", "unguided", "kl", "sq_err", "missing")}
     per_step_g = torch.zeros(T + 1, dtype=torch.float64)
     per_step_u = torch.zeros(T + 1, dtype=torch.float64)

@@ -27,8 +27,8 @@ from .data.sources import load_dataset
 from .errors import SeqImputeError
 from .evaluate import evaluate
 from .models.policy import training_loss
+from .loop import CLOCKS, Budget, train_loop
 from .optim import Optimizer
-from .train import CLOCKS
 
 LR, LR_DECAY, DECAY_EVERY, BETA1 = 1e-4, 0.95, 2000, 0.9  # beta2 0.99: the "lstm" family
 
@@ -52,10 +52,10 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
         raise SeqImputeError(f"--batch must be positive, got {batch}.")
     if clock not in CLOCKS:
         raise SeqImputeError(f"--clock must be 'wall' or 'cpu', not {clock!r}.")
-    now = CLOCKS[clock]
     model, cfg, ck = runs.load_run_model(run, checkpoint, device=device)
     name = cfg["model"]["name"]
-    if not hasattr(model, "guide_parameters"):
+    guide = model.guide_parameters()
+    if not guide:
         raise SeqImputeError(f"{name} has no separate guide to fine-tune; finetune takes a policy with a guide q "
                              f"(gpsi-*, lstm-*, draw, draw-ext-*).")
     mask = cfg["train"]["mask"]
@@ -63,56 +63,20 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
     ev = dict(samples=eval_samples, n=eval_n, seed=seed)
     raw = evaluate(model, data, mask, **ev)
 
-    guide = model.guide_parameters()
     ids = {id(p) for p in guide}
     for p in model.parameters():
         p.requires_grad_(id(p) in ids)  # p's parameters get no gradient, so nothing can move them
     opt = Optimizer(guide, "paper", "lstm", model.l2)
     opt.schedule = schedule
-    sampler = mask_sampler(getattr(model, "train_mask", None) or mask)
-    x_all = data.x.to(device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    perm_gen = torch.Generator().manual_seed(seed)
-    B = min(batch, len(x_all))
-    bar = None
-    if progress_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(total=updates, unit="upd", desc=f"finetune {name}", mininterval=1.0, dynamic_ncols=True)
-    model.train()
-    step, skipped, t0, perm, pos, acc = 0, 0, now(), None, 0, []
+    budget = Budget(updates or None, minutes or None, CLOCKS[clock])
     cpu0 = time.process_time()
-    elapsed = 0.0
-    while not ((updates and step >= updates) or (minutes and elapsed >= minutes * 60)):
-        if perm is None or pos + B > len(perm):
-            perm, pos = torch.randperm(len(x_all), generator=perm_gen), 0
-        x = x_all[perm[pos : pos + B].to(device)]
-        pos += B
-        observed = sampler.sample(B, data.image_shape, generator=gen, dim=data.dim)
-        r = model.rollout(x, observed, guided=True, generator=gen)
-        loss, _ = training_loss(model, r, x, observed)
-        opt.zero_grad()
-        if torch.isfinite(loss):
-            loss.backward()
-            lr = opt.step(step, 0.0)
-            acc.append(float(loss.detach()))
-        else:
-            skipped += 1
-        step += 1
-        elapsed = now() - t0
-        if bar is not None:
-            bar.update(1)
-        if step % log_every == 0 and acc:
-            with open(run / "finetune.jsonl", "a") as f:  # kept apart from the training run's metrics.jsonl
-                f.write(json.dumps({"step": step, "loss": sum(acc) / len(acc), "lr": lr, "skipped": skipped,
-                                    "elapsed_s": elapsed}) + "\n")
-            acc = []
-    if bar is not None:
-        bar.close()
+    step, skipped = _train_guide(run, model, opt, data, mask, budget, batch, seed, device, log_every,
+                                 f"finetune {name}" if progress_bar else None)
     cpu_s = time.process_time() - cpu0
     for p in model.parameters():
         p.requires_grad_(True)
     tuned = evaluate(model, data, mask, **ev)
+    elapsed, B = budget.elapsed, min(batch, len(data.x))
 
     keys = ("bound_nats_per_image", "iw_nats_per_image", "bound_paper_units", "kl_nats_per_image")
     summary = {"model": name, "checkpoint": checkpoint, "split": split, "mask": mask, "updates": step,
@@ -122,11 +86,54 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
                "eval_samples": raw["samples"], "settings": {"lr": LR, "decay": f"x{LR_DECAY} every {DECAY_EVERY}",
                                                            "beta1": BETA1, "beta2": 0.99},
                "raw": {k: raw[k] for k in keys if k in raw}, "finetuned": {k: tuned[k] for k in keys if k in tuned}}
-    runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION, "model_name": name,
-                      "model_config": json.dumps(model.config()), "model": model.state_dict(),
-                      "step": int(ck.get("step", 0)), "elapsed": float(ck.get("elapsed", 0.0)),
-                      "best": float(ck.get("best", math.nan)), "images": ck.get("images"), "cpu_s": ck.get("cpu_s"),
-                      "finetune": json.dumps(summary)},
-                     run / "finetuned.pt")
+    runs.save_checkpoint(run / "finetuned.pt", name, model, step=int(ck.get("step", 0)),
+                         elapsed=float(ck.get("elapsed", 0.0)), best=float(ck.get("best", math.nan)),
+                         images=ck.get("images"), cpu_s=ck.get("cpu_s"), finetune=json.dumps(summary))
     (run / "finetune.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _train_guide(run: Path, model, opt: Optimizer, data, mask: str, budget: Budget, batch: int, seed: int, device,
+                 log_every: int, bar_title: str | None) -> tuple[int, int]:
+    """The guide's updates on shuffled passes over ``data``, the loss logged to finetune.jsonl (kept apart from
+    the training run's metrics.jsonl). Returns the updates made and how many of them were skipped (a NaN/inf)."""
+    sampler = mask_sampler(model.train_mask or mask)
+    x_all = data.x.to(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    perm_gen = torch.Generator().manual_seed(seed)
+    B = min(batch, len(x_all))
+    perm, pos = None, 0
+
+    def next_batch(step: int) -> tuple:  # a fresh shuffle whenever the current one cannot fill a batch
+        nonlocal perm, pos
+        if perm is None or pos + B > len(perm):
+            perm, pos = torch.randperm(len(x_all), generator=perm_gen), 0
+        pos += B
+        return x_all[perm[pos - B : pos].to(device)], sampler.sample(B, data.image_shape, generator=gen, dim=data.dim)
+
+    def objective(x, observed):
+        return training_loss(model, model.rollout(x, observed, guided=True, generator=gen), x, observed)
+
+    log = {"losses": [], "lr": 0.0, "skipped": 0}
+
+    def after(step: int, res) -> None:
+        log["skipped"] += not res.ok
+        if res.fault != "loss":
+            log["lr"] = res.lr
+            log["losses"].append(float(res.loss))
+        if step % log_every == 0 and log["losses"]:
+            with open(run / "finetune.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "loss": sum(log["losses"]) / len(log["losses"]), "lr": log["lr"],
+                                    "skipped": log["skipped"], "elapsed_s": budget.elapsed}) + "\n")
+            log["losses"] = []
+
+    bar = None
+    if bar_title is not None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=budget.updates, unit="upd", desc=bar_title, mininterval=1.0, dynamic_ncols=True)
+    model.train()
+    step = train_loop(opt, next_batch, objective, budget, after=after, bar=bar)
+    if bar is not None:
+        bar.close()
+    return step, log["skipped"]

@@ -39,7 +39,7 @@ from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
 from .numerics import subnormals_flushed
 from .optim import Optimizer
 from .precision import PRECISIONS, matmul_precision, resolve
-from .train import BatchOrder
+from .loop import BatchOrder, Budget, train_loop
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -184,8 +184,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             raise SeqImputeError(" ".join(str(e).split())) from None
 
     def _check_params(self) -> None:
-        trainable = [n for n, s in MODELS.items() if getattr(s.cls, "trainable", True) and s.family != "none"
-                     and getattr(s.cls, "train_mask", None) is None]
+        trainable = [n for n, s in MODELS.items() if s.cls.trainable and s.family != "none" and s.cls.train_mask is None]
         if self.model not in MODELS or self.model not in trainable:
             raise SeqImputeError(f"model={self.model!r} is not a trainable policy; choose one of "
                                  f"{', '.join(trainable)}.")
@@ -243,6 +242,18 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             return "gaussian"
         return "bernoulli" if in_unit else "gaussian"
 
+    def _fit_scaling(self, X: np.ndarray) -> None:
+        """mean_, scale_ and the fill of never-observed values, from the observed values of each column."""
+        Xd, D = X.astype(np.float64), X.shape[1]
+        if self.likelihood_ == "gaussian":
+            self.mean_ = np.nanmean(Xd, axis=0)
+            sd = np.nanstd(Xd, axis=0)
+            self.scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+            self.fill_ = np.zeros(D)
+        else:
+            self.mean_, self.scale_ = np.zeros(D), np.ones(D)
+            self.fill_ = np.nanmean(Xd, axis=0)
+
     def _to_model(self, X: np.ndarray):
         """(N, D) array -> standardised float32 tensor with NaN replaced by the column's fill, and the mask."""
         observed = ~np.isnan(X)
@@ -271,6 +282,19 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------ fit
 
+    def _build(self, ms, D: int, device: torch.device):
+        """The policy, sized by the number of columns D unless given, initialised from ``seed_``."""
+        options = {"hidden": self.hidden or int(np.clip(4 * D, 64, 500)),
+                   "z": self.latent or int(np.clip(D // 2, 4, 100)), "steps": self.steps}
+        if "write" in ms.option_names():  # LSTM: the write layer follows the hidden width unless given
+            options["write"] = options["hidden"]
+        if self.likelihood_ == "gaussian":
+            options["link"] = "identity"
+        options.update(self.model_options or {})
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+            torch.manual_seed(self.seed_)
+            return build_model(self.model, D, None, options).to(device)
+
     def _threads(self, hidden: int | None = None) -> _Threads:
         if self.n_threads is not None:
             return _Threads(int(self.n_threads))
@@ -298,32 +322,15 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, so it takes "
                                  f"likelihood='bernoulli' (values in [0, 1]); for real-valued columns use "
                                  f"model='gpsi-add' or scale your columns into [0, 1].")
-        Xd = X.astype(np.float64)
-        if self.likelihood_ == "gaussian":
-            self.mean_ = np.nanmean(Xd, axis=0)
-            sd = np.nanstd(Xd, axis=0)
-            self.scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-            self.fill_ = np.zeros(D)
-        else:
-            self.mean_, self.scale_ = np.zeros(D), np.ones(D)
-            self.fill_ = np.nanmean(Xd, axis=0)
+        self._fit_scaling(X)
         rs = check_random_state(self.random_state)
         self.seed_ = int(rs.randint(0, 2**31 - 1))
 
-        options = {"hidden": self.hidden or int(np.clip(4 * D, 64, 500)),
-                   "z": self.latent or int(np.clip(D // 2, 4, 100)), "steps": self.steps}
-        if "write" in ms.option_names():  # LSTM: the write layer follows the hidden width unless given
-            options["write"] = options["hidden"]
-        if self.likelihood_ == "gaussian":
-            options["link"] = "identity"
-        options.update(self.model_options or {})
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
         precision = resolve(self.precision, device)
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
-            torch.manual_seed(self.seed_)
-            model = build_model(self.model, D, None, options).to(device)
+        model = self._build(ms, D, device)
         raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ == "gaussian" else None
         params = list(model.parameters()) + ([raw_lv] if raw_lv is not None else [])
 
@@ -336,41 +343,37 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         gen = torch.Generator(device=device).manual_seed(self.seed_)
         Z, O = self._to_model(X)
         order = BatchOrder(N, int(self.batch_size), self.seed_)
-        bar = None
+
+        def batch(step: int) -> tuple:  # rows, their observed values, and those hidden to be imputed and scored
+            idx = order.indices(step).to(device)
+            return Z[idx], O[idx], self._hide(O[idx], gen)
+
+        def objective(z, obs, hidden):
+            with matmul_precision(precision):
+                r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
+            nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
+            return training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
+
+        bar, losses, skipped = None, [], 0
         if self.verbose:
             from tqdm import tqdm
 
             bar = tqdm(total=updates, unit="upd", desc=f"SequentialImputer {self.model}", mininterval=0.5,
                        dynamic_ncols=True)
+
+        def after(step: int, res) -> None:
+            nonlocal skipped
+            skipped += not res.ok
+            if res.fault != "loss":
+                losses.append(res.loss)
+            if bar is not None and step % 20 == 0 and losses:
+                bar.set_postfix(loss=f"{float(losses[-1]):.3g}", refresh=False)
+
+        # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
+        budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
         model.train()
-        losses, step, skipped, t0 = [], 0, 0, time.perf_counter()
-        while True:
-            elapsed = time.perf_counter() - t0
-            stopped = ("updates" if updates is not None and step >= updates
-                       else "minutes" if minutes is not None and elapsed >= minutes * 60 else None)
-            if stopped:
-                break
-            progress = step / updates if updates is not None else elapsed / (minutes * 60)
-            idx = order.indices(step).to(device)
-            z, obs = Z[idx], O[idx]
-            hidden = self._hide(obs, gen)
-            with matmul_precision(precision):
-                r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
-            nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
-            loss, _ = training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
-            opt.zero_grad()
-            if torch.isfinite(loss):
-                loss.backward()
-                opt.step(step, progress)
-                losses.append(loss.detach())
-                skipped += opt.skipped  # a NaN/inf gradient: the optimiser skipped the update
-            else:
-                skipped += 1
-            step += 1
-            if bar is not None:
-                bar.update(1)
-                if step % 20 == 0 and losses:
-                    bar.set_postfix(loss=f"{float(losses[-1]):.3g}", refresh=False)
+        step = train_loop(opt, batch, objective, budget, after=after, bar=bar)
+        stopped = budget.stopped_by(step)
         if bar is not None:
             bar.close()
         self.stopped_by_ = stopped
@@ -391,7 +394,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             warnings.warn(f"SequentialImputer skipped {skipped} of {step} training updates whose loss or gradient "
                           f"was not finite (NaN/inf); if many were, lower learning_rate or scale the columns.",
                           RuntimeWarning, stacklevel=3)
-        self.training_seconds_ = time.perf_counter() - t0
+        self.training_seconds_ = time.perf_counter() - budget.t0
         tail = losses[-max(1, len(losses) // 10):]
         self.loss_ = float(torch.stack(tail).mean()) if tail else math.nan
         return self

@@ -32,6 +32,13 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write(path, write, durable=True)
 
 
+def save_checkpoint(path: Path, name: str, model, **state) -> None:
+    """Write the one checkpoint format, atomically: the model's registry name, config and parameters, and the
+    training ``state`` that goes with them (step, elapsed, best, optimizer, rng, ...)."""
+    atomic_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_name": name,
+                 "model_config": json.dumps(model.config()), "model": model.state_dict(), **state}, path)
+
+
 _SLOW_WRITE_ENV = "SEQIMPUTE_TEST_SLOW_CHECKPOINT_S"  # seconds to wait between writing a checkpoint and renaming it
 
 

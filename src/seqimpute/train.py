@@ -1,5 +1,6 @@
-"""The one training loop for every trainable model: in-memory batches, a fresh mask per batch, guided rollouts,
-periodic validation on fixed masks, atomic last/best checkpoints, exact resume, a wall-clock or update budget."""
+"""`seqimpute train` for every model of the registry, on the shared loop of seqimpute.loop: in-memory batches, a
+fresh mask per batch, guided rollouts, restores after repeated numerical faults, periodic validation on fixed masks,
+atomic last/best checkpoints, exact resume, a wall-clock or update budget. Baselines fit in one pass instead."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
+from .loop import CLOCKS, BatchOrder, Budget, StepResult, train_loop
 from .models.policy import Policy, WholeStep, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
@@ -33,9 +35,6 @@ MAX_CONSECUTIVE_FAULTS = 5
 MAX_FAULTS_IN_WINDOW = 20
 FAULT_WINDOW = 100
 MAX_RESTORES = 3
-# What a --minutes budget counts. "cpu": the process's CPU time over all its threads, so on a shared machine a
-# budget buys the same work however busy the other cores are (with one thread it is the single core's time).
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 # Settings a resumed run may change (its totals and how it runs); every other setting defines the run.
@@ -109,31 +108,6 @@ class TrainConfig:
                 raise SeqImputeError(f"{name} must be a string, got {getattr(self, name)!r}.")
 
 
-def _progress(step: int, elapsed: float, cfg: TrainConfig) -> float:
-    p = 0.0
-    if cfg.updates:
-        p = max(p, step / cfg.updates)
-    if cfg.minutes:
-        p = max(p, elapsed / (cfg.minutes * 60))
-    return p
-
-
-class BatchOrder:
-    """Epoch-wise shuffles derived from (seed, epoch) alone, so batch i is the same whether or not the run resumed."""
-
-    def __init__(self, n: int, batch: int, seed: int):
-        self.n, self.batch, self.seed = n, min(batch, n), seed
-        self.per_epoch = max(n // self.batch, 1)
-        self._epoch, self._perm = -1, None
-
-    def indices(self, step: int) -> torch.Tensor:
-        epoch, pos = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        return self._perm[pos * self.batch : (pos + 1) * self.batch]
-
-
 def _restore(run: Path, model, opt: Optimizer, gen: torch.Generator, seed: int, step: int) -> tuple[int, float | None]:
     """After repeated numerical faults: the last checkpoint's parameters and optimiser state (or the current ones
     when there is none yet, which skipped updates kept finite), half the learning rate, and a fresh noise stream so
@@ -194,7 +168,60 @@ def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = 
 
 
 def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, session_updates: int | None) -> dict:
-    resuming = (run / "last.pt").exists()
+    cfg, resuming = _settled_config(run, cfg)
+    precision = resolve(cfg.precision or "auto", cfg.device)
+    ms = spec(cfg.model)
+    check_mask_allowed(ms.cls.allowed_masks, cfg.model, cfg.mask)  # generators: 'full' only
+    if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
+        raise SeqImputeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    world, rank, device = distributed.setup(cfg.device)
+    train_set, valid_set, sampler = _data(cfg)
+    if resuming:
+        model, _, ck = runs.load_run_model(run, "last")
+    else:
+        torch.manual_seed(cfg.seed)  # parameter init
+        model, ck = build_model(cfg.model, train_set.dim, cfg.sizes, cfg.model_options), None
+    if not model.trainable:  # baselines: fitting is a pass over the training set, no updates
+        return _fit_baseline(run, cfg, model, train_set, valid_set)
+    if model.dim != train_set.dim:
+        raise SeqImputeError(f"{run} was trained on {model.dim} values per example, the data have {train_set.dim}.")
+    model.to(device)
+    if model.train_mask:  # a model that trains on its own mask whatever the run's (a VAE: 'full')
+        sampler = mask_sampler(model.train_mask)
+    t = _Trainer(run, cfg, model, ms.family, device, ck, world, rank, session_updates, valid_set)
+    if t.main:
+        t.prepare_folder(resuming, precision, train_set, quiet)
+
+    x_train = train_set.x.to(device)
+    order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
+    t.B = order.batch
+    rows = distributed.local_rows(t.B, world, rank)
+    objective = distributed.wrap(model, world, device)
+    if cfg.compile:
+        objective = WholeStep(objective)
+
+    def batch(step: int) -> tuple:  # masks (and, in the rollout, noise) are drawn for the global batch on every rank
+        x = x_train[order.indices(step)[rows].to(device)]
+        return x, sampler.sample(t.B, train_set.image_shape, generator=t.gen, dim=train_set.dim)[rows]
+
+    def loss(x, observed):
+        with noise_shard(world, rank), matmul_precision(precision):
+            return objective(x, observed, t.gen)
+
+    if progress_bar and not quiet and t.main:
+        from tqdm import tqdm
+
+        t.bar = tqdm(total=cfg.updates, initial=t.step, unit="upd", desc=cfg.model, mininterval=1.0,
+                     dynamic_ncols=True)
+    t.start()
+    t.step = train_loop(t.opt, batch, loss, t.budget, t.step, world, t.fault, t.after, t.bar)
+    return t.finish(precision)
+
+
+def _settled_config(run: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, bool]:
+    """The run's settings and whether it resumes: a new run's ``cfg``, or a run folder's stored config with the
+    runtime settings ``cfg`` changes."""
+    resuming = (run / "last.pt").exists()  # a run that never reached its first checkpoint starts again
     if resuming:
         stored = TrainConfig.stored(run)
         if cfg is not None:
@@ -207,19 +234,14 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         cfg = stored
     elif cfg is None:
         raise SeqImputeError(f"{run} is not a run folder (no last.pt); start a run with --model, --data and --mask.")
-    elif (run / "config.toml").exists() and not (run / "last.pt").exists():
-        pass  # a run that never reached its first checkpoint starts again
     cfg.check()
     if not cfg.updates and not cfg.minutes:
         cfg.minutes = DEFAULT_MINUTES
-    precision = resolve(cfg.precision or "auto", cfg.device)
-    ms = spec(cfg.model)
-    check_mask_allowed(getattr(ms.cls, "allowed_masks", None), cfg.model, cfg.mask)  # generators: 'full' only
-    if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
-        raise SeqImputeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
-    world, rank, device = distributed.setup(cfg.device)
-    main = rank == 0
+    return cfg, resuming
 
+
+def _data(cfg: TrainConfig):
+    """The training and validation splits and the mask sampler, refused when there is nothing to learn."""
     train_set = load_dataset(cfg.data, "train", **cfg.data_options)
     valid_set = load_dataset(cfg.data, "valid", **cfg.data_options)
     if torch.isnan(train_set.x).any():
@@ -230,46 +252,79 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     if not (~trial).any():
         raise SeqImputeError(f"mask {cfg.mask!r} leaves nothing missing, so there is nothing to learn; choose a mask "
                              f"that hides values, e.g. mcar:0.8.")
+    return train_set, valid_set, sampler
 
-    if resuming:
-        model, _, ck = runs.load_run_model(run, "last")
-    else:
-        torch.manual_seed(cfg.seed)  # parameter init
-        model = build_model(cfg.model, train_set.dim, cfg.sizes, cfg.model_options)
-        ck = None
-    if not model.trainable:  # baselines: fitting is a pass over the training set, no updates
-        model.fit(train_set)
-        model.tune(valid_set, cfg.mask)  # settings chosen on the validation split (e.g. kNN's k), in config()
-        runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
-                                "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
-                                         "dim": train_set.dim, "note": train_set.note}})
-        runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
-                          "model_name": cfg.model, "model_config": json.dumps(model.config()),
-                          "model": model.state_dict(), "step": 0, "elapsed": 0.0, "best": math.nan, "images": 0},
-                         run / "last.pt")
-        return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}
-    if model.dim != train_set.dim:
-        raise SeqImputeError(f"{run} was trained on {model.dim} values per example, the data have {train_set.dim}.")
-    model.to(device)
-    if model.train_mask:  # a model that trains on its own mask whatever the run's (a VAE: 'full')
-        sampler = mask_sampler(model.train_mask)
-    opt = Optimizer(model.parameters(), cfg.optimizer, ms.family, model.l2, cfg.lr, cfg.warmup)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    step, elapsed, best, restores = 0, 0.0, math.inf, 0
-    cpu_before = 0.0  # this run's CPU seconds in earlier sessions (None: a checkpoint from before it was recorded)
-    if ck is not None:
-        cpu_before = ck.get("cpu_s")
+
+def _write_config(run: Path, cfg: TrainConfig, model: Policy, data, **more) -> None:
+    runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
+                            "data": {"name": data.name, "image_shape": list(data.image_shape or []), "dim": data.dim,
+                                     "note": data.note}, **more})
+
+
+def _fit_baseline(run: Path, cfg: TrainConfig, model: Policy, train_set, valid_set) -> dict:
+    """A baseline fits in one pass over the training set, then tunes on the validation split (e.g. kNN's k)."""
+    model.fit(train_set)
+    model.tune(valid_set, cfg.mask)  # the chosen settings are in config()
+    _write_config(run, cfg, model, train_set)
+    runs.save_checkpoint(run / "last.pt", cfg.model, model, step=0, elapsed=0.0, best=math.nan, images=0)
+    return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}
+
+
+def _fresh_window() -> dict:  # running sums of the logged window
+    return {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
+
+
+class _Trainer:
+    """One call of `train` around the shared loop (seqimpute.loop): the run's state (optimiser, noise stream,
+    step, best validation score, restores), and what follows each update: fault handling with restores, the
+    metrics log, validation and checkpoints. Rank 0 alone writes."""
+
+    def __init__(self, run: Path, cfg: TrainConfig, model: Policy, family: str, device, ck: dict | None,
+                 world: int, rank: int, session_updates: int | None, valid_set):
+        self.run, self.cfg, self.model, self.world, self.main = run, cfg, model, world, rank == 0
+        self.valid_set = valid_set
+        self.opt = Optimizer(model.parameters(), cfg.optimizer, family, model.l2, cfg.lr, cfg.warmup)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.step, elapsed, self.best, self.restores = 0, 0.0, math.inf, 0
+        self.cpu_before = 0.0  # this run's CPU seconds in earlier sessions (None: a checkpoint from before it was recorded)
+        if ck is not None:
+            elapsed = self._resume(ck)
+        agree = (lambda v: distributed.broadcast_float(v, world)) if cfg.minutes else (lambda v: v)
+        self.budget = Budget(cfg.updates, cfg.minutes, CLOCKS[cfg.clock], session_updates, elapsed=elapsed,
+                             agree=agree)
+        self.bar, self.B, self.cpu_t0 = None, 0, 0.0
+        self.last_valid = self.best if math.isfinite(self.best) else float("nan")
+        self.lr, self.acc = 0.0, _fresh_window()
+        self.fault_run, self.faults = 0, collections.deque()  # consecutive faults; steps of those in the FAULT_WINDOW
+        self.t_log, self.steps_log = 0.0, 0
+        self.rate = [0, 0.0]  # images and seconds of the logged windows (validation not charged): this call's rate
+
+    def start(self) -> None:
+        self.model.train()
+        self.t_log, self.cpu_t0 = time.perf_counter(), time.process_time()
+
+    def validate(self) -> float:
+        cfg = self.cfg
+        return evaluate(self.model, self.valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500,
+                        seed=cfg.seed)["score_paper_units"]
+
+    def _resume(self, ck: dict) -> float:
+        """The training state of checkpoint ``ck``; returns its elapsed seconds."""
+        self.cpu_before = ck.get("cpu_s")
         try:
-            opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["rng"])
-            step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.gen.set_state(ck["rng"])
+            self.step, elapsed, self.best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise SeqImputeError(f"{run}/last.pt lacks a usable training state ({type(e).__name__}: {e}); it cannot "
-                                 f"be resumed: start a new run folder.") from None
-        opt.lr_scale, restores = float(ck.get("lr_scale", 1.0)), int(ck.get("restores", 0))
-    if main:
-        # A resumed run continues from its last complete checkpoint: temporary files of a killed write go, and
-        # metrics logged after the checkpoint's step are dropped (they are logged again, once, as the run replays).
+            raise SeqImputeError(f"{self.run}/last.pt lacks a usable training state ({type(e).__name__}: {e}); it "
+                                 f"cannot be resumed: start a new run folder.") from None
+        self.opt.lr_scale, self.restores = float(ck.get("lr_scale", 1.0)), int(ck.get("restores", 0))
+        return elapsed
+
+    def prepare_folder(self, resuming: bool, precision: str, train_set, quiet: bool) -> None:
+        """A resumed run continues from its last complete checkpoint: temporary files of a killed write go, and
+        metrics logged after the checkpoint's step are dropped (they are logged again, once, as the run replays)."""
+        run, step = self.run, self.step
         runs.remove_partials(run)
         runs.truncate_metrics(run, step)
         before = runs.read_config(run).get("runtime", {}).get("precision") if resuming else None
@@ -278,151 +333,106 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
             if not quiet:
                 print(f"note: {run} trained with {before} products until update {step}; it continues with "
                       f"{precision} (the parameters and the optimiser state are float32 at either)")
-        runs.write_config(run, {"train": dataclasses.asdict(cfg), "model": {"name": cfg.model, **model.config()},
-                                "data": {"name": train_set.name, "image_shape": list(train_set.image_shape or []),
-                                         "dim": train_set.dim, "note": train_set.note},
-                                "runtime": {"precision": precision}})
+        _write_config(run, self.cfg, self.model, train_set, runtime={"precision": precision})
 
-    x_train = train_set.x.to(device)
-    order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
-    B = order.batch
-    rows = distributed.local_rows(B, world, rank)
-    objective = distributed.wrap(model, world, device)
-    if cfg.compile:
-        objective = WholeStep(objective)
+    def save(self, which: str) -> None:
+        cpu_s = None if self.cpu_before is None else self.cpu_before + time.process_time() - self.cpu_t0
+        runs.save_checkpoint(self.run / f"{which}.pt", self.cfg.model, self.model, optimizer=self.opt.state_dict(),
+                             rng=self.gen.get_state(), step=self.step, elapsed=self.budget.elapsed, best=self.best,
+                             lr_scale=self.opt.lr_scale, restores=self.restores, images=self.step * self.B, cpu_s=cpu_s)
 
-    def save(which: str):
-        runs.atomic_save({"format": runs.CHECKPOINT_FORMAT, "version": runs.CHECKPOINT_VERSION,
-                          "model_name": cfg.model, "model_config": json.dumps(model.config()),
-                          "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": gen.get_state(),
-                          "step": step, "elapsed": elapsed, "best": best, "lr_scale": opt.lr_scale,
-                          "restores": restores, "images": step * B,
-                          "cpu_s": None if cpu_before is None else cpu_before + time.process_time() - cpu_t0},
-                         run / f"{which}.pt")
+    def fault(self, step: int, res: StepResult) -> int | None:
+        """A skipped update, logged. This many in a row, or within the last FAULT_WINDOW updates, restore the last
+        checkpoint with the learning rate halved (returns the step to continue from); too many restores end the
+        run with a SeqImputeError."""
+        self.acc["skipped"] += 1
+        self.fault_run += 1
+        self.faults.append(step)
+        while self.faults and self.faults[0] <= step - FAULT_WINDOW:
+            self.faults.popleft()
+        if self.main:
+            runs.append_metrics(self.run, {"step": step + 1, "event": "skipped_update",
+                                           "cause": f"non-finite {res.fault}"})
+        if self.fault_run < MAX_CONSECUTIVE_FAULTS and len(self.faults) < MAX_FAULTS_IN_WINDOW:
+            return None
+        self.restores += 1
+        if self.restores > MAX_RESTORES:
+            if self.bar is not None:
+                self.bar.close()
+            raise SeqImputeError(
+                f"training diverged: non-finite losses or gradients kept coming back after {MAX_RESTORES} restores "
+                f"of the last checkpoint with the learning rate halved each time (now x{self.opt.lr_scale:g}); lower "
+                f"the learning rate (--set lr=...) or check the data for extreme values. {self.run / 'last.pt'} "
+                f"holds the last good state.")
+        self.step, ck_best = _restore(self.run, self.model, self.opt, self.gen,
+                                      self.cfg.seed + 1_000_003 * self.restores, step)
+        self.best = self.best if ck_best is None else ck_best
+        self.fault_run, self.acc = 0, _fresh_window()
+        self.faults.clear()
+        if self.main:
+            runs.truncate_metrics(self.run, self.step)
+            runs.append_metrics(self.run, {"step": self.step, "event": "restored", "lr_scale": self.opt.lr_scale,
+                                           "restores": self.restores})
+            self.save("last")  # the halved rate and the fresh noise stream survive a crash from here on
+        self.t_log, self.steps_log = time.perf_counter(), 0
+        return self.step
 
-    def validate() -> float:
-        res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
-        return res["score_paper_units"]
-
-    start_step = step
-
-    def done() -> bool:
-        return (cfg.updates is not None and step >= cfg.updates) or \
-               (cfg.minutes is not None and elapsed >= cfg.minutes * 60) or \
-               (session_updates is not None and step - start_step >= session_updates)
-
-    bar = None
-    if progress_bar and not quiet and main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.updates, initial=step, unit="upd", desc=cfg.model, mininterval=1.0, dynamic_ncols=True)
-    last_valid = best if math.isfinite(best) else float("nan")
-    lr = 0.0
-
-    def fresh_acc() -> dict:  # running sums of the logged window
-        return {"loss": 0.0, "nll": 0.0, "kl_qp": 0.0, "kl_pq": 0.0, "n": 0, "skipped": 0}
-
-    acc = fresh_acc()
-    fault_run, faults = 0, collections.deque()  # consecutive faults; steps of the faults in the last FAULT_WINDOW
-    t_log, steps_log = time.perf_counter(), 0
-    rate = [0, 0.0]  # images and seconds of the logged windows (validation not charged): this call's training rate
-    model.train()
-    clock = CLOCKS[cfg.clock]
-    t0, cpu_t0 = clock(), time.process_time()
-    base_elapsed = elapsed
-    while not done():
-        idx = order.indices(step)[rows].to(device)
-        x = x_train[idx]
-        # masks (and, inside the rollout, noise) are drawn for the global batch on every rank: see distributed.py
-        observed = sampler.sample(B, train_set.image_shape, generator=gen, dim=train_set.dim)[rows]
-        with noise_shard(world, rank), matmul_precision(precision):
-            loss, stats = objective(x, observed, gen)
-        opt.zero_grad()
-        finite = bool(torch.isfinite(loss))
-        cause = "loss"
-        if world > 1:  # every rank must join the gradient all-reduce; a fault anywhere skips the update everywhere
-            loss.backward()
-            finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
-        elif finite:
-            loss.backward()
-        if finite:
-            lr = opt.step(step, _progress(step, elapsed, cfg))
-            finite, cause = not opt.skipped, "gradient"  # the optimiser skips a NaN/inf gradient
-        if finite:
-            acc["loss"] += loss.detach()
+    def after(self, step: int, res: StepResult) -> None:
+        """After update ``step``: its terms into the logged window; on rank 0, the log, validation and checkpoints
+        at their intervals and at the end."""
+        self.step = step
+        self.steps_log += 1
+        if res.lr is not None:
+            self.lr = res.lr
+        if res.ok:
+            self.acc["loss"] += res.loss
             for k in ("nll", "kl_qp", "kl_pq"):
-                acc[k] += stats[k]
-            acc["n"] += 1
-            fault_run = 0
-        else:  # a numerical fault: skip the update rather than poison the parameters
-            acc["skipped"] += 1
-            fault_run += 1
-            faults.append(step)
-            while faults and faults[0] <= step - FAULT_WINDOW:
-                faults.popleft()
-            if main:
-                runs.append_metrics(run, {"step": step + 1, "event": "skipped_update", "cause": f"non-finite {cause}"})
-            if fault_run >= MAX_CONSECUTIVE_FAULTS or len(faults) >= MAX_FAULTS_IN_WINDOW:
-                restores += 1
-                if restores > MAX_RESTORES:
-                    if bar is not None:
-                        bar.close()
-                    raise SeqImputeError(
-                        f"training diverged: non-finite losses or gradients kept coming back after {MAX_RESTORES} "
-                        f"restores of the last checkpoint with the learning rate halved each time (now x"
-                        f"{opt.lr_scale:g}); lower the learning rate (--set lr=...) or check the data for extreme "
-                        f"values. {run / 'last.pt'} holds the last good state.")
-                step, ck_best = _restore(run, model, opt, gen, cfg.seed + 1_000_003 * restores, step)
-                best = best if ck_best is None else ck_best
-                fault_run, acc = 0, fresh_acc()
-                faults.clear()
-                if main:
-                    runs.truncate_metrics(run, step)
-                    runs.append_metrics(run, {"step": step, "event": "restored", "lr_scale": opt.lr_scale,
-                                              "restores": restores})
-                    save("last")  # the halved rate and the fresh noise stream survive a crash from here on
-                t_log, steps_log = time.perf_counter(), 0
-                continue
-        step += 1
-        steps_log += 1
-        elapsed = distributed.broadcast_float(base_elapsed + clock() - t0, world) if cfg.minutes \
-            else base_elapsed + clock() - t0
-        if bar is not None:
-            bar.update(1)
-        if not main:
-            continue
-        if step % cfg.log_every == 0 or done():
-            now = time.perf_counter()
-            n = max(acc["n"], 1)
-            rec = {"step": step, "images": step * B, "loss": float(acc["loss"]) / n, "nll": float(acc["nll"]) / n,
-                   "kl_qp": float(acc["kl_qp"]) / n, "kl_pq": float(acc["kl_pq"]) / n, "lr": lr if acc["n"] else 0.0,
-                   "skipped": acc["skipped"], "images_per_s": steps_log * B / max(now - t_log, 1e-9),
-                   "elapsed_s": elapsed}
-            runs.append_metrics(run, rec)
-            rate[0], rate[1] = rate[0] + steps_log * B, rate[1] + now - t_log
-            if bar is not None:
-                bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{last_valid:.1f}",
-                                img_s=f"{rec['images_per_s']:.0f}", refresh=False)
-            acc = fresh_acc()
-            t_log, steps_log = now, 0
-        if step % cfg.valid_every == 0 or done():
-            last_valid = validate()
-            runs.append_metrics(run, {"step": step, "images": step * B, "valid_bound_paper_units": last_valid,
-                                      "elapsed_s": elapsed})
-            if last_valid < best:
-                best = last_valid
-                save("best")
-            t_log = time.perf_counter()  # validation time is not charged to the training rate
-        if step % cfg.ckpt_every == 0 or done():
-            save("last")
-    if bar is not None:
-        bar.close()
-    distributed.cleanup(world)
-    if not main:
-        return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best}
-    if not (run / "last.pt").exists():
-        save("last")
-    if type(model).tune is not Policy.tune:
-        _tune_checkpoints(run, cfg, valid_set)
-    return {"run": str(run), "step": step, "elapsed_s": elapsed, "best_valid_bound_paper_units": best,
-            "images_per_s": rate[0] / rate[1] if rate[1] else math.nan, "precision": precision}
+                self.acc[k] += res.stats[k]
+            self.acc["n"] += 1
+            self.fault_run = 0
+        if not self.main:
+            return
+        cfg, last = self.cfg, self.budget.done(step)
+        if step % cfg.log_every == 0 or last:
+            self._log(step)
+        if step % cfg.valid_every == 0 or last:
+            self.last_valid = self.validate()
+            runs.append_metrics(self.run, {"step": step, "images": step * self.B,
+                                           "valid_bound_paper_units": self.last_valid,
+                                           "elapsed_s": self.budget.elapsed})
+            if self.last_valid < self.best:
+                self.best = self.last_valid
+                self.save("best")
+            self.t_log = time.perf_counter()  # validation time is not charged to the training rate
+        if step % cfg.ckpt_every == 0 or last:
+            self.save("last")
+
+    def _log(self, step: int) -> None:
+        now, acc, B = time.perf_counter(), self.acc, self.B
+        n = max(acc["n"], 1)
+        rec = {"step": step, "images": step * B, "loss": float(acc["loss"]) / n, "nll": float(acc["nll"]) / n,
+               "kl_qp": float(acc["kl_qp"]) / n, "kl_pq": float(acc["kl_pq"]) / n,
+               "lr": self.lr if acc["n"] else 0.0, "skipped": acc["skipped"],
+               "images_per_s": self.steps_log * B / max(now - self.t_log, 1e-9), "elapsed_s": self.budget.elapsed}
+        runs.append_metrics(self.run, rec)
+        self.rate[0], self.rate[1] = self.rate[0] + self.steps_log * B, self.rate[1] + now - self.t_log
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{rec['loss']:.1f}", valid=f"{self.last_valid:.1f}",
+                                 img_s=f"{rec['images_per_s']:.0f}", refresh=False)
+        self.acc = _fresh_window()
+        self.t_log, self.steps_log = now, 0
+
+    def finish(self, precision: str) -> dict:
+        if self.bar is not None:
+            self.bar.close()
+        distributed.cleanup(self.world)
+        out = {"run": str(self.run), "step": self.step, "elapsed_s": self.budget.elapsed,
+               "best_valid_bound_paper_units": self.best}
+        if not self.main:
+            return out
+        if not (self.run / "last.pt").exists():
+            self.save("last")
+        if type(self.model).tune is not Policy.tune:
+            _tune_checkpoints(self.run, self.cfg, self.valid_set)
+        return {**out, "images_per_s": self.rate[0] / self.rate[1] if self.rate[1] else math.nan,
+                "precision": precision}

@@ -110,7 +110,7 @@ def cmd_sample(args) -> int:
     if not model.trainable:
         raise SeqImputeError(f"{cfg['model']['name']} is not a generative policy; sample from a trained model "
                              f"such as draw-ext-add.")
-    steps = _step_list(args.steps, getattr(model, "steps", 0))
+    steps = _step_list(args.steps, model.steps)
     frames = sample_prior(model, args.n, steps, seed=args.seed)
     out = sample_grid(frames, shape, args.out, steps,
                       f"{cfg['model']['name']}: sigmoid(c_t) of {args.n} samples from the prior")

@@ -291,7 +291,7 @@ class Plan:
         """(mask, folder tag, what it was trained on) of the run that serves ``model`` at ``cell``."""
         role = cell.role
         ms = model_spec(model)
-        shared = not ms.cls.trainable or getattr(ms.cls, "train_mask", None) is not None
+        shared = not ms.cls.trainable or ms.cls.train_mask is not None
         families = self.preset.get("families", {}).get(role, {})
         if cell.mask == "full":
             return "full", "full", "mask full (generation)"

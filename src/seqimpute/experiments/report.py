@@ -177,7 +177,7 @@ class Report:
                 continue
             model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
             shape = self.plan.shape(c.role)
-            steps = fig1_steps(getattr(model, "steps", 0))
+            steps = fig1_steps(model.steps)
             frames = sample_prior(model, n, steps, seed=0)
             name = f"fig1_{m}.png"
             sample_grid(frames, shape, self.out_dir / name, steps,
@@ -210,7 +210,7 @@ class Report:
         from ..sampling import sample_trajectories
 
         model = runs_mod.load_run_model(run.path, "best", device=self.plan.device)[0]
-        T = getattr(model, "steps", 0)
+        T = model.steps
         if T < 1:
             return None
         d = self.plan.data_for(c.role)

@@ -72,7 +72,6 @@ class _Generative(Policy):
     """What DRAW and the extended model share: mask 'full' only, the encoder's folded GEMM, the writer, sampling."""
 
     allowed_masks = ("full",)  # the trainer and the evaluator refuse any other mask
-    needs_missing = False
     train_mask = "full"
     l2 = 1e-5
 

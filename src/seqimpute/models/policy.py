@@ -17,6 +17,7 @@ import torch.nn as nn
 from ..errors import SeqImputeError
 from ..nn.dist import bernoulli_nll, bernoulli_nll_logits, gaussian_log_prob
 
+MAX_STEPS = 10_000  # refinement steps T per rollout (the paper's models use at most 64)
 
 @dataclass
 class Rollout:
@@ -171,7 +172,8 @@ class Policy(nn.Module):
     has_bound = True  # a variational bound exists (False for baselines scored by their imputation's NLL)
     stochastic = True  # evaluated with K samples; deterministic models are evaluated once
     trainable = True
-    needs_missing = True  # the model imputes; False for generators that accept only mask 'full'
+    steps = 0  # refinement steps T of a rollout (0: a model that does not refine, e.g. the baselines)
+    allowed_masks: tuple[str, ...] | None = None  # the masks the model takes; None: any (the generators: 'full')
     l2 = 0.0  # the authors' L2 penalty on every parameter (added by the optimiser as weight decay 2*l2)
     kl_q_weight = 0.9  # the authors' trained objective: NLL + 0.9 KL(q||p) + 0.1 KL(p||q)
     kl_p_weight = 0.1
@@ -187,6 +189,11 @@ class Policy(nn.Module):
     def fit(self, data) -> "Policy":
         """Non-trainable models (baselines) fit here from the training ``Dataset``; policies train by the trainer."""
         return self
+
+    def guide_parameters(self) -> list[nn.Parameter]:
+        """The guide q's parameters: what `seqimpute finetune` trains (the bound holds for any q). Empty for a
+        model without a separate guide."""
+        return []
 
     def tune(self, valid, mask: str) -> dict:
         """Settings chosen on the validation ``Dataset`` under the run's ``mask`` after fitting or training (not by

@@ -13,7 +13,7 @@ from . import gpsi
 from . import lstm
 from . import draw
 from . import baselines, template, vae
-from .policy import Policy
+from .policy import MAX_STEPS, Policy
 
 
 @dataclass
@@ -76,7 +76,6 @@ def default_sizes(dim: int) -> str:
 
 
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights (8 GB with Adam's moments): beyond it, a typo, not a model
-MAX_STEPS = 10_000  # refinement steps T per rollout (the paper's models use at most 64)
 
 
 def _check_options(name: str, s: ModelSpec, dim, config: dict) -> None:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SeqImputeError
+from ..evaluate import evaluate
 from ..nn.layers import DecMLP, GaussMLP
 from ..precision import linear
 from .policy import Policy, Rollout, composite, latent_step
@@ -88,10 +89,8 @@ class VAEImputer(Policy):
 
     def tune(self, valid, mask: str) -> dict:
         """Choose the imputation step (1..steps) by the validation NLL of VAE-imp under ``mask`` (paper units)."""
-        from ..evaluate import evaluate  # the evaluator's own per-step curve, on the validation masks
-
         res = evaluate(self, valid, mask, samples=TUNE_SAMPLES, n=min(len(valid), TUNE_N), batch=500)
-        curve = res["per_step_unguided_nll_paper_units"]
+        curve = res["per_step_unguided_nll_paper_units"]  # the evaluator's per-step curve, on the validation masks
         self.impute_step = min(range(1, len(curve)), key=lambda t: curve[t])
         self.step_valid_nll = curve
         return {"impute_step": self.impute_step, "step_valid_nll": curve}
