@@ -11,6 +11,11 @@ import sys
 from .errors import SeqImputeError
 
 
+def _add_precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],  # precision.PRECISIONS
+                   help="of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32")
+
+
 def _add_data_args(p: argparse.ArgumentParser, data_required: bool = True) -> None:
     p.add_argument("--data", required=data_required, help="dataset name (seqimpute data list) or a path to your own "
                    ".npz/.npy/.csv file or image folder")
@@ -188,7 +193,8 @@ def cmd_eval(args) -> int:
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
-                   n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples)
+                   n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples,
+                   precision=args.precision)
     res["run"] = str(args.run)
     print(format_table(res))
     if args.json:
@@ -223,7 +229,8 @@ def cmd_impute(args) -> int:
     observed &= ~torch.isnan(x)
     if not (~observed).any():
         raise SeqImputeError(f"mask {args.mask!r} leaves nothing missing in {args.input}; choose another mask.")
-    traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed)
+    traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed,
+                               precision=args.precision)
     T = traj.shape[2] - 1
     keep = sorted(set(np.linspace(1, T, min(T, args.columns)).round().astype(int).tolist())) if T else [0]
     rows = []
@@ -470,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--json", help="write the scores to this JSON file")
     p.add_argument("--quiet", action="store_true")
+    _add_precision_arg(p)
     _add_data_args(p, data_required=False)
     p.set_defaults(func=cmd_eval)
 
@@ -486,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    _add_precision_arg(p)
     p.set_defaults(func=cmd_impute)
 
     p = sub.add_parser("curve", help="plot validation bound against images seen for one or more runs")

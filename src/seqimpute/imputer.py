@@ -55,15 +55,16 @@ _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at trans
 
 
 class _Threads:
-    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics), and both
-    restored after it."""
+    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics) and the products'
+    precision set (seqimpute.precision), all restored after it."""
 
-    def __init__(self, n: int | None):
+    def __init__(self, n: int | None, precision: str = "fp32"):
         self.n, self.old = n, None
-        self.flushed = subnormals_flushed()
+        self.flushed, self.products = subnormals_flushed(), matmul_precision(precision)
 
     def __enter__(self):
         self.flushed.__enter__()
+        self.products.__enter__()
         if self.n is not None and self.n != torch.get_num_threads():
             self.old = torch.get_num_threads()
             torch.set_num_threads(self.n)
@@ -71,6 +72,7 @@ class _Threads:
     def __exit__(self, *exc):
         if self.old is not None:
             torch.set_num_threads(self.old)
+        self.products.__exit__(*exc)
         self.flushed.__exit__(*exc)
 
 
@@ -121,9 +123,9 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     verbose : bool, default False
         A tqdm progress bar during training.
     precision : {"auto", "bf16", "fp32"}, default "auto"
-        The precision of the matrix products in training (seqimpute.precision): "auto" takes bfloat16 where the
-        device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32 elsewhere. The parameters,
-        the optimiser and the loss are float32 either way; transform, sample and score run in float32.
+        The precision of the matrix products in fit, transform, sample and score (seqimpute.precision): "auto"
+        takes bfloat16 where the device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32
+        elsewhere. The parameters, the optimiser, the loss and the returned values are float32 either way.
 
     Attributes
     ----------
@@ -267,10 +269,11 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ fit
 
     def _threads(self, hidden: int | None = None) -> _Threads:
+        precision = resolve(self.precision, self.device)
         if self.n_threads is not None:
-            return _Threads(int(self.n_threads))
+            return _Threads(int(self.n_threads), precision)
         hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
-        return _Threads(1 if hidden < 256 else None)
+        return _Threads(1 if hidden < 256 else None, precision)
 
     def fit(self, X, y=None):
         """Train the policy on X, shape (N, D), NaN = missing. ``y`` is ignored. Returns self."""
@@ -315,7 +318,6 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
-        precision = resolve(self.precision, device)
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
             torch.manual_seed(self.seed_)
             model = build_model(self.model, D, None, options).to(device)
@@ -347,8 +349,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             idx = order.indices(step).to(device)
             z, obs = Z[idx], O[idx]
             hidden = self._hide(obs, gen)
-            with matmul_precision(precision):
-                r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
+            r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
             nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
             loss = (nll + model.kl_q_weight * r.kl_qp.sum(0) + model.kl_p_weight * r.kl_pq.sum(0)).mean()
             opt.zero_grad()

@@ -296,7 +296,8 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
                           "restores": restores}, run / f"{which}.pt")
 
     def validate() -> float:
-        res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed)
+        res = evaluate(model, valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500, seed=cfg.seed,
+                       precision=precision)
         return res["score_paper_units"]
 
     start_step = step
