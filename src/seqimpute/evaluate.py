@@ -66,7 +66,7 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
     policy with a bound it defaults to min(K, 10): a large K sharpens the importance-weighted estimate, while the
     unguided figures need no more than the paper's 10 (a third of the cost at K=100). Otherwise it is K (those
     models are scored by their unguided NLL). ``precision``: of the matrix products (seqimpute.precision; bf16
-    scores were within 0.002% of fp32 ones on trained models, benchmarks/RESULTS.md)."""
+    bounds were within 0.003% of fp32 ones on trained models, benchmarks/RESULTS.md section J)."""
     products = matmul_precision(resolve(precision, device or next(model.parameters(), torch.empty(0)).device))
     with subnormals_flushed(), products:  # subnormal weights are slow on the CPU (seqimpute.numerics)
         return _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples)
