@@ -238,3 +238,21 @@ def test_evaluation_and_imputation_follow_the_precision(monkeypatch):
     with ProductDtypes() as rec:
         sample_trajectories(model, x, torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) > 0.5)
     assert rec.dtypes == {torch.bfloat16}
+
+
+def test_sequential_imputer_takes_the_precision():
+    import numpy as np
+
+    from seqimpute import SequentialImputer
+
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 6))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    kw = dict(hidden=16, latent=4, steps=2, max_updates=3, max_minutes=None, batch_size=32, n_rollouts=2,
+              random_state=0)
+    for p, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        with ProductDtypes() as rec:
+            out = SequentialImputer(precision=p, **kw).fit(X).transform(X)
+        assert rec.dtypes == {dtype} and out.dtype == X.dtype and not np.isnan(out).any()
+    with pytest.raises(SeqImputeError, match="precision='fp16'; choose one of auto, bf16, fp32"):
+        SequentialImputer(precision="fp16", **kw).fit(X)
