@@ -5,7 +5,8 @@ count; the test bounds of the last checkpoints are compared.
     python benchmarks/precision_quality.py collect             # -> results/quality/precision-mnist.json
 
 Run the commands with `OMP_NUM_THREADS=1` (two at a time on a 2-core machine); a killed `seqimpute train` resumes
-from its folder by running the same command again.
+from its folder by running the same command again. ``collect`` also compares the validation bounds the two runs of a
+pair logged at the same update counts (every 500), which is available before the runs finish.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def collect(out: Path) -> dict:
             entry["test"] = {k: v for k, v in json.loads(scores.read_text()).items() if isinstance(v, (int, float))}
         res["pairs"].setdefault(pair, {})[prec] = entry
     for pair, d in res["pairs"].items():
+        va, vb = (dict(map(tuple, d.get(p, {}).get("valid_bounds", []))) for p in ("bf16", "fp32"))
+        d["valid_rel_diff_bf16_vs_fp32_at_equal_updates"] = {s: (va[s] - vb[s]) / vb[s] for s in sorted(va) if s in vb}
         a, b = d.get("bf16", {}).get("test", {}), d.get("fp32", {}).get("test", {})
         if "score_paper_units" in a and "score_paper_units" in b:
             d["rel_diff_bf16_vs_fp32"] = (a["score_paper_units"] - b["score_paper_units"]) / b["score_paper_units"]
@@ -73,8 +76,9 @@ def main():
     elif what == "collect":
         res = collect(Path("results/quality/precision-mnist.json"))
         for pair, d in res["pairs"].items():
-            print(pair, {p: (e.get("updates_done"), e.get("test", {}).get("score_paper_units")) for p, e in d.items()
-                         if isinstance(e, dict)}, d.get("rel_diff_bf16_vs_fp32"))
+            print(pair, {p: (d[p].get("updates_done"), d[p].get("test", {}).get("score_paper_units"))
+                         for p in ("bf16", "fp32")}, "test:", d.get("rel_diff_bf16_vs_fp32"),
+                  "valid at equal updates:", d["valid_rel_diff_bf16_vs_fp32_at_equal_updates"])
     else:
         sys.exit("usage: precision_quality.py commands|collect")
 

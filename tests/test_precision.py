@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from seqimpute import precision as prec
-from seqimpute.bench import GemmRecorder
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from seqimpute.errors import SeqImputeError
 from seqimpute.models.policy import training_loss
 from seqimpute.models.registry import MODELS, build_model
@@ -35,16 +36,32 @@ def _tiny(name: str) -> dict:
     return opts
 
 
+class ProductDtypes(TorchDispatchMode):
+    """The dtypes of the operands of every matrix product run inside it (under inference mode torch dispatches
+    ``linear`` whole, so it is listed too)."""
+
+    OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.addmm_.default,
+           torch.ops.aten.linear.default}
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.OPS:
+            self.dtypes |= {a.dtype for a in args if isinstance(a, torch.Tensor)}
+        return func(*args, **(kwargs or {}))
+
+
 def _loss_and_grads(model, x, observed, precision):
-    with GemmRecorder() as rec:
+    with ProductDtypes() as rec:
         with prec.matmul_precision(precision):
             r = model.rollout(x, observed, guided=True, generator=torch.Generator().manual_seed(2))
             loss, _ = training_loss(model, r, x, observed)
         model.zero_grad()
         loss.backward()
     grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-    operand_dtypes = {a[2] for _, args, _ in rec.calls for a in args if isinstance(a, tuple) and len(a) == 3}
-    return loss.detach(), grads, r, operand_dtypes
+    return loss.detach(), grads, r, rec.dtypes
 
 
 def test_trainable_models_are_all_covered():
@@ -194,3 +211,48 @@ def test_bench_reports_both_peaks():
     assert r["bf16_peak_share"] == pytest.approx(r["step_gflops"] / res["bf16_peak_gflops"])
     assert r["peak_share"] == pytest.approx(r["step_gflops"] / res["peak_gflops"])
     json.dumps(res)
+
+
+def test_evaluation_and_imputation_follow_the_precision(monkeypatch):
+    from seqimpute import load_dataset
+    from seqimpute.evaluate import evaluate
+    from seqimpute.sampling import sample_trajectories
+
+    data = load_dataset("sklearn-digits", "valid")
+    torch.manual_seed(0)
+    model = build_model("gpsi-add", data.dim, None, {"hidden": 32, "z": 8, "steps": 3})
+    scores = {}
+    for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        with ProductDtypes() as rec:
+            scores[p] = evaluate(model, data, "mcar:0.7", samples=2, n=64, precision=p)["score_paper_units"]
+        assert rec.dtypes == {dtype}
+    # the paper-unit score (NLL + KL, float32 sums) moves by bf16 rounding of the products only
+    assert abs(scores["bf16"] - scores["fp32"]) <= 2e-3 * scores["fp32"]
+    monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: False)  # auto on a device without fast bf16: float32
+    x = data.x[:4]
+    with ProductDtypes() as rec:
+        evaluate(model, data, "mcar:0.7", samples=1, n=8)
+        traj = sample_trajectories(model, x, torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) > 0.5)
+    assert rec.dtypes == {torch.float32} and traj.dtype == torch.float32
+    monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: True)  # and bf16 where it is fast
+    with ProductDtypes() as rec:
+        sample_trajectories(model, x, torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) > 0.5)
+    assert rec.dtypes == {torch.bfloat16}
+
+
+def test_sequential_imputer_takes_the_precision():
+    import numpy as np
+
+    from seqimpute import SequentialImputer
+
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 6))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    kw = dict(hidden=16, latent=4, steps=2, max_updates=3, max_minutes=None, batch_size=32, n_rollouts=2,
+              random_state=0)
+    for p, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        with ProductDtypes() as rec:
+            out = SequentialImputer(precision=p, **kw).fit(X).transform(X)
+        assert rec.dtypes == {dtype} and out.dtype == X.dtype and not np.isnan(out).any()
+    with pytest.raises(SeqImputeError, match="precision='fp16'; choose one of auto, bf16, fp32"):
+        SequentialImputer(precision="fp16", **kw).fit(X)

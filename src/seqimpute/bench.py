@@ -211,8 +211,8 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
                 bank: int = BASELINE_BANK) -> dict:
     """Training images/s, matmul GFLOP/s of the step, peak memory, and imputation (unguided rollout) images/s.
     ``dim``: values per example (default: the preset's image size). ``compile``/``precision``: the whole-step
-    graph and the products' precision (train.py's ``--set compile=true`` / ``--set precision=...``); imputation
-    runs in float32, as the evaluator does."""
+    graph and the products' precision (train.py's ``--set compile=true`` / ``--set precision=...``), which the
+    imputation rate uses too (as `seqimpute eval` / `impute` do)."""
     precision = resolve(precision, device)
     image_shape = SIZE_SHAPES.get(sizes, (28, 28)) if dim is None else _image_shape(dim)
     dim = dim or image_shape[0] * image_shape[1]
@@ -269,7 +269,8 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
                 "precision": precision, "steps_T": model.steps,
                 "gemm_gflops": replay_gemms(rec.calls, device)})
     if impute:
-        out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
+        with matmul_precision(precision):
+            out["impute_images_per_s"] = _impute_rate(model, x, observed, gen, device, steps)
     return out
 
 

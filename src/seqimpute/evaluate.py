@@ -17,6 +17,7 @@ from .data.masks import canonical, mask_set
 from .data.sources import Dataset
 from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
+from .precision import matmul_precision, resolve
 from .models.policy import MAX_STEPS, Policy, bound, missing_nll
 
 
@@ -55,15 +56,17 @@ def _check_masks(observed: torch.Tensor, spec: str) -> None:
 @torch.inference_mode()
 def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: int | None = None,
              n: int | None = None, batch: int = 250, seed: int = 0, device=None, progress: bool = False,
-             unguided_samples: int | None = None) -> dict:
+             unguided_samples: int | None = None, precision: str = "auto") -> dict:
     """Score ``model`` on the first ``n`` examples of ``data`` (all by default) with the fixed mask set of
     (data, mask). Returns a dict of scores (see README "Scores").
 
     ``unguided_samples``: unguided rollouts per image for the unguided NLL and the imputations' MSE/PSNR. For a
     policy with a bound it defaults to min(K, 10): a large K sharpens the importance-weighted estimate, while the
     unguided figures need no more than the paper's 10 (a third of the cost at K=100). Otherwise it is K (those
-    models are scored by their unguided NLL)."""
-    with subnormals_flushed():  # trained weights may hold subnormals, slow on the CPU (seqimpute.numerics)
+    models are scored by their unguided NLL). ``precision``: of the matrix products (seqimpute.precision; bf16
+    bounds were within 0.003% of fp32 ones on trained models, benchmarks/RESULTS.md section J)."""
+    products = matmul_precision(resolve(precision, device or next(model.parameters(), torch.empty(0)).device))
+    with subnormals_flushed(), products:  # subnormal weights are slow on the CPU (seqimpute.numerics)
         return _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples)
 
 

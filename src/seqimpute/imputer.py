@@ -56,15 +56,16 @@ _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at trans
 
 
 class _Threads:
-    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics), and both
-    restored after it."""
+    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics) and the products'
+    precision set (seqimpute.precision), all restored after it."""
 
-    def __init__(self, n: int | None):
+    def __init__(self, n: int | None, precision: str = "fp32"):
         self.n, self.old = n, None
-        self.flushed = subnormals_flushed()
+        self.flushed, self.products = subnormals_flushed(), matmul_precision(precision)
 
     def __enter__(self):
         self.flushed.__enter__()
+        self.products.__enter__()
         if self.n is not None and self.n != torch.get_num_threads():
             self.old = torch.get_num_threads()
             torch.set_num_threads(self.n)
@@ -72,6 +73,7 @@ class _Threads:
     def __exit__(self, *exc):
         if self.old is not None:
             torch.set_num_threads(self.old)
+        self.products.__exit__(*exc)
         self.flushed.__exit__(*exc)
 
 
@@ -123,9 +125,9 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     verbose : bool, default False
         A tqdm progress bar during training.
     precision : {"auto", "bf16", "fp32"}, default "auto"
-        The precision of the matrix products in training (seqimpute.precision): "auto" takes bfloat16 where the
-        device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32 elsewhere. The parameters,
-        the optimiser and the loss are float32 either way; transform, sample and score run in float32.
+        The precision of the matrix products in fit, transform, sample and score (seqimpute.precision): "auto"
+        takes bfloat16 where the device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32
+        elsewhere. The parameters, the optimiser, the loss and the returned values are float32 either way.
 
     Attributes
     ----------
@@ -296,10 +298,11 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             return build_model(self.model, D, None, options).to(device)
 
     def _threads(self, hidden: int | None = None) -> _Threads:
+        precision = resolve(self.precision, self.device)
         if self.n_threads is not None:
-            return _Threads(int(self.n_threads))
+            return _Threads(int(self.n_threads), precision)
         hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
-        return _Threads(1 if hidden < 256 else None)
+        return _Threads(1 if hidden < 256 else None, precision)
 
     def fit(self, X, y=None):
         """Train the policy on X, shape (N, D), NaN = missing. ``y`` is ignored. Returns self."""
@@ -329,7 +332,6 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
-        precision = resolve(self.precision, device)
         model = self._build(ms, D, device)
         raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ == "gaussian" else None
         params = list(model.parameters()) + ([raw_lv] if raw_lv is not None else [])
@@ -349,8 +351,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
             return Z[idx], O[idx], self._hide(O[idx], gen)
 
         def objective(z, obs, hidden):
-            with matmul_precision(precision):
-                r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)
+            r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)  # products: fit's _Threads precision
             nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
             return training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
 

@@ -7,13 +7,15 @@ import numpy as np
 import torch
 
 from .models.policy import Policy, composite
+from .precision import matmul_precision, resolve
 
 
 @torch.inference_mode()
 def sample_trajectories(model: Policy, x: torch.Tensor, observed: torch.Tensor, samples: int = 1,
-                        steps: int | None = None, seed: int = 0) -> torch.Tensor:
+                        steps: int | None = None, seed: int = 0, precision: str = "auto") -> torch.Tensor:
     """Unguided (primary-policy) rollouts. Returns (samples, N, T+1, D): the composite (known values kept,
-    missing values = sigmoid(c_t)) after each step t = 0..T. NaN in x at missing entries is allowed."""
+    missing values = sigmoid(c_t)) after each step t = 0..T. NaN in x at missing entries is allowed.
+    ``precision``: of the matrix products (seqimpute.precision)."""
     from .evaluate import check_counts
 
     check_counts(samples=samples, steps=steps, seed=seed)
@@ -23,7 +25,8 @@ def sample_trajectories(model: Policy, x: torch.Tensor, observed: torch.Tensor, 
     observed = observed.to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     K = samples if model.stochastic else 1
-    r = model.rollout(x.repeat(K, 1), observed.repeat(K, 1), guided=False, steps=steps, generator=gen)
+    with matmul_precision(resolve(precision, device)):
+        r = model.rollout(x.repeat(K, 1), observed.repeat(K, 1), guided=False, steps=steps, generator=gen)
     xs, os_ = x.repeat(K, 1), observed.repeat(K, 1)
     out = torch.stack([composite(xs, os_, torch.sigmoid(c)) for c in r.canvases], dim=1)  # (K*N, T+1, D)
     out = out.view(K, len(x), len(r.canvases), -1)

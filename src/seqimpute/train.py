@@ -189,6 +189,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     if model.train_mask:  # a model that trains on its own mask whatever the run's (a VAE: 'full')
         sampler = mask_sampler(model.train_mask)
     t = _Trainer(run, cfg, model, ms.family, device, ck, world, rank, session_updates, valid_set)
+    t.precision = precision  # the products' precision, which validation uses too
     if t.main:
         t.prepare_folder(resuming, precision, train_set, quiet)
 
@@ -298,6 +299,7 @@ class _Trainer:
         self.fault_run, self.faults = 0, collections.deque()  # consecutive faults; steps of those in the FAULT_WINDOW
         self.t_log, self.steps_log = 0.0, 0
         self.rate = [0, 0.0]  # images and seconds of the logged windows (validation not charged): this call's rate
+        self.precision = "fp32"
 
     def start(self) -> None:
         self.model.train()
@@ -306,7 +308,7 @@ class _Trainer:
     def validate(self) -> float:
         cfg = self.cfg
         return evaluate(self.model, self.valid_set, cfg.mask, samples=1, n=cfg.valid_size, batch=500,
-                        seed=cfg.seed)["score_paper_units"]
+                        seed=cfg.seed, precision=self.precision)["score_paper_units"]
 
     def _resume(self, ck: dict) -> float:
         """The training state of checkpoint ``ck``; returns its elapsed seconds."""

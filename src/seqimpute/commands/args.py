@@ -33,6 +33,11 @@ def add_device(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--device", help=help)  # None in the namespace means cpu (each command's `args.device or "cpu"`)
 
 
+def add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],  # precision.PRECISIONS
+                   help="of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32")
+
+
 def add_set(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 

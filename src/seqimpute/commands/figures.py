@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import SeqImputeError
-from .args import add_checkpoint, add_data_root, add_device, add_seed
+from .args import add_checkpoint, add_data_root, add_device, add_precision, add_seed
 
 
 def add_impute(sub) -> None:
@@ -20,6 +20,7 @@ def add_impute(sub) -> None:
     add_checkpoint(p, ["best", "last"])
     add_seed(p)
     add_device(p)
+    add_precision(p)
     add_data_root(p)
     p.set_defaults(func=cmd_impute)
 
@@ -49,7 +50,8 @@ def cmd_impute(args) -> int:
     observed &= ~torch.isnan(x)
     if not (~observed).any():
         raise SeqImputeError(f"mask {args.mask!r} leaves nothing missing in {args.input}; choose another mask.")
-    traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed)
+    traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed,
+                               precision=args.precision)
     T = traj.shape[2] - 1
     keep = sorted(set(np.linspace(1, T, min(T, args.columns)).round().astype(int).tolist())) if T else [0]
     rows = []

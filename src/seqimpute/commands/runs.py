@@ -7,8 +7,8 @@ import math
 
 from ..errors import SeqImputeError
 from .args import (
-    add_checkpoint, add_data_args, add_data_root, add_device, add_quiet, add_seed, add_set, data_options,
-    set_values,
+    add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_seed, add_set,
+    data_options, set_values,
 )
 
 
@@ -109,6 +109,7 @@ def add_eval(sub) -> None:
     add_device(p)
     p.add_argument("--json", help="write the scores to this JSON file")
     add_quiet(p)
+    add_precision(p)
     add_data_args(p, data_required=False)
     p.set_defaults(func=cmd_eval)
 
@@ -122,7 +123,8 @@ def cmd_eval(args) -> int:
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
-                   n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples)
+                   n=args.n, seed=args.seed, progress=not args.quiet, unguided_samples=args.unguided_samples,
+                   precision=args.precision)
     res["run"] = str(args.run)
     res["training"] = training_record(args.run, cfg, ck)  # what the scores rest on: updates, images, time
     print(format_table(res))
