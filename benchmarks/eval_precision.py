@@ -11,16 +11,17 @@ import time
 from seqimpute.data.sources import load_dataset
 from seqimpute.evaluate import evaluate
 from seqimpute.numerics import flush_subnormals
-from seqimpute.runs import load_run_model
+from seqimpute.runs import load_run_model, training_record
 
 
 def main():
     flush_subnormals()
     run = sys.argv[1]
     ck, n, samples = (sys.argv[2], int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else ("last", 500, 10)
-    model, cfg, _ = load_run_model(run, ck)
+    model, cfg, checkpoint = load_run_model(run, ck)
     data = load_dataset(cfg["train"]["data"], "test", **cfg["train"].get("data_options", {}))
-    out = {"run": run, "checkpoint": ck, "n": n, "samples": samples, "mask": cfg["train"]["mask"]}
+    out = {"run": run, "checkpoint": ck, "n": n, "samples": samples, "mask": cfg["train"]["mask"],
+           "training": training_record(run, cfg, checkpoint)}
     for p in ("fp32", "bf16"):
         t = time.process_time()
         res = evaluate(model, data, cfg["train"]["mask"], samples=samples, n=n, seed=0, precision=p)
