@@ -188,10 +188,9 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     model.to(device)
     if model.train_mask:  # a model that trains on its own mask whatever the run's (a VAE: 'full')
         sampler = mask_sampler(model.train_mask)
-    t = _Trainer(run, cfg, model, ms.family, device, ck, world, rank, session_updates, valid_set)
-    t.precision = precision  # the products' precision, which validation uses too
+    t = _Trainer(run, cfg, model, ms.family, device, ck, world, rank, session_updates, valid_set, precision)
     if t.main:
-        t.prepare_folder(resuming, precision, train_set, quiet)
+        t.prepare_folder(resuming, train_set, quiet)
 
     x_train = train_set.x.to(device)
     order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
@@ -216,7 +215,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
                      dynamic_ncols=True)
     t.start()
     t.step = train_loop(t.opt, batch, loss, t.budget, t.step, world, t.fault, t.after, t.bar)
-    return t.finish(precision)
+    return t.finish()
 
 
 def _settled_config(run: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, bool]:
@@ -281,7 +280,7 @@ class _Trainer:
     metrics log, validation and checkpoints. Rank 0 alone writes."""
 
     def __init__(self, run: Path, cfg: TrainConfig, model: Policy, family: str, device, ck: dict | None,
-                 world: int, rank: int, session_updates: int | None, valid_set):
+                 world: int, rank: int, session_updates: int | None, valid_set, precision: str):
         self.run, self.cfg, self.model, self.world, self.main = run, cfg, model, world, rank == 0
         self.valid_set = valid_set
         self.opt = Optimizer(model.parameters(), cfg.optimizer, family, model.l2, cfg.lr, cfg.warmup)
@@ -299,7 +298,7 @@ class _Trainer:
         self.fault_run, self.faults = 0, collections.deque()  # consecutive faults; steps of those in the FAULT_WINDOW
         self.t_log, self.steps_log = 0.0, 0
         self.rate = [0, 0.0]  # images and seconds of the logged windows (validation not charged): this call's rate
-        self.precision = "fp32"
+        self.precision = precision  # the products' precision, which validation uses too
 
     def start(self) -> None:
         self.model.train()
@@ -323,10 +322,10 @@ class _Trainer:
         self.opt.lr_scale, self.restores = float(ck.get("lr_scale", 1.0)), int(ck.get("restores", 0))
         return elapsed
 
-    def prepare_folder(self, resuming: bool, precision: str, train_set, quiet: bool) -> None:
+    def prepare_folder(self, resuming: bool, train_set, quiet: bool) -> None:
         """A resumed run continues from its last complete checkpoint: temporary files of a killed write go, and
         metrics logged after the checkpoint's step are dropped (they are logged again, once, as the run replays)."""
-        run, step = self.run, self.step
+        run, step, precision = self.run, self.step, self.precision
         runs.remove_partials(run)
         runs.truncate_metrics(run, step)
         before = runs.read_config(run).get("runtime", {}).get("precision") if resuming else None
@@ -424,7 +423,7 @@ class _Trainer:
         self.acc = _fresh_window()
         self.t_log, self.steps_log = now, 0
 
-    def finish(self, precision: str) -> dict:
+    def finish(self) -> dict:
         if self.bar is not None:
             self.bar.close()
         distributed.cleanup(self.world)
@@ -437,4 +436,4 @@ class _Trainer:
         if type(self.model).tune is not Policy.tune:
             _tune_checkpoints(self.run, self.cfg, self.valid_set)
         return {**out, "images_per_s": self.rate[0] / self.rate[1] if self.rate[1] else math.nan,
-                "precision": precision}
+                "precision": self.precision}
