@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -76,6 +78,19 @@ def test_atomic_write(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- mnist
+
+
+def test_atomic_write_keeps_the_umask_mode(tmp_path):
+    """The file gets the permissions a plain write would give it (mkstemp alone makes 0600)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", b"x")
+        (tmp_path / "b.txt").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+    assert mode(tmp_path / "a.txt") == mode(tmp_path / "b.txt") == 0o644
+    assert (tmp_path / "a.txt").read_bytes() == b"x"
 
 
 def fake_mnist_pickle(sizes=(12, 5, 6), seed=0):

@@ -18,6 +18,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode a plain open() would give
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, (bytes, bytearray)):
                 f.write(data)
@@ -32,6 +33,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs as runs_mod
+from ..files import atomic_write
 from ..data.masks import mask_set
 from ..data.sources import load_dataset
 from ..models.policy import Policy
@@ -141,8 +142,8 @@ class Report:
         payload = {"experiment": name, "preset": self.plan.name, "smoke": self.plan.smoke, "label": self.plan.label,
                    "units": UNITS, **payload}
         text = json.dumps(payload, indent=2, default=_json_default)
-        (self.out_dir / f"{name}.json").write_text(text)
-        (self.out_dir / f"{name}.md").write_text(markdown(json.loads(text)))
+        atomic_write(self.out_dir / f"{name}.json", text.encode())
+        atomic_write(self.out_dir / f"{name}.md", markdown(json.loads(text)).encode())
         return [f"{name}.md", f"{name}.json"]
 
     def write_table1(self, rows, pairs) -> list[str]:
