@@ -160,10 +160,15 @@ def _train_one(path, cfg, threads: int | None, progress: bool = False, quiet: bo
 
 class Scorer:
     """The evaluator's scores of runs at cells, one loaded model at a time, cached in each run folder per
-    checkpoint and setting (``reproduce_eval.json``)."""
+    checkpoint and setting (``reproduce_eval.json``). By default the runs' best checkpoints on the plan's test
+    images and rollouts; ``checkpoint``, ``n`` and ``samples`` choose others."""
 
-    def __init__(self, plan: Plan, jobs: int, log: Callable[[str], None]):
+    def __init__(self, plan: Plan, jobs: int, log: Callable[[str], None], checkpoint: str = "best",
+                 n: int | None = None, samples: int | None = None):
         self.plan, self.jobs, self.log = plan, jobs, log
+        self.checkpoint = checkpoint
+        self.n = n if n is not None else plan.eval["n"]
+        self.samples = samples or plan.eval["samples"]
         self._loaded = None, None
 
     def __getstate__(self):  # no model travels to the workers
@@ -176,7 +181,7 @@ class Scorer:
     def _load(self, plan: RunPlan):
         if self._loaded[0] != plan.id:
             self.release()  # free the previous model before loading
-            model, _, _ = runs_mod.load_run_model(plan.path, "best", device=self.plan.device)
+            model, _, _ = runs_mod.load_run_model(plan.path, self.checkpoint, device=self.plan.device)
             self._loaded = plan.id, model
         return self._loaded[1]
 
@@ -188,8 +193,8 @@ class Scorer:
             return None
         d = self.plan.data_for(cell.role)
         mask = self.plan.mask_for(cell.role, cell.mask)
-        n, K = self.plan.eval["n"], self.plan.eval["samples"]
-        key = json.dumps([mask, "test", n, K, plan.state["step"], round(plan.state["elapsed_s"], 3), "best"])
+        n, K = self.n, self.samples
+        key = json.dumps([mask, "test", n, K, plan.state["step"], round(plan.state["elapsed_s"], 3), self.checkpoint])
         cache_path = plan.path / "reproduce_eval.json"
         cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
         if key in cache:

@@ -380,6 +380,10 @@ class Plan:
         """The runs an experiment needs, each once."""
         if experiment == "sweep":
             return [p for *_, p in self.sweep_plans()]
+        if experiment == "claims":
+            from .claims import ClaimsPlan
+
+            return ClaimsPlan(self).runs()
         out = []
         for c in self.cells(experiment):
             if self.data_for(c.role).available:

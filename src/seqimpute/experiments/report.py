@@ -234,6 +234,9 @@ class Report:
                         f"{self.plan.short_label()}")
         return name
 
+    def write_claims(self, payload: dict) -> list[str]:
+        return self._write("claims", payload)
+
     def write_sweep(self, rows: list[dict]) -> list[str]:
         return self._write("sweep", {"rows": rows, "sweep": self.plan.preset["sweep"]})
 
@@ -275,7 +278,8 @@ TITLES = {"table1": "Table 1: imputation NLL (guided bound; VAE-imp: NLL of its 
           "fig2": "Fig 2(a,b): MNIST, score against the MCAR drop rate",
           "fig2c": "Fig 2(c): GPSI on MNIST MCAR-90, score against the number of refinement steps T",
           "fig1": "Fig 1: samples of the Sec 2.5 model; its test bound (nats per image, mask full)",
-          "fig3": "Fig 3: refinement trajectories on MAR masks (primary policy, held-out test images)"}
+          "fig3": "Fig 3: refinement trajectories on MAR masks (primary policy, held-out test images)",
+          "claims": "The paper's claims, tested at equal update counts"}
 
 
 def markdown(payload: dict) -> str:
@@ -284,6 +288,10 @@ def markdown(payload: dict) -> str:
     name, rows, figures = payload["experiment"], payload.get("rows", []), payload.get("figures", [])
     title = f"Sweep: the {payload['preset']} preset's settings, chosen on validation" if name == "sweep" \
         else TITLES[name]
+    if name == "claims":
+        from .claims import markdown as claims_markdown
+
+        return "\n".join([f"# {title}", "", f"**{payload['label']}**", "", *claims_markdown(payload)]) + "\n"
     md = [f"# {title}", "", f"**{payload['label']}**", ""] + ([payload["units"], ""] if name != "fig3" else [])
     if name == "table1":
         md += ["| dataset | mask | model | ours | paper | ours - paper | trained on | note |",

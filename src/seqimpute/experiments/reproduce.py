@@ -9,6 +9,7 @@ Experiments (Bachman & Precup, NIPS 2015):
   fig1    Fig 1: samples of the generative model (Sec 2.5, draw-ext-add) on binarized MNIST, and its test bound
   all     all of the above
   sweep   how the preset's settings were chosen: its [sweep] candidates trained for its budget, ranked on validation
+  claims  the paper's findings tested at equal update counts over seeds, each with a verdict (claims.py)
 
 A preset (presets/<name>.toml) says how each model is trained: sizes, budget (updates or minutes), optimiser, and
 whether one model serves each cell (`train_per = "cell"`, the paper) or each mask family (`"family"`: one model per
@@ -26,6 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SeqImputeError
+from .claims import ClaimsPlan
+from .claims import results as claims_results
 from .execute import Log, Scorer, Status, Trainer, run_state
 from .plan import EXPERIMENTS, Plan, RunPlan, _trainable, adapt_mask, load_anchors, load_preset
 from .report import Report, rank_sweep, row, sweep_row
@@ -58,10 +61,11 @@ class Reproduction(Plan):
         return row(self, cell, model, plan, res)
 
     def run(self, experiments: list[str]) -> dict:
-        if "sweep" in experiments:
-            if experiments != ["sweep"]:
-                raise SeqImputeError("run the sweep on its own: seqimpute reproduce sweep --preset NAME.")
-            return self.run_sweep()
+        for alone in ("sweep", "claims"):
+            if alone in experiments:
+                if experiments != [alone]:
+                    raise SeqImputeError(f"run the {alone} on their own: seqimpute reproduce {alone} --preset NAME.")
+                return getattr(self, f"run_{alone}")()
         cells = {e: self.cells(e) for e in experiments}
         pairs = {e: self.pairs(cells[e]) for e in experiments}  # (cell, model, plan | None)
         plans = list(dict.fromkeys(p for ps in pairs.values() for *_, p in ps if p is not None))
@@ -110,10 +114,25 @@ class Reproduction(Plan):
         return self._finish(status, plans, {"sweep": rows}, {"sweep": self.report.write_sweep(rows)})
 
 
+    def run_claims(self) -> dict:
+        """Train every run the paper's claims need for the same number of updates, score each from its last
+        checkpoint on the fixed test masks, and write claims.md|json with a verdict per claim (claims.py)."""
+        cp = ClaimsPlan(self)
+        cp.available()
+        plans = cp.runs()
+        status = self._train_recorded(["claims"], plans)
+        scorer = Scorer(self, self.jobs, self.log, checkpoint="last", n=cp.n, samples=cp.samples)
+        todo = [(a, s, cp.cell(a), a.model, cp.run(a, s)) for a in cp.arms for s in cp.seeds]
+        scored = scorer.score_all(todo)
+        scores = {(a, s): (scored[(a, s)] or {}).get("score_paper_units") for a, s, *_ in todo}
+        payload = claims_results(cp, scores)
+        return self._finish(status, plans, {"claims": payload["rows"]}, {"claims": self.report.write_claims(payload)})
+
+
 def reproduce(experiment: str, preset: str = "cpu", **options) -> dict:
     """Run one experiment (or ``all``); see the module docstring. Returns a summary with the rows written."""
     exps = list(EXPERIMENTS) if experiment == "all" else [experiment]
     for e in exps:
-        if e not in EXPERIMENTS + ("sweep",):
-            raise SeqImputeError(f"unknown experiment {e!r}; choose {', '.join(EXPERIMENTS)}, all or sweep.")
+        if e not in EXPERIMENTS + ("sweep", "claims"):
+            raise SeqImputeError(f"unknown experiment {e!r}; choose {', '.join(EXPERIMENTS)}, all, sweep or claims.")
     return Reproduction(preset, **options).run(exps)
