@@ -24,9 +24,11 @@ def test_two_gloo_processes_match_single_process_training(tmp_path):
     assert main(["train", "--run", str(tmp_path / "single"), *ARGS]) == 0
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "seqimpute", "--", "train",
-                           "--run", str(tmp_path / "ddp"), *ARGS], capture_output=True, text=True, env=env, timeout=240)
+    # --out: torchrun would take --run for its own --run-path
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "seqimpute", "train",
+                           "--out", str(tmp_path / "ddp"), *ARGS], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stopped: reached 4 updates (the --updates budget)" in proc.stdout
     a, _, ck_a = load_run_model(tmp_path / "single", "last")
     b, _, ck_b = load_run_model(tmp_path / "ddp", "last")
     assert ck_a["step"] == ck_b["step"] == 4

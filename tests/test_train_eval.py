@@ -12,7 +12,7 @@ from seqimpute import SeqImputeError, load_dataset
 from seqimpute.cli import main
 from seqimpute.evaluate import evaluate
 from seqimpute.models.registry import build_model
-from seqimpute.runs import load_checkpoint, load_run_model
+from seqimpute.runs import load_checkpoint, load_run_model, read_metrics
 from seqimpute.train import TrainConfig, train
 
 SMALL = {"hidden": 32, "z": 8, "steps": 3}
@@ -198,3 +198,50 @@ def test_eval_json_records_the_training_it_rests_on(tmp_path):
                  "--json", str(tmp_path / "old.json")]) == 0
     t = json.loads((tmp_path / "old.json").read_text())["training"]
     assert t["cpu_s"] is None and t["images_seen"] == 400  # from the metrics logged at update 10
+
+
+def _stops(run):
+    return [(r["step"], r["by"]) for r in read_metrics(run) if r.get("event") == "stopped"]
+
+
+def test_a_budget_given_on_resume_replaces_the_stored_ones_and_the_run_says_what_stopped_it(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """README: a run started with --minutes, resumed with --updates, trains on to the updates (the spent minutes no
+    longer apply); each call says which budget ended it, on stdout and in metrics.jsonl."""
+    import seqimpute.train as tr
+
+    ticks = iter(range(0, 10**6, 30))  # every read of the CPU clock advances 30 "seconds": 4 updates fill 2 minutes
+    monkeypatch.setitem(tr.CLOCKS, "cpu", lambda: float(next(ticks)))
+    run = str(tmp_path / "r")
+    assert main(["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.7", "--run", run,
+                 "--minutes", "2", "--batch", "32", "--quiet", "--set", "hidden=8", "--set", "z=2",
+                 "--set", "steps=2", "--set", "clock=cpu", "--set", "valid_size=20"]) == 0
+    assert "stopped: 2 CPU-minutes spent (the --minutes budget)\n" in capsys.readouterr().out
+    assert _stops(run) == [(4, "minutes")]
+
+    assert main(["train", "--out", run, "--updates", "10", "--quiet"]) == 0  # 180 s more: past the 2 minutes
+    assert "stopped: reached 10 updates (the --updates budget)\n" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 10 and _stops(run) == [(4, "minutes"), (10, "updates")]
+    stored = TrainConfig.stored(tmp_path / "r")
+    assert (stored.updates, stored.minutes) == (10, None)  # a later bare resume keeps these
+
+    assert main(["train", "--run", run, "--minutes", "6", "--quiet"]) == 0  # 300 s counted: 2 more updates
+    assert "stopped: 6 CPU-minutes spent (the --minutes budget)\n" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 12  # past the replaced 10-update budget
+
+
+def test_reproduce_counts_a_run_complete_exactly_when_training_stops(tmp_path, monkeypatch):
+    """A preset whose budget changed (minutes to updates): run_state says unfinished, training then reaches the
+    preset's budget, not the stored one, and run_state agrees that it is done."""
+    import seqimpute.train as tr
+    from seqimpute.experiments.execute import _train_one, run_state
+    from seqimpute.experiments.plan import RunPlan
+
+    ticks = iter(range(0, 10**6, 30))
+    monkeypatch.setitem(tr.CLOCKS, "cpu", lambda: float(next(ticks)))
+    train(tmp_path / "r", cfg(updates=None, minutes=2.0, clock="cpu", valid_every=1000), progress_bar=False)
+    plan = RunPlan("r", "main", "gpsi-add", tmp_path / "r", cfg(updates=10, clock="cpu", valid_every=1000),
+                   "sklearn-digits")
+    assert run_state(plan)["step"] == 4 and not plan.state["complete"]
+    _train_one(plan.path, plan.cfg, None)
+    assert run_state(plan)["step"] == 10 and plan.state["complete"]

@@ -41,6 +41,9 @@ MAX_RESTORES = 3
 # The products' precision is one of them: the parameters, Adam's state and the checkpoints are float32 at either,
 # so a run resumed at another precision continues from the same state (the change is logged in metrics.jsonl).
 RUNTIME_KEYS = ("updates", "minutes", "device", "valid_every", "ckpt_every", "log_every", "compile", "precision")
+# The budgets: on resume, giving either replaces both (the one not given no longer applies), so that raising one
+# extends the run even when the other is already spent; giving neither keeps the stored pair.
+BUDGET_KEYS = ("updates", "minutes")
 
 
 @dataclass
@@ -159,10 +162,12 @@ def check_same_run(run: Path, stored: TrainConfig, cfg: TrainConfig) -> None:
 def train(run: str | Path, cfg: TrainConfig | None = None, progress_bar: bool = True, quiet: bool = False,
           session_updates: int | None = None) -> dict:
     """Train (or resume) the run in folder ``run``. A new run needs ``cfg``; an existing one continues with its
-    stored config, where ``cfg`` may raise ``updates``/``minutes`` (the run's totals) and change runtime settings.
-    ``session_updates`` stops this call after that many updates (the run itself is unchanged: resume continues
-    exactly as if never stopped). Subnormal floats are flushed to zero meanwhile (seqimpute.numerics). Returns a
-    summary dict."""
+    stored config, where ``cfg`` may give new budgets (the run's totals: ``updates`` and ``minutes`` given replace
+    the stored pair, see BUDGET_KEYS) and change runtime settings. ``session_updates`` stops this call after that
+    many updates (the run itself is unchanged: resume continues exactly as if never stopped). Subnormal floats are
+    flushed to zero meanwhile (seqimpute.numerics). Returns a summary dict; its ``stopped_by`` says what ended
+    training ("updates", "minutes" or "session"; loop.Budget.stopped_by), also logged in metrics.jsonl as
+    ``{"event": "stopped"}`` for the two budgets."""
     with subnormals_flushed():
         return _train(Path(run), cfg, progress_bar, quiet, session_updates)
 
@@ -220,7 +225,7 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
 
 def _settled_config(run: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, bool]:
     """The run's settings and whether it resumes: a new run's ``cfg``, or a run folder's stored config with the
-    runtime settings ``cfg`` changes."""
+    runtime settings ``cfg`` changes (its budgets, when it gives any, replace the stored ones)."""
     resuming = (run / "last.pt").exists()  # a run that never reached its first checkpoint starts again
     if resuming:
         stored = TrainConfig.stored(run)
@@ -229,8 +234,10 @@ def _settled_config(run: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, bo
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {cfg.model}; choose another --run folder.")
             for k in RUNTIME_KEYS:
                 v = getattr(cfg, k)
-                if v is not None and v != getattr(TrainConfig, k, None):
+                if k not in BUDGET_KEYS and v is not None and v != getattr(TrainConfig, k, None):
                     setattr(stored, k, v)
+            if any(getattr(cfg, k) is not None for k in BUDGET_KEYS):
+                stored.updates, stored.minutes = cfg.updates, cfg.minutes
         cfg = stored
     elif cfg is None:
         raise SeqImputeError(f"{run} is not a run folder (no last.pt); start a run with --model, --data and --mask.")
@@ -427,10 +434,15 @@ class _Trainer:
         if self.bar is not None:
             self.bar.close()
         distributed.cleanup(self.world)
+        cfg, by = self.cfg, self.budget.stopped_by(self.step)
+        budget = {"updates": cfg.updates, "minutes": cfg.minutes, "clock": cfg.clock}
         out = {"run": str(self.run), "step": self.step, "elapsed_s": self.budget.elapsed,
-               "best_valid_bound_paper_units": self.best}
+               "best_valid_bound_paper_units": self.best, "stopped_by": by, "budget": budget}
         if not self.main:
             return out
+        if by in BUDGET_KEYS:  # not a session's pause, which a resume continues as if it never happened
+            runs.append_metrics(self.run, {"step": self.step, "event": "stopped", "by": by, **budget,
+                                           "elapsed_s": self.budget.elapsed})
         if not (self.run / "last.pt").exists():
             self.save("last")
         if type(self.model).tune is not Policy.tune:

@@ -29,6 +29,15 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="a source-specific option, e.g. --data-opt extra=200000 (svhn) or fold=1 (tfd)")
 
 
+def add_run(p: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
+    """The run folder, as ``--run DIR`` or ``--out DIR`` (one destination; giving both is an error): torchrun reads
+    ``--run`` as an abbreviation of its own ``--run-path``, so under torchrun the folder is given as ``--out``."""
+    g = p.add_mutually_exclusive_group(required=default is None)
+    g.add_argument("--run", dest="run", default=default, metavar="DIR", help=help)
+    g.add_argument("--out", dest="run", default=default, metavar="DIR",
+                   help="the same as --run (use --out under torchrun, which takes --run for its own --run-path)")
+
+
 def add_device(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--device", help=help)  # None in the namespace means cpu (each command's `args.device or "cpu"`)
 

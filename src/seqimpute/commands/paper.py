@@ -3,12 +3,12 @@ figures)."""
 
 from __future__ import annotations
 
-from .args import add_data_root, add_device, add_quiet
+from .args import add_data_root, add_device, add_quiet, add_run
 
 
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job: get MNIST, train GPSI-add on MCAR-80 briefly, evaluate, draw")
-    p.add_argument("--run", default="runs/demo", help="run folder (default runs/demo; resumed when it exists)")
+    add_run(p, "run folder (default runs/demo; resumed when it exists)", default="runs/demo")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget (default 6)")
     p.add_argument("--n", type=int, default=2000, help="test images to score (default 2000)")
     add_device(p)

@@ -7,7 +7,7 @@ import math
 
 from ..errors import SeqImputeError
 from .args import (
-    add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_seed, add_set,
+    add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_run, add_seed, add_set,
     data_options, set_values,
 )
 
@@ -17,8 +17,9 @@ def add_train(sub) -> None:
     p.add_argument("--model", help="gpsi-add, gpsi-jump, ...")
     add_data_args(p, data_required=False)
     p.add_argument("--mask", help="mask spec, e.g. mcar:0.8, MAR-14, square:12-18")
-    p.add_argument("--run", required=True, help="run folder (resumed when it exists)")
-    p.add_argument("--updates", type=int, help="total updates of the run")
+    add_run(p, "run folder (resumed when it exists)")
+    p.add_argument("--updates", type=int, help="total updates of the run (training stops at whichever budget it "
+                   "reaches first; on resume, the budgets given replace the stored ones)")
     p.add_argument("--minutes", type=float, help="total training budget in minutes (default 30 when no "
                    "--updates): wall clock, or the process's CPU time with --set clock=cpu")
     p.add_argument("--batch", type=int, default=250)
@@ -72,8 +73,7 @@ def cmd_train(args) -> int:
                 setattr(stored, key, value)
             if args.model and args.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
-            stored.updates = args.updates if args.updates is not None else stored.updates
-            stored.minutes = args.minutes if args.minutes is not None else stored.minutes
+            stored.updates, stored.minutes = args.updates, args.minutes  # neither given: train keeps the stored ones
             stored.device = args.device or stored.device
             cfg = stored
         print(f"resuming {run}")
@@ -87,11 +87,25 @@ def cmd_train(args) -> int:
                           sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
                           batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts)
         summary = train(run, cfg, progress_bar=not args.quiet)
+    stopped = _stopped_line(summary)
+    if stopped:
+        print(stopped)
     speed = f" at {summary['images_per_s']:.0f} images/s ({summary['precision']} products)" \
         if math.isfinite(summary.get("images_per_s", math.nan)) else ""
     print(f"trained {summary['step']} updates in {summary['elapsed_s'] / 60:.1f} min{speed}; best validation bound "
           f"{summary['best_valid_bound_paper_units']:.2f} (paper units); run folder {summary['run']}")
     return 0
+
+
+def _stopped_line(summary: dict) -> str | None:
+    """Which budget ended training (train's ``stopped_by``), in the command line's terms; None for a baseline."""
+    by, budget = summary.get("stopped_by"), summary.get("budget", {})
+    if by == "updates":
+        return f"stopped: reached {budget['updates']} updates (the --updates budget)"
+    if by == "minutes":
+        unit = "CPU-minutes" if budget["clock"] == "cpu" else "wall-clock minutes"
+        return f"stopped: {budget['minutes']:g} {unit} spent (the --minutes budget)"
+    return None
 
 
 def add_eval(sub) -> None:

@@ -1,0 +1,52 @@
+"""Arguments several commands share: the run folder, as --run or --out (torchrun takes --run for its --run-path)."""
+
+import argparse
+
+import pytest
+
+from seqimpute.cli import build_parser, main
+
+# each command that takes a run folder as an option, with the other arguments it needs to parse
+RUN_COMMANDS = {"train": [], "demo": ["--minutes", "1"]}
+
+
+def _commands() -> dict:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_the_commands_that_take_run_are_the_ones_checked_here():
+    takes_run = {name for name, p in _commands().items() if any("--run" in a.option_strings for a in p._actions)}
+    assert takes_run == set(RUN_COMMANDS)  # a new command with --run must be checked below too
+
+
+@pytest.mark.parametrize("command", sorted(RUN_COMMANDS))
+def test_out_names_the_same_run_folder_as_run(command):
+    parser = build_parser()
+    by_run = parser.parse_args([command, "--run", "runs/x", *RUN_COMMANDS[command]])
+    by_out = parser.parse_args([command, *RUN_COMMANDS[command], "--out", "runs/x"])
+    assert by_run.run == "runs/x" and vars(by_run) == vars(by_out)
+
+
+@pytest.mark.parametrize("command", sorted(RUN_COMMANDS))
+def test_run_and_out_together_are_refused(command, capsys):
+    assert main([command, "--run", "runs/a", "--out", "runs/b", *RUN_COMMANDS[command]]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_train_needs_one_of_run_and_out_and_demo_has_a_default(capsys):
+    assert main(["train", "--model", "gpsi-add"]) == 2
+    assert "one of the arguments --run --out is required" in capsys.readouterr().err
+    assert build_parser().parse_args(["demo"]).run == "runs/demo"
+
+
+def test_torchrun_accepts_out_where_it_refuses_run(capsys):
+    """What torchrun's own parser makes of the README's command line (it reads abbreviations of its options)."""
+    run = pytest.importorskip("torch.distributed.run")
+    argv = ["--standalone", "--nproc_per_node", "2", "-m", "seqimpute", "train", "--model", "gpsi-add"]
+    args = run.get_args_parser().parse_args([*argv, "--out", "runs/ddp"])
+    assert args.training_script == "seqimpute" and args.training_script_args == ["train", "--model", "gpsi-add",
+                                                                                 "--out", "runs/ddp"]
+    with pytest.raises(SystemExit):
+        run.get_args_parser().parse_args([*argv, "--run", "runs/ddp"])
+    assert "ambiguous option: --run could match --run-path" in capsys.readouterr().err
