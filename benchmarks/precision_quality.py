@@ -1,5 +1,6 @@
-"""Quality at equal updates, bf16 (the default precision, auto) against fp32: same model, data, mask, seed and update
-count; the test bounds of the last checkpoints are compared.
+"""Quality of the default precision (auto: bf16 on this CPU) against fp32, same model, data, mask and seed: at equal
+updates (GPSI-add MCAR-80 for 3,000, LSTM-add MAR-14 for 1,000) and at equal CPU time (GPSI-add MCAR-80 for 15
+CPU-minutes of one thread); the test bounds of the last checkpoints are compared.
 
     python benchmarks/precision_quality.py commands            # the train and eval commands, one per line
     python benchmarks/precision_quality.py collect             # -> results/quality/precision-mnist.json
@@ -17,26 +18,31 @@ import sys
 from pathlib import Path
 
 ROOT = Path("runs/precision")
-# name -> (model, mask, updates)
-PAIRS = {"gpsi-add-mcar80": ("gpsi-add", "mcar:0.8", 3000), "lstm-add-sq14": ("lstm-add", "square:14", 1000)}
+# name -> (model, mask, budget)
+PAIRS = {"gpsi-add-mcar80": ("gpsi-add", "mcar:0.8", ["--updates", "3000"]),
+         "lstm-add-sq14": ("lstm-add", "square:14", ["--updates", "1000"]),
+         "gpsi-add-mcar80-cpu15": ("gpsi-add", "mcar:0.8", ["--minutes", "15", "--set", "clock=cpu"])}
 EVAL = ["--split", "test", "--n", "2000", "--samples", "10", "--checkpoint", "last"]
 
 
 def runs():
-    for pair, (model, mask, updates) in PAIRS.items():
+    for pair, (model, mask, budget) in PAIRS.items():
         for prec in ("bf16", "fp32"):
             name = f"{pair}-{prec}"
             extra = ["--set", "precision=fp32"] if prec == "fp32" else []  # bf16: the default (auto) on this CPU
-            train = ["seqimpute", "train", "--model", model, "--data", "mnist", "--mask", mask, "--updates",
-                     str(updates), "--seed", "0", "--run", str(ROOT / name), "--quiet", *extra]
+            train = ["seqimpute", "train", "--model", model, "--data", "mnist", "--mask", mask, *budget, "--seed", "0",
+                     "--run", str(ROOT / name), "--quiet", *extra]
             ev = ["seqimpute", "eval", str(ROOT / name), *EVAL, "--json", str(ROOT / f"{name}.test-last.json"),
                   "--quiet"]
             yield pair, prec, name, train, ev
 
 
 def collect(out: Path) -> dict:
-    res = {"what": "test bound (paper units, K=10, first 2000 test images, last checkpoint) at equal updates and "
-                   "seed, default precision (bf16 on this CPU) vs fp32", "pairs": {}}
+    from seqimpute import runs as runs_mod
+
+    res = {"what": "test bound (paper units, K=10, first 2000 test images, last checkpoint) at equal updates or "
+                   "equal CPU time and the same seed, default precision (bf16 on this CPU) vs fp32", "pairs": {}}
+    trained = {}
     for pair, prec, name, train, ev in runs():
         entry = {"train": shlex.join(train), "eval": shlex.join(ev)}
         run = ROOT / name
@@ -45,6 +51,9 @@ def collect(out: Path) -> dict:
             import tomllib
 
             entry["precision_used"] = tomllib.loads(cfg.read_text()).get("runtime", {}).get("precision")
+        if (run / "last.pt").exists():
+            ck = runs_mod.load_checkpoint(run / "last.pt")
+            entry["training"] = trained[name] = runs_mod.training_record(run, runs_mod.read_config(run), ck)
         metrics = run / "metrics.jsonl"
         if metrics.exists():
             recs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -62,6 +71,12 @@ def collect(out: Path) -> dict:
         a, b = d.get("bf16", {}).get("test", {}), d.get("fp32", {}).get("test", {})
         if "score_paper_units" in a and "score_paper_units" in b:
             d["rel_diff_bf16_vs_fp32"] = (a["score_paper_units"] - b["score_paper_units"]) / b["score_paper_units"]
+    if trained:  # the shortest run's updates and images; every run's CPU seconds
+        res["training"] = {"updates": min(t["updates"] for t in trained.values()),
+                           "images_seen": min(t["images_seen"] for t in trained.values()),
+                           "cpu_s": {k: t["cpu_s"] for k, t in trained.items()},
+                           "note": "per run: pairs.<pair>.<precision>.training; a run resumed across builds may "
+                                   "lack CPU seconds from before the resume (null: not recorded)"}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     return res

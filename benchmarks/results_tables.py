@@ -123,7 +123,18 @@ def baselines(d: dict) -> list[str]:
     return mod.markdown(d).rstrip("\n").split("\n")
 
 
-TABLES = {"table1": table1, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
+def claims(d: dict) -> list[str]:
+    """`reproduce claims`: one row per claim, its verdict and each comparison's difference with its 95% interval."""
+    out = ["| claim | paper | verdict | A - B over seeds, 95% interval (lower is better) |", "|---|---|---|---|"]
+    for r in d["rows"]:
+        comps = "; ".join(f"{c['a']} vs {c['b']}: " + ("not run" if c["diff"] is None else
+                          f"{c['diff']:+.1f} [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] ({c['verdict']})")
+                          for c in r["comparisons"])
+        out.append(f"| {r['title']} | {r['source']} | **{r['verdict']}** | {comps} |")
+    return out
+
+
+TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "tables": imputers,
           "baselines": baselines}
 SOURCE = {"table1-runs": "status"}  # the JSON file a table is read from, when not <name>.json
