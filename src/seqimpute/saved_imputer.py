@@ -169,15 +169,14 @@ def _whole(v, lo: int = 0) -> bool:
 
 def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     """The fitted attributes of imputer.json, checked."""
-    names = fitted.get("feature_names_in_")
-    D = fitted.get("n_features_in_")
+    names, config = fitted.get("feature_names_in_"), fitted.get("model_config")
+    D, gaussian = fitted.get("n_features_in_"), fitted.get("likelihood_") == "gaussian"
     checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian"),
               "seed_": _whole(fitted.get("seed_")), "n_features_in_": _whole(D, 1),
               "feature_names_in_": names is None or (isinstance(names, list) and len(names) == D
                                                      and all(isinstance(n, str) for n in names)),
-              "model_config": isinstance(fitted.get("model_config"), dict)  # its dim and output fit the rest
-              and fitted["model_config"].get("dim") == D
-              and (fitted["model_config"].get("link", "sigmoid") == "identity") == (fitted.get("likelihood_") == "gaussian"),
+              "model_config": isinstance(config, dict) and config.get("dim") == D  # its width and output fit
+              and (config.get("link", "sigmoid") == "identity") == gaussian,
               "n_updates_": _whole(fitted.get("n_updates_")),
               "n_skipped_updates_": _whole(fitted.get("n_skipped_updates_")),
               "loss_": fitted.get("loss_") is None or isinstance(fitted.get("loss_"), (int, float)),
