@@ -87,12 +87,14 @@ def test_a_column_that_is_not_numbers_is_one_clear_error(column):
         SequentialImputer(**TINY).fit(df)
 
 
-def test_nullable_integer_and_boolean_columns_are_numbers():
+def test_nullable_integer_boolean_and_boxed_number_columns_are_numbers():
     df, holes = table()
     df["n"] = pd.array([1, None, 3] * 20, dtype="Int64")  # pandas' NA marks a missing value like NaN
     df["flag"] = [True, False] * 30
+    df["boxed"] = pd.Series([2.5, None, 4] * 20, index=df.index, dtype=object)  # numbers in an object column are numbers too
     out = SequentialImputer(**TINY).set_output(transform="pandas").fit_transform(df)
-    assert not out.isna().any().any() and list(out.columns) == ["a", "b", "c", "n", "flag"]
+    assert not out.isna().any().any() and list(out.columns) == ["a", "b", "c", "n", "flag", "boxed"]
+    assert np.array_equal(out["boxed"].to_numpy()[::3], np.full(20, 2.5))
     assert np.array_equal(out["n"].to_numpy()[::3], np.ones(20)) and np.array_equal(out["flag"], df["flag"])
 
 

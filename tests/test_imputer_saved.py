@@ -97,10 +97,10 @@ def _copy(src, dst):
     return dst
 
 
-def _swap_weights(folder):
-    """Weights of another width, with the hash updated to match: the JSON's policy config does not fit them."""
+def _edit_weights(folder, edit):
+    """Change the tensors and update the hash to match: only the checks of the tensors themselves can object."""
     tensors = load_file(folder / "weights.safetensors")
-    tensors["model.c0"] = torch.zeros(len(tensors["model.c0"]) + 1)
+    edit(tensors)
     save_file(tensors, folder / "weights.safetensors")
     digest = hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
     _edit_json(folder, lambda m: m.update(weights_sha256=digest))
@@ -121,7 +121,11 @@ BAD = {  # damage -> what the one error says
                           "does not hold SequentialImputer's parameters"),
     "bad attribute": (lambda f: _edit_json(f, lambda m: m["fitted"].update(likelihood_="poisson", seed_="1")),
                       "invalid fitted attribute.*likelihood_, seed_"),
-    "mismatched weights": (_swap_weights, "its policy does not load"),
+    "mismatched weights": (lambda f: _edit_weights(f, lambda t: t.update({"model.c0": torch.zeros(99)})),
+                           r"its policy does not load \(.*c0"),  # a width the JSON's policy config does not have
+    "NaN weights": (lambda f: _edit_weights(f, lambda t: t["model.c0"].fill_(float("nan"))), "not all finite"),
+    "bad scale": (lambda f: _edit_weights(f, lambda t: t["scale_"].fill_(-1.0)), "scale_ .* not positive"),
+    "bad output": (lambda f: _edit_json(f, lambda m: m.update(output="excel")), "output setting 'excel'"),
 }
 
 

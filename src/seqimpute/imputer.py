@@ -66,7 +66,9 @@ def _check_numeric_columns(X) -> None:
     pd = sys.modules.get("pandas")
     if pd is None or not isinstance(X, pd.DataFrame):
         return
-    bad = [f"{c!r} ({t})" for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+    numbers = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}  # an object column's
+    bad = [f"{c!r} ({t})" for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+           and not (t == object and pd.api.types.infer_dtype(X[c], skipna=True) in numbers)]
     if bad:
         raise SeqImputeError(f"column(s) {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''} of X are not "
                              f"numeric; SequentialImputer fills numbers only: encode those columns as numbers first "

@@ -118,11 +118,10 @@ def load(folder, device: str | None = None):
                              f"load it with SequentialImputer.load(folder, device='cpu') (CLI: --device cpu).")
     _set_fitted(imp, folder, fitted)
     _set_weights(imp, folder, _read_weights(folder, meta["weights_sha256"]), fitted["model_config"])
+    if meta.get("output") not in (None, "default", "pandas", "polars"):
+        raise _bad(folder, f"its output setting {meta['output']!r} is not one of set_output's")
     if meta.get("output") is not None:
-        try:
-            imp.set_output(transform=meta["output"])
-        except ValueError as e:
-            raise _bad(folder, f"its output setting {meta['output']!r} is refused ({e})") from None
+        imp.set_output(transform=meta["output"])
     return imp
 
 
@@ -223,6 +222,8 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
         want = torch.float32 if k == "log_var" else torch.float64
         if v.dtype != want or tuple(v.shape) != (D,) or not torch.isfinite(v).all():
             raise _bad(folder, f"{k} in {WEIGHTS} is not {D} finite {str(want)[6:]} values")
+    if not all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model.") and v.is_floating_point()):
+        raise _bad(folder, f"the policy's parameters in {WEIGHTS} are not all finite")
     if not (arrays["scale_"] > 0).all():
         raise _bad(folder, f"scale_ in {WEIGHTS} has values that are not positive")
     try:
@@ -230,8 +231,8 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
             model = model_from_config(imp.model, dict(config))
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     except (SeqImputeError, TypeError, ValueError, RuntimeError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise _bad(folder, f"its policy does not load ({first})") from None
+        why = " ".join(str(e).split()) or type(e).__name__  # state_dict's reasons follow its first line
+        raise _bad(folder, f"its policy does not load ({why[:300]})") from None
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
