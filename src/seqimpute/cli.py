@@ -1,7 +1,7 @@
-"""The command line: `seqimpute data|train|eval|impute|curve|bench|demo|fit-transform|finetune|sample|reproduce ...`.
-Mistakes exit with code 2 and one line.
+"""The command line: `seqimpute COMMAND ...`; mistakes exit with code 2 and one line.
 
-The commands live in seqimpute/commands/, grouped by what they do: data.py (data, fit-transform), runs.py (train,
+Commands: data, train, eval, impute, curve, bench, demo, fit-transform, transform, finetune, sample, reproduce. They
+live in seqimpute/commands/, grouped by what they do: data.py (data, fit-transform, transform), runs.py (train,
 eval, finetune), figures.py (impute, sample, curve), speed.py (bench), paper.py (demo, reproduce). Each command is a
 parser builder `add_<command>(sub)` next to its `cmd_<command>(args)`; the arguments several commands share are added
 by the helpers of commands/args.py."""
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands.data import add_data, add_fit_transform
+from .commands.data import add_data, add_fit_transform, add_transform
 from .commands.figures import add_curve, add_impute, add_sample
 from .commands.paper import add_demo, add_reproduce
 from .commands.runs import add_eval, add_finetune, add_train
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqimpute", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_data, add_train, add_eval, add_impute, add_curve, add_bench, add_demo, add_fit_transform,
-                add_finetune, add_sample, add_reproduce):  # the order of `seqimpute --help`
+                add_transform, add_finetune, add_sample, add_reproduce):  # the order of `seqimpute --help`
         add(sub)
     return parser
 

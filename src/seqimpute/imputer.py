@@ -6,6 +6,10 @@ policy (Bachman & Precup 2015), trained on the incomplete array itself.
     X_filled = imp.transform(X)                                # mean of ``n_rollouts`` rollouts, observed kept
     draws = imp.sample(X, n_samples=50)                        # (50, N, D) multiple imputations
     imp.score(X_valid)                                         # minus the held-out bound, nats per imputed value
+    imp.save("imputer/"); SequentialImputer.load("imputer/")   # safetensors + JSON (seqimpute.saved_imputer)
+
+pandas DataFrames go in (numeric columns; their names are kept in ``feature_names_in_``) and, with scikit-learn's
+``set_output(transform="pandas")``, come out with their columns and index; it fits in a ColumnTransformer.
 
 Training from incomplete data. The paper trains on complete observations with synthetic masks; here the truth of a
 missing value is never known, so every batch hides an extra random share of the *observed* values (a rate drawn per
@@ -23,12 +27,13 @@ are biased toward the observed distribution, as with every imputer that learns o
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
@@ -55,6 +60,22 @@ LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor agains
 _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
 
 
+def _check_numeric_columns(X) -> None:
+    """A pandas DataFrame with a column that is not numbers is one clear error (scikit-learn's would name a value
+    it could not convert, not the column). pandas is optional: a DataFrame implies it is already imported."""
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(X, pd.DataFrame):
+        return
+    numbers = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}  # an object column's
+    bad = [f"{c!r} ({t})" for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+           and not (t == object and pd.api.types.infer_dtype(X[c], skipna=True) in numbers)]
+    if bad:
+        raise SeqImputeError(f"column(s) {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''} of X are not "
+                             f"numeric; SequentialImputer fills numbers only: encode those columns as numbers first "
+                             f"(e.g. OrdinalEncoder), or pass only the numeric columns to it with a ColumnTransformer "
+                             f"(make_column_selector(dtype_include='number')).")
+
+
 class _Threads:
     """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics) and the products'
     precision set (seqimpute.precision), all restored after it."""
@@ -77,7 +98,7 @@ class _Threads:
         self.flushed.__exit__(*exc)
 
 
-class SequentialImputer(TransformerMixin, BaseEstimator):
+class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill missing values (NaN) with a sequential imputation policy trained on the observed values.
 
     Parameters
@@ -141,7 +162,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
     loss_ : float                             mean training loss over the last 10% of the updates
     stopped_by_ : str                         the budget that ended training: "updates" or "minutes"
     seed_ : int                               the torch seed derived from ``random_state``
-    n_features_in_ : int
+    n_features_in_ : int;  feature_names_in_ : ndarray of str   (the latter when fitted on a DataFrame)
     """
 
     def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=6, max_updates=1000,
@@ -178,6 +199,7 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
         return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
+        _check_numeric_columns(X)
         try:
             return _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
         except SeqImputeError:
@@ -225,6 +247,22 @@ class SequentialImputer(TransformerMixin, BaseEstimator):
                                  f"got {self.hide_rate!r}.")
         if self.model_options is not None and not isinstance(self.model_options, dict):
             raise SeqImputeError(f"model_options must be a dict or None, got {type(self.model_options).__name__}.")
+
+    # ------------------------------------------------------------------------------------------ saving
+
+    def save(self, folder) -> None:
+        """Write the fitted imputer to ``folder``: safetensors weights and JSON, no pickle (seqimpute.saved_imputer)."""
+        from .saved_imputer import save
+
+        save(self, folder)
+
+    @classmethod
+    def load(cls, folder, device: str | None = None) -> "SequentialImputer":
+        """The imputer ``save`` wrote to ``folder``; its transform, sample and score give the saved one's values
+        exactly. ``device`` replaces the saved device (e.g. "cpu" for an imputer fitted on a GPU)."""
+        from .saved_imputer import load
+
+        return load(folder, device)
 
     # ------------------------------------------------------------------------------------------ scaling
 

@@ -1,4 +1,5 @@
-"""`seqimpute data` (list, download, describe datasets) and `seqimpute fit-transform` (fill your own table)."""
+"""`seqimpute data` (list, download, describe datasets), `seqimpute fit-transform` (fill your own table, optionally
+saving the fitted imputer) and `seqimpute transform` (fill new rows with a saved imputer)."""
 
 from __future__ import annotations
 
@@ -86,12 +87,29 @@ def add_fit_transform(sub) -> None:
     p.add_argument("--minutes", type=float, help="wall-clock cap on training (with --updates: whichever ends first; "
                    "alone: a cap on the default 1000 updates)")
     p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
-    p.add_argument("--samples", type=int, default=0, help="also write N multiple imputations: OUT.sample1.csv .. "
-                   "(.csv), OUT.samples.npy (.npy), or key 'samples' in OUT (.npz)")
+    add_samples(p)
+    p.add_argument("--save", metavar="DIR", help="also save the fitted imputer to the folder DIR (safetensors and "
+                   "JSON), to fill new rows later with `seqimpute transform DIR NEW OUT`")
     add_seed(p)
     add_device(p, "cpu (default), cuda, ...")
     add_quiet(p, "no progress bar")
     p.set_defaults(func=cmd_fit_transform)
+
+
+def add_transform(sub) -> None:
+    p = sub.add_parser("transform", help="fill the missing values of new rows with an imputer saved by "
+                       "`fit-transform --save`")
+    p.add_argument("imputer", metavar="DIR", help="the folder `seqimpute fit-transform ... --save DIR` wrote")
+    p.add_argument("input", metavar="IN", help=".csv, .npy or .npz with the columns the imputer was fitted on")
+    p.add_argument("output", metavar="OUT", help="where to write the filled array: .csv, .npy or .npz")
+    add_samples(p)
+    add_device(p, "the saved imputer's device (default), cpu, cuda, ...")
+    p.set_defaults(func=cmd_transform)
+
+
+def add_samples(p) -> None:
+    p.add_argument("--samples", type=int, default=0, help="also write N multiple imputations: OUT.sample1.csv .. "
+                   "(.csv), OUT.samples.npy (.npy), or key 'samples' in OUT (.npz)")
 
 
 def cmd_fit_transform(args) -> int:
@@ -100,10 +118,13 @@ def cmd_fit_transform(args) -> int:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..data.formats import check_output, read_table, write_table
+    from ..data.formats import check_output, read_table
     from ..imputer import SequentialImputer
+    from ..saved_imputer import check_folder
 
     check_output(args.output)
+    if args.save:
+        check_folder(args.save)
     X, header, shape = read_table(args.input)
     budget = {}  # neither flag: the estimator's default budget; --updates alone: every update, no wall-clock cap
     if args.updates is not None:
@@ -115,8 +136,12 @@ def cmd_fit_transform(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # said below, in the summary line
         filled = imp.fit_transform(X)
-    samples = imp.sample(X, args.samples) if args.samples else None
-    written = write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
+    written = _write_filled(args, imp, X, filled, header, shape)
+    if args.save:
+        if header:  # the CSV's column names: `transform` checks a new table's header against them
+            imp.feature_names_in_ = np.asarray(header, dtype=object)
+        imp.save(args.save)
+        written.append(args.save)
     n_missing = int(np.isnan(X).sum())
     print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
           f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s); wrote "
@@ -124,4 +149,39 @@ def cmd_fit_transform(args) -> int:
     if imp.stopped_by_ == "minutes" and imp.max_updates is not None:
         print(f"training stopped at the {imp.max_minutes:g}-minute wall-clock cap after {imp.n_updates_} of "
               f"{imp.max_updates} updates; raise --minutes, or give --updates N alone to make all N.")
+    return 0
+
+
+def _write_filled(args, imp, X, filled, header, shape) -> list:
+    """OUT (and its ``--samples`` multiple imputations) in the input's layout; returns the files written."""
+    from ..data.formats import write_table
+
+    samples = imp.sample(X, args.samples) if args.samples else None
+    return write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
+
+
+def cmd_transform(args) -> int:
+    import warnings
+
+    import numpy as np
+
+    from ..data.formats import check_output, read_table
+    from ..imputer import SequentialImputer
+
+    check_output(args.output)
+    imp = SequentialImputer.load(args.imputer, device=args.device)
+    X, header, shape = read_table(args.input)
+    names = getattr(imp, "feature_names_in_", None)
+    if X.shape[1] != imp.n_features_in_:
+        raise SeqImputeError(f"{args.input} has {X.shape[1]} column(s) but the imputer in {args.imputer} was fitted "
+                             f"on {imp.n_features_in_}; give a table with the columns it was fitted on.")
+    if header and names is not None and header != list(names):
+        raise SeqImputeError(f"{args.input}'s columns {header} are not those the imputer in {args.imputer} was "
+                             f"fitted on, {list(names)}; give a table with the same columns in the same order.")
+    with warnings.catch_warnings():  # the names were checked above; a bare array carries none
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        filled = np.asarray(imp.transform(X))
+        written = _write_filled(args, imp, X, filled, header or (None if names is None else list(names)), shape)
+    print(f"imputed {int(np.isnan(X).sum())} missing value(s) of {X.shape[0]}x{X.shape[1]} with the "
+          f"{imp.model} imputer saved in {args.imputer}; wrote " + ", ".join(str(p) for p in written))
     return 0
