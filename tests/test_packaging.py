@@ -1,5 +1,5 @@
-"""The declared dependency floors are the versions CI tests: .ci/lowest.txt pins each floor of pyproject.toml, and
-torch's floor is the torch .ci/run installs."""
+"""The declared dependency floors are the versions CI tests: .ci/lowest.txt pins each floor of pyproject.toml (the
+required dependencies and the optional pandas extra), and torch's floor is the torch .ci/run installs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from packaging.version import Version  # pytest's own dependency
 ROOT = Path(__file__).resolve().parents[1]
 
 
+OPTIONAL = ("pandas",)  # extras whose packages the lowest-versions stage also tests
+
+
 def floors() -> dict[str, str]:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + [d for e in OPTIONAL for d in project["optional-dependencies"][e]]
     out = {}
     for d in deps:
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", d.replace(" ", ""))
