@@ -26,7 +26,8 @@ def cmd_demo(args) -> int:
 def add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="train, score and tabulate an experiment of the paper beside its numbers")
     p.add_argument("experiment", choices=["table1", "fig1", "fig2", "fig2c", "fig3", "all", "sweep", "claims"],
-                   help="an experiment of the paper, all of them, or sweep (how the preset's settings were chosen)")
+                   help="an experiment of the paper, all of them, sweep (how the preset's settings were chosen) or "
+                   "claims (the paper's findings tested at equal updates over seeds)")
     p.add_argument("--preset", default="cpu", help="paper (the paper's sizes and updates, for a GPU) or cpu "
                    "(at most 15 min per model on a 2-core CPU; default), or a path to a preset .toml")
     p.add_argument("--runs", default="runs/reproduce", help="where the runs live (default runs/reproduce; "
