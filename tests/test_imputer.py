@@ -147,7 +147,7 @@ def test_get_params_clone_round_trip_and_pickle():
     twin = clone(imp)
     assert twin.get_params() == params and twin is not imp
     twin.set_params(max_updates=5, likelihood="gaussian")
-    assert twin.max_updates == 5 and imp.max_updates == 1000
+    assert twin.max_updates == 5 and imp.max_updates == "auto"
     fitted = small().fit(holes(correlated(40, 3), 0.2)[0])
     again = pickle.loads(pickle.dumps(fitted))
     Xm = holes(correlated(10, 3, seed=5), 0.3)[0]
@@ -169,6 +169,7 @@ def test_deterministic_given_random_state():
     assert np.array_equal(a.transform(Xm), a.transform(Xm))
     assert np.array_equal(a.sample(Xm, 2), b.sample(Xm, 2))
     assert a.score(Xm) == b.score(Xm)
+    assert len(a.validation_score_) and np.array_equal(a.validation_score_, b.validation_score_)
     assert not np.array_equal(small(random_state=4).fit(Xm).transform(Xm), a.transform(Xm))
 
 
@@ -283,3 +284,73 @@ def test_cli_fit_transform_updates_are_not_cut_by_a_default_cap(tmp_path, capsys
     assert main(base + ["--updates", "12", "--minutes", "1"]) == 0  # both given: whichever ends first, said so
     out = capsys.readouterr().out
     assert "stopped at the 1-minute wall-clock cap after" in out and "of 12 updates" in out
+
+
+def test_validation_holes_are_shares_of_rows_and_leave_every_row_and_column_a_value():
+    full = np.ones((1000, 10), dtype=bool)
+    held = imputer_module._holdout(full, 0.1, seed=0)
+    # 10% of 10000 values; each validation row gives round(0.35 * 10) = 4 of its values: 250 rows
+    assert held.sum() == 1000 and set(held.sum(1)) == {0, 4} and (held.sum(1) == 4).sum() == 250
+    assert np.array_equal(held, imputer_module._holdout(full, 0.1, seed=0))
+    assert not np.array_equal(held, imputer_module._holdout(full, 0.1, seed=1))
+    obs = np.random.default_rng(0).random((300, 6)) < 0.5
+    obs[:, 5] = False
+    obs[:2, 5] = True  # a column observed twice only
+    held = imputer_module._holdout(obs, 0.1, seed=0)
+    assert not (held & ~obs).any()  # held-out values are observed ones
+    assert 1 <= held.sum() <= obs.sum() // 4
+    assert (obs & ~held).any(0)[obs.any(0)].all() and (obs & ~held).any(1)[obs.any(1)].all()
+    assert not imputer_module._holdout(np.ones((24, 4), bool), 0.1, seed=0).any()  # 96 observed: too few
+
+
+def test_early_stopping_stops_and_keeps_the_best_update():
+    Xm, _ = holes(correlated(300, 4, noise=0.1), 0.3)
+    imp = small(max_updates=5000, patience=2, learning_rate=0.03).fit(Xm)
+    assert imp.stopped_by_ == "early_stopping" and imp.n_updates_ < 5000
+    at, scores = imp.validation_updates_, imp.validation_score_
+    assert np.array_equal(at, 20 * np.arange(1, len(at) + 1)) and at[-1] == imp.n_updates_  # one epoch: 20 updates
+    best = int(np.argmin(scores))
+    assert imp.best_iteration_ == at[best] and len(scores) - 1 - best == 2  # two scores without improvement
+    off = small(max_updates=30, early_stopping=False).fit(Xm)
+    assert off.stopped_by_ == "updates" and off.best_iteration_ == 30 and off.validation_score_.size == 0
+
+
+def test_validation_values_are_never_used_in_training(monkeypatch):
+    """Changing the held-out values changes nothing in training (the scaling included), only their score."""
+    X = correlated(200, 4, noise=0.1)
+    Xm, _ = holes(X, 0.2)
+    masks = []
+
+    def spy(observed, share, seed):
+        masks.append(real(observed, share, seed))
+        return masks[-1]
+
+    real = imputer_module._holdout
+    monkeypatch.setattr(imputer_module, "_holdout", spy)
+    a = small(max_updates=20).fit(Xm)  # one evaluation, at the last update: the weights kept are the last ones
+    held = masks[0]
+    assert held.sum() >= 50
+    X2 = Xm.copy()
+    X2[held] = 100.0 + 10 * X2[held]
+    b = small(max_updates=20).fit(X2)
+    assert np.array_equal(masks[1], held)
+    assert np.array_equal(a.mean_, b.mean_) and np.array_equal(a.scale_, b.scale_)
+    assert all(torch.equal(p, q) for p, q in zip(a.model_.parameters(), b.model_.parameters()))
+    assert b.validation_score_[0] > 10 * a.validation_score_[0]
+    assert np.array_equal(a.transform(Xm), b.transform(Xm))
+
+
+def test_the_auto_budget_grows_with_the_rows():
+    imp = SequentialImputer(batch_size=128)
+    # 300 epochs of ceil(N / 128) updates, clipped to 500..5000
+    assert [imp._max_updates(n) for n in (100, 1000, 2000, 10**5)] == [500, 300 * 8, 300 * 16, 5000]
+    assert SequentialImputer(max_updates=77)._max_updates(10**5) == 77
+
+
+@pytest.mark.parametrize("kw, match", [({"early_stopping": "yes"}, "early_stopping must be True or False"),
+                                       ({"validation_fraction": 0.7}, r"validation_fraction must be a share in"),
+                                       ({"patience": 0}, "patience must be a positive integer"),
+                                       ({"max_updates": "many"}, "max_updates must be a positive integer, 'auto'")])
+def test_early_stopping_parameters_are_validated(kw, match):
+    with pytest.raises(SeqImputeError, match=match):
+        small(**kw).fit(holes(correlated(40, 3), 0.2)[0])

@@ -60,8 +60,9 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
         assert np.array_equal(twin.sample(X, 3), imp.sample(X, 3))
         assert twin.score(X) == imp.score(X)
     for a in ("mean_", "scale_", "fill_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "loss_",
-              "stopped_by_", "training_seconds_"):
+              "stopped_by_", "training_seconds_", "best_iteration_", "validation_score_", "validation_updates_"):
         assert np.array_equal(getattr(twin, a), getattr(imp, a)), a
+    assert len(imp.validation_score_) == 1  # early stopping's holes were scored (once: at the 20th update)
     assert (twin.log_var_ is None) == (likelihood == "bernoulli")
     if twin.log_var_ is not None:
         assert np.array_equal(twin.log_var_, imp.log_var_)

@@ -57,7 +57,16 @@ _FLOATS = (np.float64, np.float32)
 LOG_VAR_GAIN = 20.0  # log_var = GAIN * raw: Adam moves raw by ~lr per update, so the log-variance moves ~GAIN*lr
 # (a 1e-3 step alone could not leave 0 in a budget of a few hundred updates); it is clamped at LOG_VAR_MIN
 LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor against collapse on near-duplicates
+BF16_MIN_HIDDEN = 512  # precision="auto" on a CPU: fp32 below this hidden width (measured: bf16 is slower there)
 _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
+# Early stopping (``early_stopping=True``). The validation holes are whole shares of some rows' observed values, as
+# the training batches hide them, so they look like the holes transform fills; few rows keep each evaluation cheap.
+VALIDATION_MIN, VALIDATION_MAX = 300, 5000  # validation entries: validation_fraction of the observed, clipped to this
+VALIDATION_ROW_RATE = 0.35  # share of a validation row's observed values held out (the middle of hide_rate)
+VALIDATION_ROLLOUTS = 4  # unguided rollouts averaged per validation score (the same noise at every evaluation)
+VALIDATION_EVERY = (20, 100)  # updates between evaluations: one epoch, clipped to this range
+VALIDATION_SMALLEST = 100  # fewer observed values than this: no validation holes, the whole budget is trained
+AUTO_EPOCHS, AUTO_UPDATES = 300, (500, 5000)  # max_updates="auto": this many epochs, clipped to this range
 
 
 def _check_numeric_columns(X) -> None:
@@ -74,6 +83,29 @@ def _check_numeric_columns(X) -> None:
                              f"numeric; SequentialImputer fills numbers only: encode those columns as numbers first "
                              f"(e.g. OrdinalEncoder), or pass only the numeric columns to it with a ColumnTransformer "
                              f"(make_column_selector(dtype_include='number')).")
+
+
+def _holdout(observed: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """The validation holes of early stopping: a (N, D) bool mask of observed entries, none of them used for
+    training. Rows are taken in a random order and VALIDATION_ROW_RATE of each one's observed values held out until
+    ``share`` of all observed values (clipped to VALIDATION_MIN..VALIDATION_MAX) are; every column keeps at least
+    one training value and every row one observed value; at most a quarter of the observed values are held out.
+    All False when fewer than VALIDATION_SMALLEST are observed."""
+    n_obs = int(observed.sum())
+    if n_obs < VALIDATION_SMALLEST:
+        return np.zeros_like(observed)
+    want = min(int(np.clip(round(share * n_obs), VALIDATION_MIN, VALIDATION_MAX)), n_obs // 4)
+    rng = np.random.default_rng(seed)
+    per_row = observed.sum(1)
+    take = np.where(per_row >= 2, np.maximum(1, np.round(VALIDATION_ROW_RATE * per_row)), 0).astype(int)
+    order = rng.permutation(len(observed))
+    rows = order[:int(np.searchsorted(np.cumsum(take[order]), want)) + 1]
+    keys = np.where(observed[rows], rng.random((len(rows), observed.shape[1])), np.inf)
+    held = np.zeros_like(observed)
+    held[rows] = keys.argsort(1).argsort(1) < take[rows, None]  # each row's take[i] randomly ranked observed values
+    emptied = ~(observed & ~held).any(0)  # a column left without a training value gets its values back
+    held[:, emptied] = False
+    return held
 
 
 class _Threads:
@@ -98,6 +130,62 @@ class _Threads:
         self.flushed.__exit__(*exc)
 
 
+class _EarlyStopping:
+    """Scores the validation holes every ``every`` updates, keeps the best parameters, and halts the budget after
+    ``patience`` evaluations without improvement. The score is the RMSE, in standardised units (the likelihood's
+    units for Bernoulli), of what transform returns there: the mean of unguided rollouts (VALIDATION_ROLLOUTS of
+    them, with the same noise at every evaluation so that scores differ by the parameters alone)."""
+
+    def __init__(self, imp, model, params, X_train, X, held, patience: int, per_epoch: int, budget: Budget):
+        self.imp, self.model, self.params, self.budget, self.patience = imp, model, params, budget, patience
+        self.rows = np.where(held.any(axis=1))[0]
+        self.X_in = X_train[self.rows]
+        self.held = held[self.rows]
+        self.truth = X[self.rows][self.held]
+        self.scale = np.broadcast_to(imp.scale_, self.held.shape)[self.held]
+        self.every = int(np.clip(per_epoch, *VALIDATION_EVERY))
+        self.updates, self.scores, self.best, self.since = [], [], (math.inf, 0, None), 0
+
+    @property
+    def active(self) -> bool:
+        return len(self.rows) > 0
+
+    def score(self) -> float:
+        vals = self.imp._rollout_values(self.X_in, VALIDATION_ROLLOUTS, 3, noise=False, mean=True, model=self.model)
+        return float(np.sqrt(np.mean(((vals[self.held] - self.truth) / self.scale) ** 2)))
+
+    def evaluate(self, step: int) -> None:
+        s = self.score()
+        self.updates.append(step)
+        self.scores.append(s)
+        if s < self.best[0]:
+            self.best, self.since = (s, step, [p.detach().clone() for p in self.params]), 0
+        else:
+            self.since += 1
+            if self.since >= self.patience:
+                self.budget.halted = "early_stopping"
+
+    def after(self, step: int) -> None:
+        if self.active and step % self.every == 0:
+            self.evaluate(step)
+
+    def postfix(self) -> dict:
+        return {"valid": f"{self.scores[-1]:.3g}"} if self.scores else {}
+
+    def finish(self, step: int) -> None:
+        """Evaluate the last update too, restore the best parameters, and record the curve on the imputer."""
+        if self.active and (not self.updates or self.updates[-1] != step):
+            self.evaluate(step)
+        score, best_step, saved = self.best
+        if saved is not None:
+            with torch.no_grad():
+                for p, v in zip(self.params, saved):
+                    p.copy_(v)
+        self.imp.best_iteration_ = best_step if saved is not None else step
+        self.imp.validation_score_ = np.asarray(self.scores, dtype=np.float64)
+        self.imp.validation_updates_ = np.asarray(self.updates, dtype=np.int64)
+
+
 class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill missing values (NaN) with a sequential imputation policy trained on the observed values.
 
@@ -117,13 +205,14 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         hidden = clip(4 D, 64, 500), latent = clip(D // 2, 4, 100).
     steps : int, default 6
         Refinement steps T of the canvas.
-    max_updates : int or None, default 1000
-        Training updates (batches). The learning rate warms up and decays over this budget.
-    max_minutes : float or None, default 1.0
-        A wall-clock cap on training. When it stops training before ``max_updates`` the result depends on the
-        machine's speed, so ``fit`` says so with a ConvergenceWarning (``stopped_by_`` is then "minutes"); for
-        repeatable fits let ``max_updates`` bind (or set ``max_minutes=None``). With ``max_updates=None`` the
-        schedule runs over this time instead.
+    max_updates : "auto", int or None, default "auto"
+        The most training updates (batches). The learning rate warms up and decays over this budget. "auto": 300
+        passes over the rows (epochs), at least 500 and at most 5000 updates; with early stopping (the default)
+        training usually ends well before.
+    max_minutes : float or None, default None
+        An optional wall-clock cap on training. When it stops training before ``max_updates`` the result depends
+        on the machine's speed, so ``fit`` says so with a ConvergenceWarning (``stopped_by_`` is then "minutes").
+        With ``max_updates=None`` the schedule runs over this time instead.
     batch_size : int, default 128
     learning_rate : float, default 3e-3
         Peak Adam learning rate (seqimpute.optim's budget schedule: warm-up, then cosine decay). Higher than the
@@ -132,6 +221,17 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Range of the share of a row's observed values hidden in each training batch (drawn uniformly per row).
     n_rollouts : int, default 20
         Unguided rollouts averaged by ``transform`` (and guided rollouts averaged by ``score``, at most 10).
+    early_stopping : bool, default True
+        Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
+        observed values, at least 300 values where there are 1200 or more, at most 5000; none on tables with
+        fewer than 100 observed values). They are treated as missing throughout training, the scaling included.
+        Every epoch (at least 20 and at most 100 updates) the RMSE of the imputation of those holes (the mean of 4
+        unguided rollouts, in standardised units) is scored; training stops after ``patience`` scores without
+        improvement and the parameters of the best score are kept.
+    validation_fraction : float, default 0.1
+        Share of the observed values held out for early stopping, in (0, 0.5].
+    patience : int, default 10
+        Validation scores without improvement before training stops.
     model_options : dict or None, default None
         Further constructor options of the policy (e.g. {"write": 100} for an LSTM, {"l2": 0.0}).
     device : str, default "cpu"
@@ -142,13 +242,15 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         torch's current setting.
     random_state : int, RandomState instance or None, default None
         Seeds the initialisation, the batches, the hidden values and the rollouts. transform, sample and score are
-        deterministic given the fitted estimator; fit is deterministic given an int here (see ``max_minutes``).
+        deterministic given the fitted estimator; fit is deterministic given an int here (see ``max_minutes``);
+        the validation holes of early stopping are drawn from it too.
     verbose : bool, default False
         A tqdm progress bar during training.
     precision : {"auto", "bf16", "fp32"}, default "auto"
         The precision of the matrix products in fit, transform, sample and score (seqimpute.precision): "auto"
         takes bfloat16 where the device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32
-        elsewhere. The parameters, the optimiser, the loss and the returned values are float32 either way.
+        elsewhere, and float32 on a CPU for policies narrower than 512 hidden units, whose products are too small
+        to repay bfloat16's casts. The parameters, the optimiser, the loss and the returned values are float32 either way.
 
     Attributes
     ----------
@@ -157,18 +259,22 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from observed values
     log_var_ : ndarray (D,) or None           learned log-variance per column in standardised units (Gaussian)
     n_updates_ : int                          updates made;  training_seconds_ : float
+    best_iteration_ : int                     the update whose parameters were kept: the best validation score's
+                                              (``n_updates_`` without validation holes)
+    validation_score_ : ndarray (k,)          the validation RMSE (standardised units) at each evaluation, and
+    validation_updates_ : ndarray (k,) int    the updates made by then (both empty without validation holes)
     n_skipped_updates_ : int                  of those, updates skipped because the loss or a gradient was not
                                               finite (NaN/inf); fit warns when any were
     loss_ : float                             mean training loss over the last 10% of the updates
-    stopped_by_ : str                         the budget that ended training: "updates" or "minutes"
+    stopped_by_ : str                         what ended training: "early_stopping", "updates" or "minutes"
     seed_ : int                               the torch seed derived from ``random_state``
     n_features_in_ : int;  feature_names_in_ : ndarray of str   (the latter when fitted on a DataFrame)
     """
 
-    def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=6, max_updates=1000,
-                 max_minutes=1.0, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
-                 model_options=None, device="cpu", n_threads=None, random_state=None, verbose=False,
-                 precision="auto"):
+    def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=6, max_updates="auto",
+                 max_minutes=None, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
+                 early_stopping=True, validation_fraction=0.1, patience=10, model_options=None, device="cpu",
+                 n_threads=None, random_state=None, verbose=False, precision="auto"):
         self.model = model
         self.likelihood = likelihood
         self.hidden = hidden
@@ -180,6 +286,9 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.hide_rate = hide_rate
         self.n_rollouts = n_rollouts
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
         self.model_options = model_options
         self.device = device
         self.n_threads = n_threads
@@ -221,20 +330,29 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise SeqImputeError(f"{name} must be a positive integer{' or None' if allow_none else ''}, "
-                                     f"got {value!r}.")
+                extra = {"max_updates": ", 'auto' or None"}.get(name, " or None" if allow_none else "")
+                raise SeqImputeError(f"{name} must be a positive integer{extra}, got {value!r}.")
 
         positive_int("hidden", self.hidden, True)
         positive_int("latent", self.latent, True)
         positive_int("steps", self.steps)
-        positive_int("max_updates", self.max_updates, True)
+        if self.max_updates != "auto":
+            positive_int("max_updates", self.max_updates, True)
         positive_int("batch_size", self.batch_size)
         positive_int("n_rollouts", self.n_rollouts)
         positive_int("n_threads", self.n_threads, True)
+        positive_int("patience", self.patience)
+        if not isinstance(self.early_stopping, (bool, np.bool_)):
+            raise SeqImputeError(f"early_stopping must be True or False, got {self.early_stopping!r}.")
+        if isinstance(self.validation_fraction, bool) or not (
+                isinstance(self.validation_fraction, (int, float)) and 0 < self.validation_fraction <= 0.5):
+            raise SeqImputeError(f"validation_fraction must be a share in (0, 0.5], e.g. 0.1, got "
+                                 f"{self.validation_fraction!r}.")
         if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0):
             raise SeqImputeError(f"max_minutes must be a positive number or None, got {self.max_minutes!r}.")
         if self.max_updates is None and self.max_minutes is None:
-            raise SeqImputeError("give a training budget: max_updates (e.g. 1000) and/or max_minutes (e.g. 1.0).")
+            raise SeqImputeError("give a training budget: max_updates ('auto', or e.g. 1000) and/or max_minutes "
+                                 "(e.g. 1.0).")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise SeqImputeError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
         try:
@@ -336,10 +454,12 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return build_model(self.model, D, None, options).to(device)
 
     def _threads(self, hidden: int | None = None) -> _Threads:
+        hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
         precision = resolve(self.precision, self.device)
+        if self.precision == "auto" and torch.device(self.device).type == "cpu" and hidden < BF16_MIN_HIDDEN:
+            precision = "fp32"  # small products: bf16's casts of every operand cost more than its faster products
         if self.n_threads is not None:
             return _Threads(int(self.n_threads), precision)
-        hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
         return _Threads(1 if hidden < 256 else None, precision)
 
     def fit(self, X, y=None):
@@ -363,9 +483,12 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, so it takes "
                                  f"likelihood='bernoulli' (values in [0, 1]); for real-valued columns use "
                                  f"model='gpsi-add' or scale your columns into [0, 1].")
-        self._fit_scaling(X)
         rs = check_random_state(self.random_state)
         self.seed_ = int(rs.randint(0, 2**31 - 1))
+        held = (_holdout(observed, float(self.validation_fraction), self.seed_) if self.early_stopping
+                else np.zeros_like(observed))
+        Xt = np.where(held, np.nan, X)  # the training view: validation holes are missing, even to the scaling
+        self._fit_scaling(Xt)
 
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -377,11 +500,11 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         def log_var():
             return None if raw_lv is None else (LOG_VAR_GAIN * raw_lv).clamp(min=LOG_VAR_MIN)
 
-        updates, minutes = self.max_updates, self.max_minutes
+        updates, minutes = self._max_updates(N), self.max_minutes
         warmup = max(1, (updates or 500) // 20)
         opt = Optimizer(params, "budget", ms.family, model.l2, float(self.learning_rate), warmup)
         gen = torch.Generator(device=device).manual_seed(self.seed_)
-        Z, O = self._to_model(X)
+        Z, O = self._to_model(Xt)
         order = BatchOrder(N, int(self.batch_size), self.seed_)
 
         def batch(step: int) -> tuple:  # rows, their observed values, and those hidden to be imputed and scored
@@ -399,20 +522,23 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
             bar = tqdm(total=updates, unit="upd", desc=f"SequentialImputer {self.model}", mininterval=0.5,
                        dynamic_ncols=True)
+        # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
+        budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
+        stopper = _EarlyStopping(self, model, params, Xt, X, held, int(self.patience), order.per_epoch, budget)
 
         def after(step: int, res) -> None:
             nonlocal skipped
             skipped += not res.ok
             if res.fault != "loss":
                 losses.append(res.loss)
+            stopper.after(step)
             if bar is not None and step % 20 == 0 and losses:
-                bar.set_postfix(loss=f"{float(losses[-1]):.3g}", refresh=False)
+                bar.set_postfix(loss=f"{float(losses[-1]):.3g}", **stopper.postfix(), refresh=False)
 
-        # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
-        budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
         model.train()
         step = train_loop(opt, batch, objective, budget, after=after, bar=bar)
         stopped = budget.stopped_by(step)
+        stopper.finish(step)
         if bar is not None:
             bar.close()
         self.stopped_by_ = stopped
@@ -438,21 +564,32 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.loss_ = float(torch.stack(tail).mean()) if tail else math.nan
         return self
 
+    def _max_updates(self, n_rows: int) -> int | None:
+        """The updates budget: ``max_updates``, or for "auto" AUTO_EPOCHS passes over the rows, clipped to
+        AUTO_UPDATES (early stopping usually ends training well before)."""
+        if self.max_updates != "auto":
+            return self.max_updates
+        per_epoch = max(1, math.ceil(n_rows / int(self.batch_size)))
+        return int(np.clip(AUTO_EPOCHS * per_epoch, *AUTO_UPDATES))
+
     # ------------------------------------------------------------------------------------------ rollouts
 
     @torch.inference_mode()
-    def _rollout_values(self, X: np.ndarray, n: int, seed_offset: int, noise: bool, mean: bool) -> np.ndarray:
-        """Unguided rollouts for the rows of X: (n, N, D) values in original units, or their mean (N, D)."""
+    def _rollout_values(self, X: np.ndarray, n: int, seed_offset: int, noise: bool, mean: bool,
+                        model=None) -> np.ndarray:
+        """Unguided rollouts of ``model`` (default ``model_``) for the rows of X: (n, N, D) values in original units,
+        or their mean (N, D)."""
+        model = self.model_ if model is None else model
         Z, O = self._to_model(X)
         N, D = Z.shape
         gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + seed_offset)
-        lv = self._log_var_t
+        lv = self._log_var_t if noise else None
         chunk = max(1, _ROLLOUT_ROWS // n)
         out = np.empty((N, D) if mean else (n, N, D), dtype=np.float64)
         for s in range(0, N, chunk):
             z, o = Z[s:s + chunk], O[s:s + chunk]
             b = len(z)
-            r = self.model_.rollout(z.repeat(n, 1), o.repeat(n, 1), guided=False, generator=gen)
+            r = model.rollout(z.repeat(n, 1), o.repeat(n, 1), guided=False, generator=gen)
             v = self._link(r.final).view(n, b, D)
             if noise and lv is not None:
                 eps = torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype)

@@ -48,6 +48,7 @@ class Budget:
     by_updates: bool = False  # progress: the updates' share alone when there is an updates budget (repeatable fits)
     elapsed: float = 0.0  # seconds counted, a resumed run's earlier sessions included
     agree: Callable[[float], float] = lambda t: t  # several processes: rank 0's count of the seconds, on every rank
+    halted: str | None = None  # set by a callback to end training now, naming why (e.g. "early_stopping")
     t0: float = field(default=0.0, repr=False)  # the clock at start()
     _from: tuple = field(default=(0, 0.0), repr=False)  # the step and the seconds counted at start()
 
@@ -59,6 +60,8 @@ class Budget:
         self.elapsed = self.agree(self._from[1] + self.clock() - self.t0)
 
     def stopped_by(self, step: int) -> str | None:
+        if self.halted is not None:
+            return self.halted
         if self.updates is not None and step >= self.updates:
             return "updates"
         if self.minutes is not None and self.elapsed >= self.minutes * 60:

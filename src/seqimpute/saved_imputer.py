@@ -69,7 +69,10 @@ def save(imp, folder) -> Path:
                        "model_config": imp.model_.config(), "n_updates_": imp.n_updates_,
                        "n_skipped_updates_": imp.n_skipped_updates_,
                        "loss_": imp.loss_ if math.isfinite(imp.loss_) else None,  # strict JSON has no NaN
-                       "stopped_by_": imp.stopped_by_, "training_seconds_": imp.training_seconds_},
+                       "stopped_by_": imp.stopped_by_, "training_seconds_": imp.training_seconds_,
+                       "best_iteration_": imp.best_iteration_,
+                       "validation_score_": [float(v) for v in imp.validation_score_],
+                       "validation_updates_": [int(v) for v in imp.validation_updates_]},
             "output": getattr(imp, "_sklearn_output_config", {}).get("transform"),  # set_output(transform=...)
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "versions": {"seqimpute": seqimpute.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -170,6 +173,7 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     """The fitted attributes of imputer.json, checked."""
     names, config = fitted.get("feature_names_in_"), fitted.get("model_config")
     D, gaussian = fitted.get("n_features_in_"), fitted.get("likelihood_") == "gaussian"
+    curve, at = fitted.get("validation_score_"), fitted.get("validation_updates_")
     checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian"),
               "seed_": _whole(fitted.get("seed_")), "n_features_in_": _whole(D, 1),
               "feature_names_in_": names is None or (isinstance(names, list) and len(names) == D
@@ -179,13 +183,21 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
               "n_updates_": _whole(fitted.get("n_updates_")),
               "n_skipped_updates_": _whole(fitted.get("n_skipped_updates_")),
               "loss_": fitted.get("loss_") is None or isinstance(fitted.get("loss_"), (int, float)),
-              "stopped_by_": fitted.get("stopped_by_") in ("updates", "minutes"),
-              "training_seconds_": isinstance(fitted.get("training_seconds_"), (int, float))}
+              "stopped_by_": fitted.get("stopped_by_") in ("early_stopping", "updates", "minutes"),
+              "training_seconds_": isinstance(fitted.get("training_seconds_"), (int, float)),
+              "best_iteration_": _whole(fitted.get("best_iteration_")),
+              "validation_score_": isinstance(curve, list) and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                                   for v in curve),
+              "validation_updates_": isinstance(at, list) and all(_whole(v) for v in at)
+              and len(at) == len(curve if isinstance(curve, list) else [])}
     wrong = [k for k, ok in checks.items() if not ok]
     if wrong:
         raise _bad(folder, f"{META} has missing or invalid fitted attribute(s) {', '.join(wrong)}")
-    for k in ("likelihood_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "stopped_by_"):
+    for k in ("likelihood_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "stopped_by_",
+              "best_iteration_"):
         setattr(imp, k, fitted[k])
+    imp.validation_score_ = np.asarray(curve, dtype=np.float64)
+    imp.validation_updates_ = np.asarray(at, dtype=np.int64)
     imp.loss_ = math.nan if fitted["loss_"] is None else float(fitted["loss_"])
     imp.training_seconds_ = float(fitted["training_seconds_"])
     if names is not None:
