@@ -76,7 +76,7 @@ def test_observed_values_bit_identical_in_input_dtype(dtype):
 def test_samples_differ_and_average_to_transform_on_a_low_noise_model():
     X = correlated(300, 4, noise=0.02)
     Xm, m = holes(X, 0.25)
-    imp = SequentialImputer(hidden=32, latent=4, max_updates=300, max_minutes=None, n_rollouts=50,
+    imp = SequentialImputer(hidden=32, latent=4, max_updates=300, early_stopping=False, n_rollouts=50,
                             random_state=0).fit(Xm)
     assert np.all(np.exp(0.5 * imp.log_var_) < 0.6)  # the learned noise fell from 1 (standardised units)
     draws = imp.sample(Xm, 100)
@@ -342,8 +342,8 @@ def test_validation_values_are_never_used_in_training(monkeypatch):
 
 def test_the_auto_budget_grows_with_the_rows():
     imp = SequentialImputer(batch_size=128)
-    # 300 epochs of ceil(N / 128) updates, clipped to 500..5000
-    assert [imp._max_updates(n) for n in (100, 1000, 2000, 10**5)] == [500, 300 * 8, 300 * 16, 5000]
+    # 100 epochs of ceil(N / 128) updates, clipped to 400..1000
+    assert [imp._max_updates(n) for n in (100, 600, 800, 10**5)] == [400, 100 * 5, 100 * 7, 1000]
     assert SequentialImputer(max_updates=77)._max_updates(10**5) == 77
 
 

@@ -82,10 +82,10 @@ def add_fit_transform(sub) -> None:
                    "for values in [0,1])")
     p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
                    help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
-    p.add_argument("--updates", type=int, help="training updates; given alone, all of them are made (no wall-clock "
-                   "cap). Default: 1000, capped at one minute")
-    p.add_argument("--minutes", type=float, help="wall-clock cap on training (with --updates: whichever ends first; "
-                   "alone: a cap on the default 1000 updates)")
+    p.add_argument("--updates", type=int, help="the most training updates (default: 100 passes over the rows, "
+                   "400 to 1000 updates); early stopping on held-out values may end training sooner")
+    p.add_argument("--minutes", type=float, help="a wall-clock cap on training (default: none); with --updates, "
+                   "whichever ends first")
     p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
     add_samples(p)
     p.add_argument("--save", metavar="DIR", help="also save the fitted imputer to the folder DIR (safetensors and "
@@ -126,10 +126,10 @@ def cmd_fit_transform(args) -> int:
     if args.save:
         check_folder(args.save)
     X, header, shape = read_table(args.input)
-    budget = {}  # neither flag: the estimator's default budget; --updates alone: every update, no wall-clock cap
+    budget = {}  # neither flag: the estimator's default budget (auto, early stopping, no wall-clock cap)
     if args.updates is not None:
-        budget.update(max_updates=args.updates, max_minutes=args.minutes)
-    elif args.minutes is not None:
+        budget.update(max_updates=args.updates)
+    if args.minutes is not None:
         budget.update(max_minutes=args.minutes)
     imp = SequentialImputer(model=args.model, likelihood=args.likelihood, n_rollouts=args.rollouts,
                             device=args.device or "cpu", random_state=args.seed, verbose=not args.quiet, **budget)
@@ -144,7 +144,9 @@ def cmd_fit_transform(args) -> int:
         written.append(args.save)
     n_missing = int(np.isnan(X).sum())
     print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
-          f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s); wrote "
+          f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s"
+          + (f", stopped early, best at update {imp.best_iteration_}" if imp.stopped_by_ == "early_stopping" else "")
+          + "); wrote "
           + ", ".join(str(p) for p in written))
     if imp.stopped_by_ == "minutes" and imp.max_updates is not None:
         print(f"training stopped at the {imp.max_minutes:g}-minute wall-clock cap after {imp.n_updates_} of "
