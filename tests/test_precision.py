@@ -256,3 +256,21 @@ def test_sequential_imputer_takes_the_precision():
         assert rec.dtypes == {dtype} and out.dtype == X.dtype and not np.isnan(out).any()
     with pytest.raises(SeqImputeError, match="precision='fp16'; choose one of auto, bf16, fp32"):
         SequentialImputer(precision="fp16", **kw).fit(X)
+
+
+def test_sequential_imputer_auto_takes_fp32_for_narrow_policies_on_a_cpu(monkeypatch):
+    """On a CPU with fast bf16, "auto" still runs a policy narrower than 256 hidden units in fp32 (bf16's casts cost
+    more than they save on such small products), and a wider one in bf16."""
+    import numpy as np
+
+    from seqimpute import SequentialImputer
+
+    monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: True)
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 4))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    kw = dict(latent=2, steps=1, max_updates=2, early_stopping=False, batch_size=16, n_rollouts=1, random_state=0)
+    for hidden, dtype in ((255, torch.float32), (256, torch.bfloat16)):
+        with ProductDtypes() as rec:
+            SequentialImputer(hidden=hidden, **kw).fit(X).transform(X)
+        assert rec.dtypes == {dtype}, hidden
