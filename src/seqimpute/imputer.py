@@ -63,7 +63,7 @@ BF16_MIN_HIDDEN = 256
 _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
 # Early stopping (``early_stopping=True``). The validation holes are whole shares of some rows' observed values, as
 # the training batches hide them, so they look like the holes transform fills; few rows keep each evaluation cheap.
-VALIDATION_MIN, VALIDATION_MAX = 300, 5000  # validation entries: validation_fraction of the observed, clipped to this
+VALIDATION_MAX = 5000  # validation entries: validation_fraction of the observed values, at most this many
 VALIDATION_ROW_RATE = 0.35  # share of a validation row's observed values held out (the middle of hide_rate)
 VALIDATION_ROLLOUTS = 4  # unguided rollouts averaged per validation score (the same noise at every evaluation)
 VALIDATION_EVERY = (20, 100)  # updates between evaluations: one epoch, clipped to this range
@@ -90,13 +90,12 @@ def _check_numeric_columns(X) -> None:
 def _holdout(observed: np.ndarray, share: float, seed: int) -> np.ndarray:
     """The validation holes of early stopping: a (N, D) bool mask of observed entries, none of them used for
     training. Rows are taken in a random order and VALIDATION_ROW_RATE of each one's observed values held out until
-    ``share`` of all observed values (clipped to VALIDATION_MIN..VALIDATION_MAX) are; every column keeps at least
-    one training value and every row one observed value; at most a quarter of the observed values are held out.
-    All False when fewer than VALIDATION_SMALLEST are observed."""
+    ``share`` of all observed values (at most VALIDATION_MAX) are; every column keeps at least one training value
+    and every row one observed value. All False when fewer than VALIDATION_SMALLEST are observed."""
     n_obs = int(observed.sum())
     if n_obs < VALIDATION_SMALLEST:
         return np.zeros_like(observed)
-    want = min(int(np.clip(round(share * n_obs), VALIDATION_MIN, VALIDATION_MAX)), n_obs // 4)
+    want = min(max(round(share * n_obs), 1), VALIDATION_MAX)
     rng = np.random.default_rng(seed)
     per_row = observed.sum(1)
     take = np.where(per_row >= 2, np.maximum(1, np.round(VALIDATION_ROW_RATE * per_row)), 0).astype(int)
@@ -226,8 +225,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Unguided rollouts averaged by ``transform`` (and guided rollouts averaged by ``score``, at most 10).
     early_stopping : bool, default True
         Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
-        observed values, at least 300 values where there are 1200 or more, at most 5000; none on tables with
-        fewer than 100 observed values). They are treated as missing throughout training, the scaling included.
+        observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as missing throughout training, the scaling included.
         Every epoch (at least 20 and at most 100 updates) the RMSE of the imputation of those holes (the mean of 4
         unguided rollouts, in standardised units) is scored; training stops after ``patience`` scores without
         improvement and the parameters of the best score are kept.
