@@ -13,7 +13,7 @@ def add_demo(sub) -> None:
                        "imputation on the same MCAR-80 test holes, draw")
     p.add_argument("--run", default="runs/demo", help="run folder (default runs/demo; resumed when it exists)")
     p.add_argument("--minutes", type=float, default=DEMO_MINUTES, help="training budget in CPU-minutes of the "
-                   f"training process (default {DEMO_MINUTES:g}: the whole demo in about 10 minutes on one core)")
+                   f"training process (default {DEMO_MINUTES:g}: the whole demo in about 8 minutes of one core)")
     p.add_argument("--n", type=int, default=2000, help="test images to score (default 2000)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the most updates per CPU-second, "
                    "and unharmed by other jobs on the machine; more finish the budget sooner on an idle machine)")
