@@ -215,8 +215,8 @@ def inject(monkeypatch, loss_faults=(), grad_faults=(), always=False):
     calls = {"n": 0}
     real = distributed.training_loss
 
-    def faulty(policy, r, x, observed):
-        loss, stats = real(policy, r, x, observed)
+    def faulty(policy, *args, **kwargs):
+        loss, stats = real(policy, *args, **kwargs)
         i = calls["n"]
         calls["n"] += 1
         if always or i in loss_faults:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import seqimpute
 from seqimpute import SeqImputeError, load_dataset
 from seqimpute.cli import main
 from seqimpute.evaluate import evaluate
@@ -245,3 +246,91 @@ def test_reproduce_counts_a_run_complete_exactly_when_training_stops(tmp_path, m
     assert run_state(plan)["step"] == 4 and not plan.state["complete"]
     _train_one(plan.path, plan.cfg, None)
     assert run_state(plan)["step"] == 10 and plan.state["complete"]
+
+
+# ------------------------------------------------------------------------------------------------- data with holes
+
+
+def digits_with_holes(folder, share=0.2, seed=0):
+    """scikit-learn's digits (8x8, /16) with a random ``share`` of the values NaN, as an .npz of the user's."""
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().data / 16).astype(np.float32).reshape(-1, 8, 8)
+    x[np.random.default_rng(seed).random(x.shape) < share] = np.nan
+    np.savez(folder / "holes.npz", x=x)
+    return folder / "holes.npz"
+
+
+def test_training_on_images_with_holes_runs_with_finite_losses(tmp_path):
+    path = digits_with_holes(tmp_path)
+    data = load_dataset(str(path), "train")
+    assert data.image_shape == (8, 8) and 0.15 < float(torch.isnan(data.x).float().mean()) < 0.25
+    out = train(tmp_path / "r", cfg(data=str(path), updates=6, valid_every=3, log_every=3), progress_bar=False)
+    assert out["step"] == 6 and np.isfinite(out["best_valid_bound_paper_units"])
+    logged = [r for r in read_metrics(tmp_path / "r") if "loss" in r]
+    assert len(logged) == 2 and all(np.isfinite(r["loss"]) and r["skipped"] == 0 for r in logged)
+    holes = data.x[:3].view(3, 8, 8).numpy()
+    filled = seqimpute.impute(tmp_path / "r", holes)
+    known = ~np.isnan(holes)
+    assert np.array_equal(filled[known], holes[known]) and np.isfinite(filled).all()
+
+
+def test_values_the_data_lack_neither_move_nor_enter_the_training_loss():
+    """The trainer's objective (distributed.wrap) with ``known``: whatever numbers lie under the holes (NaN, 0 or
+    anything), the loss is the same, and its NLL is the Bernoulli NLL (logits form) summed over the values that are
+    missing from the input and known, written out here."""
+    from seqimpute import distributed
+
+    torch.manual_seed(0)
+    model = build_model("gpsi-add", 64, None, SMALL)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 64, generator=g)
+    known = torch.rand(6, 64, generator=g) > 0.2
+    observed = (torch.rand(6, 64, generator=g) > 0.5) & known  # as the trainer builds it: the data's holes are missing
+    objective = distributed.wrap(model, 1, torch.device("cpu"))
+    copies = [x.masked_fill(~known, v) for v in (float("nan"), 0.0)] + [torch.where(known, x, 1 - x)]
+    losses = []
+    for copy in copies:
+        loss, stats = objective(copy, observed, torch.Generator().manual_seed(2), known)
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        model.zero_grad()
+        losses.append((float(loss.detach()), float(stats["nll"])))
+    assert losses[0] == losses[1] == losses[2]
+    # the test can fail: without `known`, the values under the holes are scored (and seen by the guide)
+    assert float(objective(copies[2], observed, torch.Generator().manual_seed(2))[0].detach()) != losses[2][0]
+    # the NLL term by hand, from the final canvas of the same rollout (same noise)
+    r = model.rollout(copies[1], observed, guided=True, generator=torch.Generator().manual_seed(2))
+    c, xs = r.final.tolist(), copies[1].tolist()
+    total = 0.0
+    for b in range(6):
+        for d in range(64):
+            if known[b, d] and not observed[b, d]:
+                p = 1 / (1 + np.exp(-c[b][d]))
+                total -= xs[b][d] * np.log(p) + (1 - xs[b][d]) * np.log(1 - p)
+    assert losses[0][1] == pytest.approx(total / 6, rel=1e-5)
+
+
+def test_evaluation_on_data_with_holes_scores_only_the_known_values():
+    """Mean imputation (deterministic) on test images with NaN holes: the unguided NLL per value and the MSE are
+    the epsilon-form Bernoulli NLL and squared error of the training mean, averaged over the values the mask hides
+    and the data hold, computed here with NumPy."""
+    from seqimpute.data.masks import mask_set
+    from seqimpute.data.sources import Dataset
+
+    model = build_model("mean", 64, None, {}).fit(load_dataset("sklearn-digits", "train"))
+    test = load_dataset("sklearn-digits", "test")
+    x = test.x.clone()
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.3] = float("nan")
+    data = Dataset(x, test.image_shape, test.name, test.split)
+    res = evaluate(model, data, "mcar:0.5")
+    mask = mask_set("mcar:0.5", test.name, test.split, len(x), test.image_shape, 64).numpy()
+    xn = x.numpy().astype(np.float64)
+    scored = ~mask & ~np.isnan(xn)
+    p = np.broadcast_to(model.mean.double().numpy(), xn.shape)
+    nll = -(xn * np.log(p + 1e-6) + (1 - xn) * np.log(1 - p + 1e-6))
+    assert res["unguided_nll_nats_per_value"] == pytest.approx(nll[scored].mean(), rel=1e-5)
+    assert res["mse"] == pytest.approx(((p - xn) ** 2)[scored].mean(), rel=1e-5)
+    assert res["imputed_fraction"] == pytest.approx(scored.mean())
+    with pytest.raises(SeqImputeError, match="hides only values the data lack"):
+        evaluate(model, data, "nan")

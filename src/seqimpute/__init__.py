@@ -2,9 +2,10 @@
 
 from .data import load_dataset, mask_sampler
 from .errors import SeqImputeError
+from .sampling import impute
 
 __version__ = "0.1.0"
-__all__ = ["SeqImputeError", "SequentialImputer", "load_dataset", "mask_sampler", "__version__"]
+__all__ = ["SeqImputeError", "SequentialImputer", "impute", "load_dataset", "mask_sampler", "__version__"]
 
 
 def __getattr__(name):  # SequentialImputer loads scikit-learn: imported on first use, not with the package

@@ -51,9 +51,14 @@ class GuidedLoss(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, x, observed, generator):
+    def forward(self, x, observed, generator, known=None):
+        """``known``: the values the data hold (None: all). The others are neither in the policy's input (``observed``
+        must leave them out), nor scored (policy.scored_sum), nor seen by the guide: it sees 0 there, whatever x
+        holds (a NaN, any number), so they cannot move the loss."""
+        if known is not None:
+            x = x.masked_fill(~known, 0.0)
         r = self.policy.rollout(x, observed, guided=True, generator=generator)
-        return training_loss(self.policy, r, x, observed)
+        return training_loss(self.policy, r, x, observed, known=known)
 
 
 def wrap(policy, world: int, device: torch.device) -> nn.Module:

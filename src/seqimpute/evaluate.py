@@ -18,7 +18,7 @@ from .data.sources import Dataset
 from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
 from .precision import matmul_precision, resolve
-from .models.policy import MAX_STEPS, Policy, bound, missing_nll
+from .models.policy import MAX_STEPS, Policy, bound, fill_holes, missing_nll
 
 
 ROWS_BUDGET = 5000  # rollout rows (images x samples) per evaluation batch: memory stays bounded for any K (K <= 20 keeps batch 250)
@@ -63,7 +63,8 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
     ``unguided_samples``: unguided rollouts per image for the unguided NLL and the imputations' MSE/PSNR. For a
     policy with a bound it defaults to min(K, 10): a large K sharpens the importance-weighted estimate, while the
     unguided figures need no more than the paper's 10 (a third of the cost at K=100). Otherwise it is K (those
-    models are scored by their unguided NLL). ``precision``: of the matrix products (seqimpute.precision; bf16
+    models are scored by their unguided NLL). On data with holes (NaN) the scores count only the hidden values the
+    data hold (``imputed_fraction``: their share). ``precision``: of the matrix products (seqimpute.precision; bf16
     bounds were within 0.003% of fp32 ones on trained models, benchmarks/RESULTS.md section J)."""
     products = matmul_precision(resolve(precision, device or next(model.parameters(), torch.empty(0)).device))
     with subnormals_flushed(), products:  # subnormal weights are slow on the CPU (seqimpute.numerics)
@@ -78,8 +79,14 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     # masks of the whole split, then the first n: `--n` scores the same holes as a full evaluation does
     observed_all = mask_set(mask, data.name, data.split, len(data.x), data.image_shape, data.dim, x=data.x)[: len(x_all)]
     _check_masks(observed_all, mask)
-    if torch.isnan(x_all).any():
-        raise SeqImputeError("the evaluation data hold NaN; scores need the true values (use complete data).")
+    # data with holes (NaN): only the hidden values the data hold are scored; the others are missing from the
+    # input too (policy.fill_holes)
+    x_all, known_all = fill_holes(x_all)
+    known_all = torch.ones_like(observed_all) if known_all is None else known_all
+    observed_all = observed_all & known_all
+    if not (~observed_all & known_all).any():
+        raise SeqImputeError(f"mask {mask!r} hides only values the data lack (NaN), so there is nothing to score; "
+                             f"choose a mask that hides known values, e.g. mcar:0.5.")
     K = samples if model.stochastic else 1
     if unguided_samples is not None:
         check_counts(samples=unguided_samples)
@@ -100,24 +107,27 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     for start in it:
         x = x_all[start : start + batch].to(device)
         obs = observed_all[start : start + batch].to(device)
+        kn = known_all[start : start + batch].to(device)
         B = len(x)
-        xk, ok = x.repeat(K, 1), obs.repeat(K, 1)  # K samples per image in one batch
-        tot["missing"] += float((~obs).sum())
+        xk, ok, kk = x.repeat(K, 1), obs.repeat(K, 1), kn.repeat(K, 1)  # K samples per image in one batch
+        tot["missing"] += float((~obs & kn).sum())
         if model.has_bound:
             r = model.rollout(xk, ok, guided=True, steps=steps, generator=gen)
-            nll = missing_nll(xk, r.final, ok)
-            b = bound(r, xk, ok)
+            nll = missing_nll(xk, r.final, ok, known=kk)
+            b = bound(r, xk, ok, known=kk)
             tot["bound"] += float(b.sum()) / K
             tot["kl"] += float(r.kl_qp.sum()) / K
             log_w = (-nll + r.log_ratio).view(K, B).double()
             tot["iw"] += float(-(torch.logsumexp(log_w, 0) - math.log(K)).sum())
-            per_step_g += torch.tensor([float(missing_nll(xk, c, ok).sum()) / K for c in r.canvases], dtype=torch.float64)
-        xk, ok = xk[: Ku * B], ok[: Ku * B]  # the first Ku of the K copies
+            per_step_g += torch.tensor([float(missing_nll(xk, c, ok, known=kk).sum()) / K for c in r.canvases],
+                                       dtype=torch.float64)
+        xk, ok, kk = xk[: Ku * B], ok[: Ku * B], kk[: Ku * B]  # the first Ku of the K copies
         r = model.rollout(xk, ok, guided=False, steps=steps, generator=gen)
-        tot["unguided"] += float(missing_nll(xk, r.final, ok).sum()) / Ku
-        per_step_u += torch.tensor([float(missing_nll(xk, c, ok).sum()) / Ku for c in r.canvases], dtype=torch.float64)
+        tot["unguided"] += float(missing_nll(xk, r.final, ok, known=kk).sum()) / Ku
+        per_step_u += torch.tensor([float(missing_nll(xk, c, ok, known=kk).sum()) / Ku for c in r.canvases],
+                                   dtype=torch.float64)
         mean_guess = torch.sigmoid(r.final).view(Ku, B, -1).mean(0)
-        tot["sq_err"] += float(((mean_guess - x).pow(2) * (~obs)).sum())
+        tot["sq_err"] += float(((mean_guess - x).pow(2) * (~obs & kn)).sum())
     model.train(was_training)
 
     N, D, U = len(x_all), data.dim, tot["missing"]

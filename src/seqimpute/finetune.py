@@ -26,7 +26,8 @@ from .data.masks import mask_sampler
 from .data.sources import load_dataset
 from .errors import SeqImputeError
 from .evaluate import evaluate
-from .models.policy import training_loss
+from .distributed import GuidedLoss
+from .models.policy import fill_holes
 from .loop import CLOCKS, Budget, train_loop
 from .optim import Optimizer
 
@@ -98,7 +99,7 @@ def _train_guide(run: Path, model, opt: Optimizer, data, mask: str, budget: Budg
     """The guide's updates on shuffled passes over ``data``, the loss logged to finetune.jsonl (kept apart from
     the training run's metrics.jsonl). Returns the updates made and how many of them were skipped (a NaN/inf)."""
     sampler = mask_sampler(model.train_mask or mask)
-    x_all = data.x.to(device)
+    x_all, known_all = fill_holes(data.x.to(device))  # data with holes: the NaN values are neither seen nor scored
     gen = torch.Generator(device=device).manual_seed(seed)
     perm_gen = torch.Generator().manual_seed(seed)
     B = min(batch, len(x_all))
@@ -109,10 +110,16 @@ def _train_guide(run: Path, model, opt: Optimizer, data, mask: str, budget: Budg
         if perm is None or pos + B > len(perm):
             perm, pos = torch.randperm(len(x_all), generator=perm_gen), 0
         pos += B
-        return x_all[perm[pos - B : pos].to(device)], sampler.sample(B, data.image_shape, generator=gen, dim=data.dim)
+        idx = perm[pos - B : pos].to(device)
+        observed = sampler.sample(B, data.image_shape, generator=gen, dim=data.dim)
+        if known_all is None:
+            return x_all[idx], observed
+        return x_all[idx], observed & known_all[idx], known_all[idx]
 
-    def objective(x, observed):
-        return training_loss(model, model.rollout(x, observed, guided=True, generator=gen), x, observed)
+    guided_loss = GuidedLoss(model)  # the objective of `seqimpute train`
+
+    def objective(x, observed, known=None):
+        return guided_loss(x, observed, gen, known)
 
     log = {"losses": [], "lr": 0.0, "skipped": 0}
 

@@ -38,7 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .errors import SeqImputeError
-from .models.policy import training_loss
+from .models.policy import scored_sum, training_loss
 from .models.registry import MODELS, build_model, spec
 from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
 from .numerics import subnormals_flushed
@@ -513,9 +513,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return Z[idx], O[idx], self._hide(O[idx], gen)
 
         def objective(z, obs, hidden):
-            r = model.rollout(z, obs & ~hidden, guided=True, generator=gen)  # products: fit's _Threads precision
-            nll = self._nll(z, r.final, log_var(), paper=False).masked_fill(~hidden, 0.0).sum(-1)
-            return training_loss(model, r, z, obs & ~hidden, nll=nll)  # the objective of `seqimpute train`
+            inputs = obs & ~hidden  # the hidden values are scored: missing from the input, known in the data
+            r = model.rollout(z, inputs, guided=True, generator=gen)  # products: fit's _Threads precision
+            nll = scored_sum(self._nll(z, r.final, log_var(), paper=False), inputs, known=obs)
+            return training_loss(model, r, z, inputs, nll=nll)  # the objective of `seqimpute train`
 
         bar, losses, skipped = None, [], 0
         if self.verbose:

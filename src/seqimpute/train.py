@@ -22,7 +22,7 @@ from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .loop import CLOCKS, BatchOrder, Budget, StepResult, train_loop
-from .models.policy import Policy, WholeStep, noise_shard
+from .models.policy import Policy, WholeStep, fill_holes, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 from .precision import PRECISIONS, matmul_precision, resolve
@@ -197,7 +197,8 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     if t.main:
         t.prepare_folder(resuming, train_set, quiet)
 
-    x_train = train_set.x.to(device)
+    # data with holes (NaN): a value the data lack is neither in the policy's input nor scored (policy.fill_holes)
+    x_train, known_train = fill_holes(train_set.x.to(device))
     order = BatchOrder(len(x_train), cfg.batch, cfg.seed)
     t.B = order.batch
     rows = distributed.local_rows(t.B, world, rank)
@@ -206,12 +207,15 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
         objective = WholeStep(objective)
 
     def batch(step: int) -> tuple:  # masks (and, in the rollout, noise) are drawn for the global batch on every rank
-        x = x_train[order.indices(step)[rows].to(device)]
-        return x, sampler.sample(t.B, train_set.image_shape, generator=t.gen, dim=train_set.dim)[rows]
+        idx = order.indices(step)[rows].to(device)
+        observed = sampler.sample(t.B, train_set.image_shape, generator=t.gen, dim=train_set.dim)[rows]
+        if known_train is None:
+            return x_train[idx], observed
+        return x_train[idx], observed & known_train[idx], known_train[idx]
 
-    def loss(x, observed):
+    def loss(x, observed, known=None):
         with noise_shard(world, rank), matmul_precision(precision):
-            return objective(x, observed, t.gen)
+            return objective(x, observed, t.gen, known)
 
     if progress_bar and not quiet and t.main:
         from tqdm import tqdm
@@ -251,9 +255,8 @@ def _data(cfg: TrainConfig):
     """The training and validation splits and the mask sampler, refused when there is nothing to learn."""
     train_set = load_dataset(cfg.data, "train", **cfg.data_options)
     valid_set = load_dataset(cfg.data, "valid", **cfg.data_options)
-    if torch.isnan(train_set.x).any():
-        raise SeqImputeError("the training data hold NaN; the policies train on complete data "
-                             "(use seqimpute.SequentialImputer for data with holes).")
+    if torch.isnan(train_set.x).all():
+        raise SeqImputeError("the training data hold no value (every entry is NaN); give data with values.")
     sampler = mask_sampler(cfg.mask)
     trial = sampler.sample(256, train_set.image_shape, generator=torch.Generator().manual_seed(0), dim=train_set.dim)
     if not (~trial).any():

@@ -31,7 +31,7 @@ def cmd_impute(args) -> int:
 
     from ..data.masks import mask_sampler
     from ..data.formats import read_images
-    from ..sampling import sample_trajectories
+    from ..sampling import image_inputs, sample_trajectories
     from ..plots import trajectory_grid
     from ..runs import load_run_model
 
@@ -40,14 +40,12 @@ def cmd_impute(args) -> int:
             raise SeqImputeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
     shape = tuple(cfg["data"].get("image_shape") or []) or None
-    x = torch.from_numpy(read_images(args.input, shape))
     if shape is None:
         raise SeqImputeError("`seqimpute impute` draws image grids; for tables use seqimpute.SequentialImputer.")
-    if len(x) > args.max_images:
-        x = x[: args.max_images]
-    observed = mask_sampler(args.mask).sample(len(x), shape, generator=torch.Generator().manual_seed(args.seed),
-                                              x=x if args.mask == "nan" else None, dim=x.shape[1])
-    observed &= ~torch.isnan(x)
+    x = read_images(args.input, shape)[: args.max_images]
+    mask = mask_sampler(args.mask).sample(len(x), shape, generator=torch.Generator().manual_seed(args.seed),
+                                          x=torch.from_numpy(x) if args.mask == "nan" else None, dim=x.shape[1])
+    x, observed = (torch.from_numpy(a) for a in image_inputs(x, mask.numpy(), shape, model.dim))
     if not (~observed).any():
         raise SeqImputeError(f"mask {args.mask!r} leaves nothing missing in {args.input}; choose another mask.")
     traj = sample_trajectories(model, x, observed, args.samples, steps=args.steps, seed=args.seed,

@@ -252,7 +252,7 @@ def integer_levels(arrays, what: str, fix: str = "scale them into [0, 1] as floa
 
 def read_images(path: str | Path, image_shape) -> np.ndarray:
     """Images to impute from a .png/.jpg (one image), .npy or .npz (N,H,W or N,D) as float32 (N, D) in [0,1]
-    (NaN kept). Integer images are divided by their grey-level scale (``integer_levels``)."""
+    (NaN kept), by ``image_rows``."""
     path = Path(path)
     if not path.exists():
         raise SeqImputeError(f"{path} does not exist.")
@@ -260,27 +260,39 @@ def read_images(path: str | Path, image_shape) -> np.ndarray:
         arr = the_array(read_arrays(path), path)
     else:
         arr = read_image(path, None)[None]
+    return image_rows(arr, image_shape, str(path))
+
+
+def image_rows(arr: np.ndarray, image_shape, what: str) -> np.ndarray:
+    """A model's input images, (N, H, W), (N, H*W) or one (H, W) image, as float32 rows (N, D) in [0, 1], NaN kept
+    (the values to impute). Integer images are divided by their grey-level scale (``integer_levels``), as the data
+    loaders do; float values must already lie in [0, 1]. ``image_shape``: the (H, W) the model was trained on
+    (None: a table, rows of any width)."""
+    arr = np.asarray(arr)
     if arr.ndim == 2 and image_shape is not None and arr.shape == tuple(image_shape):
         arr = arr[None]
     if arr.ndim not in (2, 3) or arr.size == 0:
-        raise SeqImputeError(f"{path}: expected images as an array (N, H, W) or (N, H*W) with N >= 1, got shape "
+        raise SeqImputeError(f"{what}: expected images as an array (N, H, W) or (N, H*W) with N >= 1, got shape "
                              f"{arr.shape}.")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
             or np.issubdtype(arr.dtype, np.bool_)):
-        raise SeqImputeError(f"{path}: images must hold numbers, not {arr.dtype}.")
+        raise SeqImputeError(f"{what}: images must hold numbers, not {arr.dtype}.")
+    if image_shape is not None:
+        h, w = image_shape
+        if (arr.shape[1:] != (h, w)) if arr.ndim == 3 else (arr.shape[1] != h * w):
+            got = "x".join(map(str, arr.shape[1:])) if arr.ndim == 3 else f"{arr.shape[1]} values"
+            raise SeqImputeError(f"{what}: images of {got}, but the model was trained on {h}x{w} images; give "
+                                 f"(N, {h}, {w}) or (N, {h * w}) (resize your input to that size).")
     if np.issubdtype(arr.dtype, np.floating):  # checked before the float32 cast, which would overflow to inf
         if np.isinf(arr).any():
-            raise SeqImputeError(f"{path} holds infinite values; mark missing values with NaN instead.")
+            raise SeqImputeError(f"{what} holds infinite values; mark missing values with NaN instead.")
         finite = arr[np.isfinite(arr)]
         if finite.size and (finite.min() < 0 or finite.max() > 1):
-            raise SeqImputeError(f"{path}: float values must lie in [0, 1] (found {finite.min():g}..{finite.max():g}).")
+            raise SeqImputeError(f"{what}: float values must lie in [0, 1] (found {finite.min():g}..{finite.max():g}); "
+                                 f"scale them into [0, 1], or give 8-bit grey levels as integers (uint8).")
     if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / integer_levels([arr], str(path))
-    arr = arr.reshape(len(arr), -1).astype(np.float32)
-    if image_shape is not None and arr.shape[1] != image_shape[0] * image_shape[1]:
-        raise SeqImputeError(f"{path}: images of {arr.shape[1]} values, but the model was trained on "
-                             f"{image_shape[0]}x{image_shape[1]} images; resize your input to that size.")
-    return arr
+        arr = arr.astype(np.float32) / integer_levels([arr], what)
+    return arr.reshape(len(arr), -1).astype(np.float32)
 
 
 def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:

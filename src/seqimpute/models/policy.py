@@ -121,31 +121,43 @@ def _sample_z(src_mu, src_lv, eps):
     return src_mu + torch.exp(0.5 * src_lv) * eps
 
 
-def _train_nll(x, logits, observed):
-    return bernoulli_nll_logits(x, logits).masked_fill(observed, 0.0).sum(-1)
+def scored_sum(nll: torch.Tensor, observed: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Per example (B,), an elementwise NLL summed over the scored values: those missing from the policy's input
+    (``observed`` False) whose true value is ``known`` (None: every value is, complete data). A value the data
+    lack (NaN in the data) is neither seen nor scored."""
+    return nll.masked_fill(observed if known is None else observed | ~known, 0.0).sum(-1)
+
+
+def fill_holes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Data with holes (NaN) as (x with 0 in the holes, ``known``: the values the data hold), for `scored_sum`:
+    neither the policy, its guide nor the loss then meets a NaN. Complete data: (x, None)."""
+    holes = torch.isnan(x)
+    if not holes.any():
+        return x, None
+    return x.masked_fill(holes, 0.0), ~holes
 
 
 class WholeStep:
-    """``objective(x, observed, generator)`` (the guided loss) run as one torch.compile graph (the trainer's
-    ``--set compile=true``). A graph cannot hold a torch.Generator, so the first call per input shape runs eagerly
-    and records the noise the rollout draws; later calls draw that noise eagerly from the caller's generator, in the
-    same order, and hand it to the graph on a `NoiseTape`: the random stream, and hence the results, are those of
-    the plain path (to float rounding). The first compiled call takes tens of seconds (once per process)."""
+    """``objective(x, observed, generator, *rest)`` (the guided loss; ``rest``: e.g. the trainer's ``known`` mask)
+    run as one torch.compile graph (the trainer's ``--set compile=true``). A graph cannot hold a torch.Generator, so
+    the first call per input shape runs eagerly and records the noise the rollout draws; later calls draw that noise
+    eagerly from the caller's generator, in the same order, and hand it to the graph on a `NoiseTape`: the random
+    stream, and hence the results, are those of the plain path (to float rounding). The first compiled call takes tens of seconds (once per process)."""
 
     def __init__(self, objective):
         self.objective = objective
         self.compiled = torch.compile(objective, dynamic=False)
         self.draws: dict = {}  # input shape -> the (shape, device, dtype) of every draw of one step
 
-    def __call__(self, x, observed, generator):
+    def __call__(self, x, observed, generator, *rest):
         key = tuple(x.shape)
         if key not in self.draws:
             rec = NoiseRecorder(generator)
-            out = self.objective(x, observed, rec)
+            out = self.objective(x, observed, rec, *rest)
             self.draws[key] = rec.draws
             return out
         tape = NoiseTape([normal_noise(s, generator, d, t) for s, d, t in self.draws[key]])
-        return self.compiled(x, observed, tape)
+        return self.compiled(x, observed, tape, *rest)
 
 
 def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
@@ -209,31 +221,33 @@ class Policy(nn.Module):
             raise SeqImputeError(f"the mask must be a bool tensor of shape {tuple(x.shape)} (True = observed).")
 
 
-def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, paper: bool = True) -> torch.Tensor:
+def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, paper: bool = True,
+                known: torch.Tensor | None = None) -> torch.Tensor:
     """NLL of the missing values under Bernoulli(sigmoid(logits)), per example (B,). ``paper``: the reported,
-    epsilon-clipped form; otherwise the logits form used for training."""
-    if not paper:
-        return _train_nll(x, logits, observed)
-    return bernoulli_nll(x, torch.sigmoid(logits)).masked_fill(observed, 0.0).sum(-1)
+    epsilon-clipped form; otherwise the logits form used for training. ``known``: the values the data hold (None:
+    all); the others are not scored (`scored_sum`)."""
+    nll = bernoulli_nll(x, torch.sigmoid(logits)) if paper else bernoulli_nll_logits(x, logits)
+    return scored_sum(nll, observed, known)
 
 
 def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor,
-                  nll: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  nll: torch.Tensor | None = None, known: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The authors' objective, mean over the batch: NLL + w_q KL(q||p) + w_p KL(p||q) (L2 is weight decay).
 
     ``nll``: the per-example NLL (B,) of the scored values at c_T; by default the Bernoulli NLL (logits form) of
-    the values ``observed`` leaves missing. `SequentialImputer` passes its own (its likelihood, on the values it
-    hid), so both trainers share this objective."""
+    the values ``observed`` leaves missing and the data hold (``known``; None: all). `SequentialImputer` passes its
+    own (its likelihood, on the values it hid), so both trainers share this objective."""
     if nll is None:
-        nll = missing_nll(x, r.final, observed, paper=False)
+        nll = missing_nll(x, r.final, observed, paper=False, known=known)
     kl_qp, kl_pq = r.kl_qp.sum(0), r.kl_pq.sum(0)
     loss = (nll + policy.kl_q_weight * kl_qp + policy.kl_p_weight * kl_pq).mean()
     return loss, {"nll": nll.mean().detach(), "kl_qp": kl_qp.mean().detach(), "kl_pq": kl_pq.mean().detach()}
 
 
-def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    """The paper's guided bound per example: NLL of the missing values at c_T + sum over steps of KL(q||p)."""
-    return missing_nll(x, r.final, observed) + r.kl_qp.sum(0)
+def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """The paper's guided bound per example: NLL of the missing (and ``known``) values at c_T + sum over steps of
+    KL(q||p)."""
+    return missing_nll(x, r.final, observed, known=known) + r.kl_qp.sum(0)
 
 
 def fill_in(x: torch.Tensor, observed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
