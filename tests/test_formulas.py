@@ -401,7 +401,7 @@ def test_sequential_imputer_trains_on_the_training_loss(model, likelihood, monke
     X = table(likelihood)
     N, D = X.shape
     imp = SequentialImputer(model=model, likelihood=likelihood, hidden=8, latent=2, steps=2, max_updates=1,
-                            max_minutes=None, batch_size=N, random_state=0).fit(X)
+                            early_stopping=False, batch_size=N, random_state=0).fit(X)  # one rollout: training's
     (x, passed, r), = recorded[0]
     assert len(steps) == r.kl_qp.shape[0]
     Z, observed = standardised(imp, X), ~np.isnan(X)
