@@ -342,8 +342,8 @@ def test_validation_values_are_never_used_in_training(monkeypatch):
 
 def test_the_auto_budget_grows_with_the_rows():
     imp = SequentialImputer(batch_size=128)
-    # 100 epochs of ceil(N / 128) updates, clipped to 400..1000
-    assert [imp._max_updates(n) for n in (100, 600, 800, 10**5)] == [400, 100 * 5, 100 * 7, 1000]
+    # 100 epochs of ceil(N / 128) updates, clipped to 1000..2000
+    assert [imp._max_updates(n) for n in (100, 1500, 2000, 10**5)] == [1000, 100 * 12, 100 * 16, 2000]
     assert SequentialImputer(max_updates=77)._max_updates(10**5) == 77
 
 

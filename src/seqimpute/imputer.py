@@ -68,7 +68,7 @@ VALIDATION_ROW_RATE = 0.35  # share of a validation row's observed values held o
 VALIDATION_ROLLOUTS = 4  # unguided rollouts averaged per validation score (the same noise at every evaluation)
 VALIDATION_EVERY = (20, 100)  # updates between evaluations: one epoch, clipped to this range
 VALIDATION_SMALLEST = 100  # fewer observed values than this: no validation holes, the whole budget is trained
-AUTO_EPOCHS, AUTO_UPDATES = 100, (400, 1000)  # max_updates="auto": this many epochs, clipped to this range
+AUTO_EPOCHS, AUTO_UPDATES = 100, (1000, 2000)  # max_updates="auto": this many epochs, clipped to this range
 
 
 def _check_numeric_columns(X) -> None:
@@ -209,7 +209,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         two thirds of the cost per update).
     max_updates : "auto", int or None, default "auto"
         The most training updates (batches). The learning rate warms up and decays over this budget. "auto": 100
-        passes over the rows (epochs), at least 400 and at most 1000 updates; early stopping (the default) ends
+        passes over the rows (epochs), at least 1000 and at most 2000 updates; early stopping (the default) ends
         training sooner when the held-out values stop improving.
     max_minutes : float or None, default None
         An optional wall-clock cap on training. When it stops training before ``max_updates`` the result depends

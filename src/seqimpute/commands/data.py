@@ -83,7 +83,7 @@ def add_fit_transform(sub) -> None:
     p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
                    help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
     p.add_argument("--updates", type=int, help="the most training updates (default: 100 passes over the rows, "
-                   "400 to 1000 updates); early stopping on held-out values may end training sooner")
+                   "1000 to 2000 updates); early stopping on held-out values may end training sooner")
     p.add_argument("--minutes", type=float, help="a wall-clock cap on training (default: none); with --updates, "
                    "whichever ends first")
     p.add_argument("--rollouts", type=int, default=20, help="rollouts averaged for the filled values (default 20)")
