@@ -225,8 +225,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Unguided rollouts averaged by ``transform`` (and guided rollouts averaged by ``score``, at most 10).
     early_stopping : bool, default True
         Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
-        observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as missing throughout training, the scaling included.
-        Every epoch (at least 20 and at most 100 updates) the RMSE of the imputation of those holes (the mean of 4
+        observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as
+        missing throughout training, the scaling included. Every epoch (at least 20 and at most 100 updates) the RMSE of the imputation of those holes (the mean of 4
         unguided rollouts, in standardised units) is scored; training stops after ``patience`` scores without
         improvement and the parameters of the best score are kept.
     validation_fraction : float, default 0.1
@@ -251,13 +251,15 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         The precision of the matrix products in fit, transform, sample and score (seqimpute.precision): "auto"
         takes bfloat16 where the device runs it fast (CPUs with AMX or AVX512-BF16, CUDA GPUs with bf16), float32
         elsewhere, and float32 on a CPU for policies narrower than 256 hidden units, whose products are too small
-        to repay bfloat16's casts. The parameters, the optimiser, the loss and the returned values are float32 either way.
+        to repay bfloat16's casts. The parameters, the optimiser, the loss and the returned values are float32
+        either way.
 
     Attributes
     ----------
     model_ : seqimpute.models.policy.Policy   the trained policy (eval mode), on ``device``
     likelihood_ : str                         "bernoulli" or "gaussian"
-    mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from observed values
+    mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from the observed values
+                                              used for training (the validation holes left out)
     log_var_ : ndarray (D,) or None           learned log-variance per column in standardised units (Gaussian)
     n_updates_ : int                          updates made;  training_seconds_ : float
     best_iteration_ : int                     the update whose parameters were kept: the best validation score's
