@@ -226,9 +226,9 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     early_stopping : bool, default True
         Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
         observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as
-        missing throughout training, the scaling included. Every epoch (at least 20 and at most 100 updates) the RMSE of the imputation of those holes (the mean of 4
-        unguided rollouts, in standardised units) is scored; training stops after ``patience`` scores without
-        improvement and the parameters of the best score are kept.
+        missing throughout training, the scaling included. Every epoch (at least 20 and at most 100 updates) the
+        RMSE of their imputation (the mean of 4 unguided rollouts, in standardised units) is scored; training stops
+        after ``patience`` scores without improvement and the parameters of the best score are kept.
     validation_fraction : float, default 0.1
         Share of the observed values held out for early stopping, in (0, 0.5].
     patience : int, default 10
