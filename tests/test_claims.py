@@ -113,7 +113,7 @@ def test_claims_runs_alone_and_needs_a_claims_table(tmp_path):
     from seqimpute.experiments.reproduce import Reproduction
 
     r = Reproduction("cpu", runs=tmp_path, out=tmp_path, smoke=True, data="sklearn-digits", quiet=True)
-    with pytest.raises(SeqImputeError, match="on their own"):
+    with pytest.raises(SeqImputeError, match="run the claims on its own"):
         r.run(["claims", "fig2"])
     preset = tmp_path / "nc.toml"
     preset.write_text('name = "nc"\n[defaults]\nupdates = 1\n')

@@ -64,7 +64,7 @@ class Reproduction(Plan):
         for alone in ("sweep", "claims"):
             if alone in experiments:
                 if experiments != [alone]:
-                    raise SeqImputeError(f"run the {alone} on their own: seqimpute reproduce {alone} --preset NAME.")
+                    raise SeqImputeError(f"run the {alone} on its own: seqimpute reproduce {alone} --preset NAME.")
                 return getattr(self, f"run_{alone}")()
         cells = {e: self.cells(e) for e in experiments}
         pairs = {e: self.pairs(cells[e]) for e in experiments}  # (cell, model, plan | None)
