@@ -134,10 +134,9 @@ class ClaimsPlan:
         self.claims = claims(self.wide)
         self.arms = arms(self.claims)
         ev = dict(c.get("eval", {}))
-        self.n = None if plan.smoke else (int(ev.get("n", 0)) or None)
+        # a smoke run scores as every smoke run does (the plan's cut-down eval settings)
+        self.n = plan.eval["n"] if plan.smoke else (int(ev.get("n", 0)) or None)
         self.samples = plan.eval["samples"] if plan.smoke else int(ev.get("samples", 10))
-        if plan.smoke:
-            self.n = plan.eval["n"]
         self.label = (f"SMOKE RUN of the {plan.name} preset's claims: {plan.smoke_updates} updates per run and "
                       f"{self.n} test images; the numbers are meaningless (pipeline check only)" if plan.smoke
                       else c.get("label", f"{plan.name} preset's claims"))
@@ -217,8 +216,9 @@ def claim_verdict(verdicts: list[str]) -> str:
 
 def paper_value(anchors: dict, arm: Arm) -> float | None:
     """The paper's number for an arm, where it reports one (Table 1, Fig 2, Fig 2(c), the generation bounds)."""
-    name = {"gpsi-add": "GPSI-add", "gpsi-jump": "GPSI-jump", "lstm-add": "LSTM-add", "lstm-jump": "LSTM-jump",
-            "vae-imp": "VAE-imp", "tm-hon": "TM-hon"}.get(arm.model)
+    # the anchors name models as the paper prints them ("GPSI-add"); the registry's names are their lower case
+    name = next((k for t in ("fig2_mnist_mcar", "fig2c_gpsi_mnist_mcar90_refinement_steps") for k in anchors[t]
+                 if k.lower() == arm.model), None)
     if arm.role == "binarized-mnist":
         gen = anchors["binarized_mnist_generation"]
         key = next((k for k in gen if k.startswith("extended LSTM model, c_T = c_0")), None)
