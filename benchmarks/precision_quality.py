@@ -4,6 +4,12 @@ CPU-minutes of one thread); the test bounds of the last checkpoints are compared
 
     python benchmarks/precision_quality.py commands            # the train and eval commands, one per line
     python benchmarks/precision_quality.py collect             # -> results/quality/precision-mnist.json
+    python benchmarks/precision_quality.py rerun               # -> results/bf16/cpu/vs-fp32.json
+
+``rerun`` pairs the trained rows of two runs of `seqimpute reproduce all --preset cpu` with the same CPU-minute
+budgets: results/cpu (float32, before bf16 became the default) and results/bf16/cpu (the default precision, written
+by `OMP_NUM_THREADS=1 seqimpute reproduce all --preset cpu --jobs 2 --runs runs/reproduce-bf16 --out results/bf16`):
+each cell's score and the updates its run made in the budget, at both precisions.
 
 Run the commands with `OMP_NUM_THREADS=1` (two at a time on a 2-core machine); a killed `seqimpute train` resumes
 from its folder by running the same command again. ``collect`` also compares the validation bounds the two runs of a
@@ -82,6 +88,40 @@ def collect(out: Path) -> dict:
     return res
 
 
+RERUN = ("table1", "fig2", "fig2c", "fig1")  # the experiments whose rows are trained models
+
+
+def rerun(fp32: Path, bf16: Path, out: Path) -> dict:
+    """The trained cells of both reproductions side by side (scores in paper units, lower is better)."""
+    def rows(folder: Path) -> dict:
+        got = {}
+        for exp in RERUN:
+            path = folder / f"{exp}.json"
+            for r in json.loads(path.read_text())["rows"] if path.exists() else []:
+                if r.get("run_step") and r.get("ours") is not None:
+                    got[(exp, r["dataset"], r["mask"], r["model"], r.get("steps"))] = r
+        return got
+
+    old, new = rows(fp32), rows(bf16)
+    pairs = []
+    for k in old.keys() & new.keys():
+        a, b = old[k], new[k]
+        pairs.append({"experiment": k[0], "dataset": k[1], "mask": k[2], "model": k[3], "steps": k[4],
+                      "paper": a.get("paper"), "fp32": a["ours"], "fp32_updates": a["run_step"],
+                      "bf16": b["ours"], "bf16_updates": b["run_step"], "diff": b["ours"] - a["ours"],
+                      "update_ratio": b["run_step"] / a["run_step"], "minutes": b.get("run_minutes")})
+    order = {e: i for i, e in enumerate(RERUN)}
+    pairs.sort(key=lambda p: (order[p["experiment"]], p["dataset"], p["model"], p["steps"] or 0, p["mask"]))
+    doc = {"what": "each trained cell of `seqimpute reproduce all --preset cpu` at float32 (results/cpu) and at the "
+                   "default precision, bf16 on this CPU (results/bf16/cpu), with the same CPU-minute budgets: the "
+                   "score (paper units, lower is better) and the updates the run made",
+           "fp32": str(fp32), "bf16": str(bf16), "rows": pairs,
+           "missing": sorted(" / ".join(str(x) for x in k if x is not None) for k in old.keys() ^ new.keys())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    return doc
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "commands"
     if what == "commands":
@@ -94,8 +134,13 @@ def main():
             print(pair, {p: (d[p].get("updates_done"), d[p].get("test", {}).get("score_paper_units"))
                          for p in ("bf16", "fp32")}, "test:", d.get("rel_diff_bf16_vs_fp32"),
                   "valid at equal updates:", d["valid_rel_diff_bf16_vs_fp32_at_equal_updates"])
+    elif what == "rerun":
+        doc = rerun(Path("results/cpu"), Path("results/bf16/cpu"), Path("results/bf16/cpu/vs-fp32.json"))
+        for p in doc["rows"]:
+            print(p["experiment"], p["dataset"], p["mask"], p["model"], p["steps"] or "",
+                  f"fp32 {p['fp32']:.1f} ({p['fp32_updates']}) bf16 {p['bf16']:.1f} ({p['bf16_updates']})")
     else:
-        sys.exit("usage: precision_quality.py commands|collect")
+        sys.exit("usage: precision_quality.py commands|collect|rerun")
 
 
 if __name__ == "__main__":

@@ -134,9 +134,21 @@ def claims(d: dict) -> list[str]:
     return out
 
 
+def vs_fp32(d: dict) -> list[str]:
+    """benchmarks/precision_quality.py rerun: each trained cell at fp32 and at bf16 in the same CPU-minute budget."""
+    out = ["| experiment | dataset | mask | model | fp32: score | updates | bf16: score | updates | bf16 - fp32 | "
+           "updates x |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        model = r["model"] + (f" T={r['steps']}" if r.get("steps") else "")
+        out.append(f"| {r['experiment']} | {r['dataset']} | {r['mask']} | {model} | {_num(r['fp32'])} | "
+                   f"{r['fp32_updates']} | {_num(r['bf16'])} | {r['bf16_updates']} | {r['diff']:+.1f} | "
+                   f"{r['update_ratio']:.2f} |")
+    return out
+
+
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "tables": imputers,
-          "baselines": baselines}
+          "baselines": baselines, "vs-fp32": vs_fp32}
 SOURCE = {"table1-runs": "status"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
