@@ -108,9 +108,9 @@ def _edit_weights(folder, edit):
 
 
 BAD = {  # damage -> what the one error says
-    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=2)),
-                     r"format version 2 .* reads format version 1 only; load it with the seqimpute that saved it, "
-                     r"or fit it again"),
+    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=3)),
+                     r"format version 3 .* reads format versions 1, 2 only; load it with the seqimpute that saved "
+                     r"it, or fit it again"),
     "other format": (lambda f: _edit_json(f, lambda m: m.update(format="something-else")),
                      "is not a saved SequentialImputer"),
     "not json": (lambda f: (f / "imputer.json").write_text("{oops"), "imputer.json is not readable JSON"),

@@ -448,10 +448,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.fill_ = np.nanmean(Xd, axis=0)
             return
         gaussian = self.layout_.gaussian
-        self.mean_, self.scale_, self.fill_ = np.zeros(W), np.ones(W), np.zeros(W)
-        self.mean_[gaussian] = np.nanmean(Xd[:, gaussian], axis=0)
-        sd = np.nanstd(Xd[:, gaussian], axis=0)
-        self.scale_[gaussian] = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+        self.mean_ = np.where(gaussian, np.nanmean(Xd, axis=0), 0.0)
+        sd = np.nanstd(Xd, axis=0)
+        self.scale_ = np.where(gaussian & np.isfinite(sd) & (sd > 0), sd, 1.0)
+        self.fill_ = np.zeros(W)
 
     def _to_model(self, T: np.ndarray):
         """Table (N, C) -> the canvas values (N, W) as a standardised float32 tensor with NaN replaced by the
