@@ -22,8 +22,8 @@ from .errors import SeqImputeError
 from .files import atomic_write
 
 FORMAT = "seqimpute-imputer"
-FORMAT_VERSION = 2  # 2: a mixed table's column layout ("layout_"); a numbers-only imputer is still written as 1,
-READS = (1, 2)  # which every seqimpute reads
+FORMAT_VERSION = 2  # 2: the parameter categorical_features, and a mixed table's column layout ("layout_")
+READS = (1, 2)  # format 1 (numbers only) is read too
 META, WEIGHTS = "imputer.json", "weights.safetensors"
 ARRAYS = ("mean_", "scale_", "fill_")  # float64 (W,) each; plus "log_var" (float32, Gaussian and mixed only)
 
@@ -65,7 +65,7 @@ def save(imp, folder) -> Path:
     weights = to_bytes(tensors, metadata={"format": FORMAT})
     names = getattr(imp, "feature_names_in_", None)
     mixed = imp.likelihood_ == "mixed"
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION if mixed else 1, "params": params,
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params,
             "fitted": {"likelihood_": imp.likelihood_, "seed_": imp.seed_, "n_features_in_": imp.n_features_in_,
                        "feature_names_in_": None if names is None else [str(n) for n in names],
                        "model_config": imp.model_.config(), "n_updates_": imp.n_updates_,
@@ -107,6 +107,8 @@ def load(folder, device: str | None = None):
     folder = Path(folder)
     meta = _read_meta(folder)
     params, fitted = meta["params"], meta["fitted"]
+    if meta["format_version"] == 1:
+        params.setdefault("categorical_features", "from_dtype")  # added in format 2, at its default
     if not isinstance(params, dict) or set(params) != set(SequentialImputer().get_params()):
         raise _bad(folder, f"{META} does not hold SequentialImputer's parameters")
     if isinstance(params["hide_rate"], list):
