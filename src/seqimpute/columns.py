@@ -164,16 +164,14 @@ class Column:
 
     @classmethod
     def fit(cls, X, j: int, kind: str) -> "Column":
+        if kind in ("numeric", "binary"):  # nothing to learn from the values (wide numeric arrays: no column copies)
+            return cls(kind, categories=[False, True] if kind == "binary" else [])
         values, missing = _column(X, j, kind)
         seen = values[~missing]
         if kind == "integer":
             lo, hi = (int(seen.min()), int(seen.max())) if seen.size else (None, None)
             return cls(kind, low=lo, high=hi)
-        if kind == "binary":
-            return cls(kind, categories=[False, True])
-        if kind == "categorical":
-            return cls(kind, categories=_categories(X, j, seen))
-        return cls(kind)
+        return cls(kind, categories=_categories(X, j, seen))
 
     def codes(self, values: np.ndarray, missing: np.ndarray, name) -> np.ndarray:
         """Each value's code (float, NaN where missing); a value never seen in fitting is one clear error."""

@@ -29,7 +29,6 @@ are biased toward the observed distribution, as with every imputer that learns o
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 
@@ -80,7 +79,8 @@ def _holdout(observed: np.ndarray, share: float, seed: int) -> np.ndarray:
     """The validation holes of early stopping: a (N, D) bool mask of observed entries, none of them used for
     training. Rows are taken in a random order and VALIDATION_ROW_RATE of each one's observed values held out until
     ``share`` of all observed values (at most VALIDATION_MAX) are; every column keeps at least one training value
-    and every row one observed value. All False when fewer than VALIDATION_SMALLEST are observed."""
+    and every row one observed value. All False when fewer than VALIDATION_SMALLEST are observed. The entries are
+    the table's (one per input column): a held-out category hides its whole one-hot group."""
     n_obs = int(observed.sum())
     if n_obs < VALIDATION_SMALLEST:
         return np.zeros_like(observed)
@@ -230,7 +230,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
         observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as
         missing throughout training, the scaling included. Every epoch (at least 20 and at most 100 updates) the
-        RMSE of their imputation (the mean of 4 unguided rollouts, in standardised units) is scored; training stops
+        RMSE of their imputation (the mean of 4 unguided rollouts, in standardised units; a binary or categorical
+        value's error is 1 - the mean probability of its true value) is scored; training stops
         after ``patience`` scores without improvement and the parameters of the best score are kept.
     validation_fraction : float, default 0.1
         Share of the observed values held out for early stopping, in (0, 0.5].

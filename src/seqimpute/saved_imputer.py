@@ -1,8 +1,9 @@
 """A fitted SequentialImputer as a folder: ``weights.safetensors`` (the policy's parameters and the fitted arrays:
 scaling, fill, log-variance) and ``imputer.json`` (the parameters, the other fitted attributes, the column layout of
-a table with binary, integer or categorical columns, the versions that wrote it and the weights' SHA-256). No pickle: loading reads tensors and JSON and runs no stored code, and every
-value read is checked before use. Both files are written atomically (files.atomic_write), the JSON last, so a
-folder always pairs complete files; the hash catches a pair that does not belong together.
+a table with binary, integer or categorical columns, the versions that wrote it and the weights' SHA-256). No
+pickle: loading reads tensors and JSON and runs no stored code, and every value read is checked before use. Both
+files are written atomically (files.atomic_write), the JSON last, so a folder always pairs complete files; the hash
+catches a pair that does not belong together.
 
     imp.save("imputer/")                          # or: seqimpute fit-transform IN OUT --save imputer/
     imp = SequentialImputer.load("imputer/")      # transform/sample/score give exactly the saved imputer's values
