@@ -119,12 +119,12 @@ def test_the_validation_errors_are_standardised_errors_and_one_minus_the_true_pr
 
 
 def test_a_category_that_follows_a_number_is_learned():
-    """category = "high" when x + noise > 0.4 (about 35% of rows): the imputed categories of hidden entries
-    beat the majority class by far."""
+    """category = "high" by the sign of x + noise: the imputed categories of hidden entries beat the majority
+    class by far (measured: 0.83 against 0.53)."""
     rng = np.random.default_rng(1)
     n = 400
     x = rng.normal(size=n)
-    cat = np.where(x + 0.2 * rng.normal(size=n) > 0.4, "high", "low")
+    cat = np.where(x + 0.2 * rng.normal(size=n) > 0, "high", "low")
     df = pd.DataFrame({"x": x, "y": 2 * x + 0.1 * rng.normal(size=n), "cat": cat})
     holes = rng.random((n, 3)) < 0.3
     dfm = df.mask(holes)
@@ -133,7 +133,7 @@ def test_a_category_that_follows_a_number_is_learned():
     hidden = holes[:, 2]
     accuracy = np.mean(out["cat"][hidden].to_numpy() == cat[hidden])
     majority = max(np.mean(cat[hidden] == "low"), np.mean(cat[hidden] == "high"))
-    assert accuracy > majority + 0.15 and accuracy > 0.8, (accuracy, majority)
+    assert accuracy > majority + 0.2 and accuracy > 0.75, (accuracy, majority)
     assert np.isfinite(imp.score(dfm))
 
 
@@ -150,6 +150,8 @@ def test_sample_draws_categories_and_gives_one_frame_per_draw():
     assert all(d["colour"][~holes[:, 0]].equals(dfm["colour"][~holes[:, 0]]) for d in draws)
     again = imp.sample(dfm, 30)
     assert all(a.equals(b) for a, b in zip(draws, again))  # deterministic for a fitted estimator
+    likely = imp.sample(dfm, 2, noise=False)  # the most likely values of each rollout: still valid ones
+    assert all(set(d["colour"]) <= {"blue", "green", "red"} and not d.isna().any().any() for d in likely)
 
 
 def codes_array(n=120, seed=0):

@@ -193,10 +193,14 @@ def read_csv(path: Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None
     any other non-numeric cell is an error, never silently a missing value. Lines without text are skipped; a
     line of separators only (",,") is a row whose values are all missing."""
     rows, header = _csv_rows(path)
-    out = np.empty((len(rows), len(header or rows[0][1]) if rows else 0), dtype=dtype)
+    return _numbers(rows, path, dtype), header
+
+
+def _numbers(rows: list, path: Path, dtype) -> np.ndarray:
+    out = np.empty((len(rows), len(rows[0][1]) if rows else 0), dtype=dtype)
     for i, (line, r) in enumerate(rows):
         out[i] = [_csv_cell(c, path, line, j, dtype) for j, c in enumerate(r)]
-    return out, header
+    return out
 
 
 def read_csv_text(path: Path, text) -> tuple:
@@ -209,7 +213,7 @@ def read_csv_text(path: Path, text) -> tuple:
     texts = [j for j, col in enumerate(cells)
              if (any(not _is_number(c) for c in col) if text is True else j in text)]
     if not texts:
-        return read_csv(path, np.float64)
+        return _numbers(rows, path, np.float64), header
     try:
         import pandas as pd
     except ImportError:
