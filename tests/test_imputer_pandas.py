@@ -1,6 +1,6 @@
 """SequentialImputer with pandas DataFrames (an optional dependency): feature names in, DataFrames out through
-scikit-learn's set_output with columns and index kept, ColumnTransformer and Pipeline, one clear error for columns
-that are not numbers, names and output setting kept by save/load."""
+scikit-learn's set_output with columns and index kept, ColumnTransformer and Pipeline, names and output
+setting kept by save/load. Text, category, bool, integer and date columns: test_imputer_mixed.py."""
 
 from __future__ import annotations
 
@@ -75,16 +75,6 @@ def test_in_a_column_transformer_and_a_pipeline_with_a_text_column_passed_throug
     np.testing.assert_allclose(scaled.mean().to_numpy(), 0, atol=1e-9)  # StandardScaler saw no NaN
     model = Pipeline([("imp", SequentialImputer(**TINY)), ("lr", LinearRegression())]).fit(df[["a", "b", "c"]], y)
     assert list(model.feature_names_in_) == ["a", "b", "c"] and np.isfinite(model.predict(df[["a", "b", "c"]])).all()
-
-
-@pytest.mark.parametrize("column", [["Oslo", "Lima"] * 30, pd.Categorical([1, 2] * 30),
-                                    pd.date_range("2020-01-01", periods=60)], ids=["text", "category", "dates"])
-def test_a_column_that_is_not_numbers_is_one_clear_error(column):
-    df, _ = table()
-    df["city"] = column
-    with pytest.raises(SeqImputeError, match=r"column\(s\) 'city' \(.*\) of X are not numeric.*encode those columns "
-                                             r"as numbers.*ColumnTransformer"):
-        SequentialImputer(**TINY).fit(df)
 
 
 def test_nullable_integer_boolean_and_boxed_number_columns_are_numbers():

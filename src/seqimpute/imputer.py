@@ -8,8 +8,10 @@ policy (Bachman & Precup 2015), trained on the incomplete array itself.
     imp.score(X_valid)                                         # minus the held-out bound, nats per imputed value
     imp.save("imputer/"); SequentialImputer.load("imputer/")   # safetensors + JSON (seqimpute.saved_imputer)
 
-pandas DataFrames go in (numeric columns; their names are kept in ``feature_names_in_``) and, with scikit-learn's
-``set_output(transform="pandas")``, come out with their columns and index; it fits in a ColumnTransformer.
+pandas DataFrames go in (their names are kept in ``feature_names_in_``) and, with scikit-learn's
+``set_output(transform="pandas")``, come out with their columns and index; it fits in a ColumnTransformer. Columns
+of other kinds than numbers (bool, integer, category and text; seqimpute.columns) each get their own likelihood, and
+a DataFrame with such a column comes back as a DataFrame with its dtypes.
 
 Training from incomplete data. The paper trains on complete observations with synthetic masks; here the truth of a
 missing value is never known, so every batch hides an extra random share of the *observed* values (a rate drawn per
@@ -27,7 +29,6 @@ are biased toward the observed distribution, as with every imputer that learns o
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 
@@ -37,6 +38,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from .columns import ColumnLayout, check_categorical_features, column_kinds, is_frame
 from .errors import SeqImputeError
 from .models.policy import scored_sum, training_loss
 from .models.registry import MODELS, build_model, spec
@@ -49,7 +51,9 @@ from .loop import BatchOrder, Budget, train_loop
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # scikit-learn 1.4-1.5 (tested by .ci/run's lowest-versions stage): the option had its old name
-    def _validate_data(est, X, reset=True, ensure_all_finite=True, **kw):
+    def _validate_data(est, X, reset=True, ensure_all_finite=True, skip_check_array=False, **kw):
+        if skip_check_array:
+            return est._validate_data(X, reset=reset, cast_to_ndarray=False)
         return est._validate_data(X, reset=reset, force_all_finite=ensure_all_finite, **kw)
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
@@ -71,27 +75,12 @@ VALIDATION_SMALLEST = 100  # fewer observed values than this: no validation hole
 AUTO_EPOCHS, AUTO_UPDATES = 100, (1000, 2000)  # max_updates="auto": this many epochs, clipped to this range
 
 
-def _check_numeric_columns(X) -> None:
-    """A pandas DataFrame with a column that is not numbers is one clear error (scikit-learn's would name a value
-    it could not convert, not the column). pandas is optional: a DataFrame implies it is already imported."""
-    pd = sys.modules.get("pandas")
-    if pd is None or not isinstance(X, pd.DataFrame):
-        return
-    numbers = {"integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"}  # an object column's
-    bad = [f"{c!r} ({t})" for c, t in X.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
-           and not (t == object and pd.api.types.infer_dtype(X[c], skipna=True) in numbers)]
-    if bad:
-        raise SeqImputeError(f"column(s) {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''} of X are not "
-                             f"numeric; SequentialImputer fills numbers only: encode those columns as numbers first "
-                             f"(e.g. OrdinalEncoder), or pass only the numeric columns to it with a ColumnTransformer "
-                             f"(make_column_selector(dtype_include='number')).")
-
-
 def _holdout(observed: np.ndarray, share: float, seed: int) -> np.ndarray:
     """The validation holes of early stopping: a (N, D) bool mask of observed entries, none of them used for
     training. Rows are taken in a random order and VALIDATION_ROW_RATE of each one's observed values held out until
     ``share`` of all observed values (at most VALIDATION_MAX) are; every column keeps at least one training value
-    and every row one observed value. All False when fewer than VALIDATION_SMALLEST are observed."""
+    and every row one observed value. All False when fewer than VALIDATION_SMALLEST are observed. The entries are
+    the table's (one per input column): a held-out category hides its whole one-hot group."""
     n_obs = int(observed.sum())
     if n_obs < VALIDATION_SMALLEST:
         return np.zeros_like(observed)
@@ -134,16 +123,16 @@ class _Threads:
 class _EarlyStopping:
     """Scores the validation holes every ``every`` updates, keeps the best parameters, and halts the budget after
     ``patience`` evaluations without improvement. The score is the RMSE, in standardised units (the likelihood's
-    units for Bernoulli), of what transform returns there: the mean of unguided rollouts (VALIDATION_ROLLOUTS of
-    them, with the same noise at every evaluation so that scores differ by the parameters alone)."""
+    units for Bernoulli), of the mean of unguided rollouts there (VALIDATION_ROLLOUTS of them, with the same noise
+    at every evaluation so that scores differ by the parameters alone): what transform returns for numbers. A binary
+    or categorical value's error is 1 - the mean probability of its true value (ColumnLayout.errors)."""
 
     def __init__(self, imp, model, params, X_train, X, held, patience: int, per_epoch: int, budget: Budget):
         self.imp, self.model, self.params, self.budget, self.patience = imp, model, params, budget, patience
         self.rows = np.where(held.any(axis=1))[0]
         self.X_in = X_train[self.rows]
         self.held = held[self.rows]
-        self.truth = X[self.rows][self.held]
-        self.scale = np.broadcast_to(imp.scale_, self.held.shape)[self.held]
+        self.truth = X[self.rows]
         self.every = int(np.clip(per_epoch, *VALIDATION_EVERY))
         self.updates, self.scores, self.best, self.since = [], [], (math.inf, 0, None), 0
 
@@ -153,7 +142,8 @@ class _EarlyStopping:
 
     def score(self) -> float:
         vals = self.imp._rollout_values(self.X_in, VALIDATION_ROLLOUTS, 3, noise=False, mean=True, model=self.model)
-        return float(np.sqrt(np.mean(((vals[self.held] - self.truth) / self.scale) ** 2)))
+        err = self.imp.layout_.errors(vals, self.truth, self.imp.scale_)
+        return float(np.sqrt(np.mean(err[self.held] ** 2)))
 
     def evaluate(self, step: int) -> None:
         s = self.score()
@@ -200,7 +190,20 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         canvas holds logits and the imputation is sigmoid(c). "gaussian": each column is standardised with the mean
         and standard deviation of its observed values, the canvas is the mean of a Gaussian with a learned
         per-column variance, and results are mapped back to the original units. "auto": Bernoulli when every
-        observed value lies in [0, 1], Gaussian otherwise. The choice made is ``likelihood_``.
+        observed value lies in [0, 1], Gaussian otherwise. The choice made is ``likelihood_``. A table with a
+        binary, integer or categorical column takes "auto" (or "gaussian"): each column then has its own
+        likelihood and ``likelihood_`` is "mixed" (see ``categorical_features``).
+    categorical_features : "from_dtype", None, list of int or str, or bool mask, default "from_dtype"
+        Which columns hold categories (scikit-learn's HistGradientBoosting convention). "from_dtype": a
+        DataFrame's dtypes decide: ``category`` and text (object, string) columns are categorical, ``bool`` and
+        ``boolean`` columns binary, integer columns (int64, Int64, ...) integer, float columns numeric; an array's
+        columns are numeric. A list of column indices or names, or a boolean mask, names the categorical columns
+        (for an array, columns holding numeric codes with NaN: the codes are the categories). None: no
+        categorical column. Each kind has its own likelihood: numeric and integer columns are Gaussian on the
+        standardised value (integers are imputed rounded and clipped to the observed range), a binary column
+        Bernoulli on one logit, a categorical column a softmax over a one-hot group of logits (imputed: the
+        category of largest mean probability over the rollouts; always one seen in fitting). Such tables need
+        model "gpsi-add" or "gpsi-jump". Date and time columns are refused: convert them to numbers first.
     hidden, latent : int or None, default None
         Width of the policy's hidden layers and of its latent z per step. None: sized by the number of columns D,
         hidden = clip(4 D, 64, 500), latent = clip(D // 2, 4, 100).
@@ -227,7 +230,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the observed values as validation holes (whole shares of some rows'
         observed values, at most 5000; none on tables with fewer than 100 observed values). They are treated as
         missing throughout training, the scaling included. Every epoch (at least 20 and at most 100 updates) the
-        RMSE of their imputation (the mean of 4 unguided rollouts, in standardised units) is scored; training stops
+        RMSE of their imputation (the mean of 4 unguided rollouts, in standardised units; a binary or categorical
+        value's error is 1 - the mean probability of its true value) is scored; training stops
         after ``patience`` scores without improvement and the parameters of the best score are kept.
     validation_fraction : float, default 0.1
         Share of the observed values held out for early stopping, in (0, 0.5].
@@ -257,14 +261,21 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     model_ : seqimpute.models.policy.Policy   the trained policy (eval mode), on ``device``
-    likelihood_ : str                         "bernoulli" or "gaussian"
-    mean_, scale_ : ndarray (D,)              the standardisation (0 and 1 for Bernoulli), from the observed values
-                                              used for training (the validation holes left out)
-    log_var_ : ndarray (D,) or None           learned log-variance per column in standardised units (Gaussian)
+    likelihood_ : str                         "bernoulli", "gaussian" or "mixed" (a column of another kind than
+                                              numbers: each column its own likelihood)
+    layout_ : seqimpute.columns.ColumnLayout  each column's kind (``layout_.columns``: kind, categories, integer
+                                              range) and its W entries on the policy's canvas (W = D for numbers;
+                                              a categorical column takes one entry per category)
+    mean_, scale_ : ndarray (W,)              the standardisation (0 and 1 for Bernoulli, binary and categorical
+                                              entries), from the observed values used for training (the validation
+                                              holes left out)
+    log_var_ : ndarray (W,) or None           learned log-variance per entry in standardised units (Gaussian and
+                                              mixed; 0, unused, at binary and categorical entries)
     n_updates_ : int                          updates made;  training_seconds_ : float
     best_iteration_ : int                     the update whose parameters were kept: the best validation score's
                                               (``n_updates_`` without validation holes)
-    validation_score_ : ndarray (k,)          the validation RMSE (standardised units) at each evaluation, and
+    validation_score_ : ndarray (k,)          the validation RMSE (standardised units; for a binary or categorical
+                                              value 1 - the probability of its true value) at each evaluation, and
     validation_updates_ : ndarray (k,) int    the updates made by then (both empty without validation holes)
     n_skipped_updates_ : int                  of those, updates skipped because the loss or a gradient was not
                                               finite (NaN/inf); fit warns when any were
@@ -277,9 +288,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=4, max_updates="auto",
                  max_minutes=None, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
                  early_stopping=True, validation_fraction=0.1, patience=10, model_options=None, device="cpu",
-                 n_threads=None, random_state=None, verbose=False, precision="auto"):
+                 n_threads=None, random_state=None, verbose=False, precision="auto", categorical_features="from_dtype"):
         self.model = model
         self.likelihood = likelihood
+        self.categorical_features = categorical_features
         self.hidden = hidden
         self.latent = latent
         self.steps = steps
@@ -310,14 +322,31 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _more_tags(self):  # scikit-learn < 1.6
         return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
 
-    def _check_X(self, X, reset: bool) -> np.ndarray:
-        _check_numeric_columns(X)
+    def _check_X(self, X, reset: bool) -> tuple:
+        """(X, its table T): X as given (a DataFrame of a mixed layout) or as a float array, and T (N, C) of
+        numbers and category codes, NaN = missing (X itself for numbers only). ``reset`` (fit): the layout is
+        fitted on X."""
+        frame = is_frame(X)
+        if reset:
+            kinds = column_kinds(X, self.categorical_features, X.shape[1]) if frame else None
+            mixed = kinds is not None and any(k != "numeric" for k in kinds)
+        else:
+            mixed = self.layout_.mixed
         try:
-            return _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
+            if frame and mixed:  # names and width checked; the columns keep their dtypes
+                _validate_data(self, X, reset=reset, skip_check_array=True)
+                if len(X) == 0:
+                    raise SeqImputeError("X has no rows; give at least one row.")
+            else:
+                X = _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
         except SeqImputeError:
             raise
         except ValueError as e:  # scikit-learn's validation: one line, as a SeqImputeError (still a ValueError)
             raise SeqImputeError(" ".join(str(e).split())) from None
+        if reset:
+            kinds = kinds if frame else column_kinds(X, self.categorical_features, X.shape[1])
+            self.layout_ = ColumnLayout.fit(X, kinds)
+        return X, self.layout_.table(X)
 
     def _check_params(self) -> None:
         trainable = [n for n, s in MODELS.items() if s.cls.trainable and s.family != "none" and s.cls.train_mask is None]
@@ -328,6 +357,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise SeqImputeError(f"precision={self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.likelihood not in LIKELIHOODS:
             raise SeqImputeError(f"likelihood={self.likelihood!r}; choose 'auto', 'bernoulli' or 'gaussian'.")
+        check_categorical_features(self.categorical_features)
 
         def positive_int(name, value, allow_none=False):
             if value is None and allow_none:
@@ -388,6 +418,12 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ scaling
 
     def _choose_likelihood(self, X: np.ndarray, observed: np.ndarray) -> str:
+        if self.layout_.mixed:
+            if self.likelihood == "bernoulli":
+                raise SeqImputeError("likelihood='bernoulli' is for arrays of values in [0, 1], but X has binary, "
+                                     "integer or categorical columns, which take their own likelihoods; use "
+                                     "likelihood='auto'.")
+            return "mixed"
         vals = X[observed]
         in_unit = bool(vals.size == 0 or (vals.min() >= 0.0 and vals.max() <= 1.0))
         if self.likelihood == "bernoulli":
@@ -403,20 +439,25 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return "gaussian"
         return "bernoulli" if in_unit else "gaussian"
 
-    def _fit_scaling(self, X: np.ndarray) -> None:
-        """mean_, scale_ and the fill of never-observed values, from the observed values of each column."""
-        Xd, D = X.astype(np.float64), X.shape[1]
-        if self.likelihood_ == "gaussian":
-            self.mean_ = np.nanmean(Xd, axis=0)
-            sd = np.nanstd(Xd, axis=0)
-            self.scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-            self.fill_ = np.zeros(D)
-        else:
-            self.mean_, self.scale_ = np.zeros(D), np.ones(D)
+    def _fit_scaling(self, T: np.ndarray) -> None:
+        """mean_, scale_ and the fill of never-observed values (W,), from the observed values of each canvas entry
+        of the table T: Gaussian entries standardised, the others (0/1, one-hot) kept."""
+        Xd = self.layout_.canvas(T).astype(np.float64)
+        W = Xd.shape[1]
+        if self.likelihood_ == "bernoulli":
+            self.mean_, self.scale_ = np.zeros(W), np.ones(W)
             self.fill_ = np.nanmean(Xd, axis=0)
+            return
+        gaussian = self.layout_.gaussian
+        self.mean_ = np.where(gaussian, np.nanmean(Xd, axis=0), 0.0)
+        sd = np.nanstd(Xd, axis=0)
+        self.scale_ = np.where(gaussian & np.isfinite(sd) & (sd > 0), sd, 1.0)
+        self.fill_ = np.zeros(W)
 
-    def _to_model(self, X: np.ndarray):
-        """(N, D) array -> standardised float32 tensor with NaN replaced by the column's fill, and the mask."""
+    def _to_model(self, T: np.ndarray):
+        """Table (N, C) -> the canvas values (N, W) as a standardised float32 tensor with NaN replaced by the
+        entry's fill, and the mask."""
+        X = self.layout_.canvas(T)
         observed = ~np.isnan(X)
         Z = (X.astype(np.float64) - self.mean_) / self.scale_
         Z = np.where(observed, Z, self.fill_)
@@ -425,21 +466,28 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 torch.as_tensor(observed, dtype=torch.bool, device=dev))
 
     def _link(self, c: torch.Tensor) -> torch.Tensor:
+        if self.likelihood_ == "mixed":
+            return self.layout_.link(c)
         return torch.sigmoid(c) if self.likelihood_ == "bernoulli" else c
 
     def _nll(self, z: torch.Tensor, c: torch.Tensor, log_var: torch.Tensor | None, paper: bool) -> torch.Tensor:
         """Elementwise NLL of the standardised targets z under the canvas c."""
-        if self.likelihood_ == "bernoulli":
-            return bernoulli_nll(z, torch.sigmoid(c)) if paper else bernoulli_nll_logits(z, c)
-        return 0.5 * (LOG_2PI + log_var + (z - c).pow(2) * torch.exp(-log_var))
+        if self.likelihood_ != "gaussian":
+            bernoulli = bernoulli_nll(z, torch.sigmoid(c)) if paper else bernoulli_nll_logits(z, c)
+            if self.likelihood_ == "bernoulli":
+                return bernoulli
+        gaussian = 0.5 * (LOG_2PI + log_var + (z - c).pow(2) * torch.exp(-log_var))
+        return gaussian if self.likelihood_ == "gaussian" else self.layout_.nll(z, c, gaussian, bernoulli)
 
     def _hide(self, observed: torch.Tensor, gen: torch.Generator, rate=None) -> torch.Tensor:
-        """Artificially hidden entries: a random share of each row's observed values."""
-        n, d = observed.shape
+        """Artificially hidden entries: a random share of each row's observed values, drawn per input column (a
+        categorical column's group is hidden as a whole)."""
+        n, d = observed.shape[0], len(self.layout_.columns)
         if rate is None:
             lo, hi = (float(v) for v in self.hide_rate)
             rate = lo + (hi - lo) * torch.rand(n, 1, generator=gen, device=gen.device)
-        return (torch.rand(n, d, generator=gen, device=gen.device) < rate).to(observed.device) & observed
+        hidden = torch.rand(n, d, generator=gen, device=gen.device) < rate
+        return self.layout_.expand(hidden.to(observed.device)) & observed
 
     # ------------------------------------------------------------------------------------------ fit
 
@@ -449,8 +497,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                    "z": self.latent or int(np.clip(D // 2, 4, 100)), "steps": self.steps}
         if "write" in ms.option_names():  # LSTM: the write layer follows the hidden width unless given
             options["write"] = options["hidden"]
-        if self.likelihood_ == "gaussian":
-            options["link"] = "identity"
+        if self.likelihood_ != "bernoulli":
+            options["link"] = "identity"  # the canvas holds means (and logits, in a mixed table)
         options.update(self.model_options or {})
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
             torch.manual_seed(self.seed_)
@@ -466,22 +514,28 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return _Threads(1 if hidden < 256 else None, precision)
 
     def fit(self, X, y=None):
-        """Train the policy on X, shape (N, D), NaN = missing. ``y`` is ignored. Returns self."""
+        """Train the policy on X, shape (N, D), NaN = missing (a DataFrame: also None/NA). ``y`` is ignored.
+        Returns self."""
         self._check_params()
-        X = self._check_X(X, reset=True)
-        with self._threads(self.hidden or int(np.clip(4 * X.shape[1], 64, 500))):
-            return self._fit(X)
+        _, T = self._check_X(X, reset=True)
+        with self._threads(self.hidden or int(np.clip(4 * self.layout_.width, 64, 500))):
+            return self._fit(T)
 
     def _fit(self, X):
+        """Training on the table X (N, C): numbers and category codes."""
         observed = ~np.isnan(X)
         empty = np.where(~observed.any(axis=0))[0]
         if len(empty):
             raise SeqImputeError(f"column(s) {', '.join(map(str, empty[:10]))}{' ...' if len(empty) > 10 else ''} "
                                  f"of X have no observed value, so nothing can be learned about them; drop those "
                                  f"columns (or fill them) before fitting.")
-        N, D = X.shape
+        N, D = len(X), self.layout_.width  # D: the canvas entries
         self.likelihood_ = self._choose_likelihood(X, observed)
         ms = spec(self.model)
+        if self.likelihood_ == "mixed" and "link" not in ms.option_names():
+            raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, but X has binary, integer or "
+                                 f"categorical columns, whose canvas holds means and logits; use model='gpsi-add' "
+                                 f"or 'gpsi-jump'.")
         if self.likelihood_ == "gaussian" and "link" not in ms.option_names():
             raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, so it takes "
                                  f"likelihood='bernoulli' (values in [0, 1]); for real-valued columns use "
@@ -497,7 +551,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
         model = self._build(ms, D, device)
-        raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ == "gaussian" else None
+        raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ != "bernoulli" else None
         params = list(model.parameters()) + ([raw_lv] if raw_lv is not None else [])
 
         def log_var():
@@ -581,13 +635,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     @torch.inference_mode()
     def _rollout_values(self, X: np.ndarray, n: int, seed_offset: int, noise: bool, mean: bool,
                         model=None) -> np.ndarray:
-        """Unguided rollouts of ``model`` (default ``model_``) for the rows of X: (n, N, D) values in original units,
-        or their mean (N, D)."""
+        """Unguided rollouts of ``model`` (default ``model_``) for the rows of the table X: (n, N, W) canvas values
+        in original units (numbers; probabilities at binary and categorical entries), or their mean (N, W).
+        ``noise``: Gaussian observation noise added at the Gaussian entries."""
         model = self.model_ if model is None else model
         Z, O = self._to_model(X)
         N, D = Z.shape
         gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + seed_offset)
-        lv = self._log_var_t if noise else None
+        sd = torch.exp(0.5 * self._log_var_t) if noise and self._log_var_t is not None else None
+        if sd is not None and self.likelihood_ == "mixed":  # no Gaussian noise on probabilities
+            sd = sd * torch.as_tensor(self.layout_.gaussian, device=sd.device)
         chunk = max(1, _ROLLOUT_ROWS // n)
         out = np.empty((N, D) if mean else (n, N, D), dtype=np.float64)
         for s in range(0, N, chunk):
@@ -595,9 +652,9 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             b = len(z)
             r = model.rollout(z.repeat(n, 1), o.repeat(n, 1), guided=False, generator=gen)
             v = self._link(r.final).view(n, b, D)
-            if noise and lv is not None:
+            if sd is not None:
                 eps = torch.randn(v.shape, generator=gen, device=v.device, dtype=v.dtype)
-                v = v + torch.exp(0.5 * lv.to(v.device)) * eps
+                v = v + sd.to(v.device) * eps
             v = v.double().cpu().numpy() * self.scale_ + self.mean_
             if mean:
                 out[s:s + chunk] = v.mean(0)
@@ -607,18 +664,35 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """X (N, D) with NaN -> a copy in X's float dtype with every NaN replaced by the mean of ``n_rollouts``
-        unguided rollouts; observed entries are returned bit-identical. Deterministic for a fitted estimator."""
+        unguided rollouts; observed entries are returned bit-identical. Deterministic for a fitted estimator.
+
+        With binary, integer or categorical columns (``likelihood_`` "mixed"): integers are the rounded mean,
+        binary values True where the mean probability exceeds 0.5, categories those of largest mean probability.
+        A DataFrame then comes back as a DataFrame with X's columns, index and dtypes (whatever ``set_output``
+        says); an array as a float array whose categorical columns hold valid codes."""
         check_is_fitted(self, "model_")
         with self._threads():
             return self._transform(X)
 
     def _transform(self, X):
-        X = self._check_X(X, reset=False)
-        out = np.array(X, copy=True)
-        missing = np.isnan(X)
+        X, T = self._check_X(X, reset=False)
+        missing = np.isnan(T)
         rows = np.where(missing.any(axis=1))[0]
+        filled = None
         if len(rows):
-            vals = self._rollout_values(X[rows], int(self.n_rollouts), 0, noise=False, mean=True)
+            vals = self._rollout_values(T[rows], int(self.n_rollouts), 0, noise=False, mean=True)
+            filled = self.layout_.decode(vals)
+        return self._completed(X, missing, rows, filled)
+
+    def _completed(self, X, missing: np.ndarray, rows: np.ndarray, filled: np.ndarray | None):
+        """X with the ``missing`` entries of ``rows`` set from the table entries ``filled`` (one row per entry of
+        ``rows``): a DataFrame (of a mixed layout) as a DataFrame, else a copy in X's float dtype. Observed entries
+        are X's own, bit-identical."""
+        if is_frame(X):
+            return self.layout_.fill_frame(X, rows, filled, missing)
+        out = np.array(X, copy=True)
+        if len(rows):
+            vals = self.layout_.to_array(filled)
             sub = out[rows]
             m = missing[rows]
             sub[m] = vals[m].astype(X.dtype)
@@ -633,7 +707,11 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         observation noise N(0, exp(log_var_)) is added, so the copies are draws from the model's predictive
         distribution (what Rubin's rules and interval coverage need); ``noise=False`` gives the rollouts' means.
         With the Bernoulli likelihood a sample is the rollout's probability sigmoid(c_T) (a grey level), not a 0/1
-        draw. Deterministic for a fitted estimator."""
+        draw. Deterministic for a fitted estimator.
+
+        With binary, integer or categorical columns, ``noise`` also draws a binary value from its probability and
+        a category from its softmax (integers are rounded after the noise); ``noise=False`` takes the most likely
+        ones. A DataFrame of such a layout gives a list of ``n_samples`` DataFrames (X's columns, index, dtypes)."""
         check_is_fitted(self, "model_")
         with self._threads():
             return self._sample(X, n_samples, noise)
@@ -641,18 +719,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _sample(self, X, n_samples=1, noise=True):
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise SeqImputeError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        X = self._check_X(X, reset=False)
-        out = np.repeat(np.array(X, copy=True)[None], n_samples, axis=0)
-        missing = np.isnan(X)
+        X, T = self._check_X(X, reset=False)
+        missing = np.isnan(T)
         rows = np.where(missing.any(axis=1))[0]
+        draws = [None] * n_samples
         if len(rows):
-            vals = self._rollout_values(X[rows], int(n_samples), 1, noise=bool(noise), mean=False)
-            m = missing[rows]
-            for k in range(n_samples):
-                sub = out[k, rows]
-                sub[m] = vals[k][m].astype(X.dtype)
-                out[k, rows] = sub
-        return out
+            vals = self._rollout_values(T[rows], int(n_samples), 1, noise=bool(noise), mean=False)
+            rng = np.random.default_rng(self.seed_ + 1) if noise else None  # binary and categorical draws
+            draws = [self.layout_.decode(v, rng) for v in vals]
+        copies = [self._completed(X, missing, rows, d) for d in draws]
+        return copies if is_frame(X) else np.stack(copies)
 
     def score(self, X, y=None):
         """Minus the held-out bound per imputed value (higher is better, scikit-learn's convention).
@@ -661,15 +737,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -(NLL of the hidden values at c_T + sum over steps of KL(q||p)) / (number hidden), averaged over
         min(n_rollouts, 10) guided rollouts: a lower bound on the mean log-likelihood per hidden value, in nats.
         Gaussian NLLs are in the data's original units (the standardisation's log-Jacobian is included); Bernoulli
-        NLLs use the paper's epsilon-clipped form. Never-observed values are not scored. ``y`` is ignored."""
+        NLLs use the paper's epsilon-clipped form; a hidden category's NLL is -log softmax at its true category,
+        and a hidden category counts as one value. Never-observed values are not scored. ``y`` is ignored."""
         check_is_fitted(self, "model_")
         with self._threads():
             return self._score(X)
 
     @torch.inference_mode()
     def _score(self, X):
-        X = self._check_X(X, reset=False)
-        Z, O = self._to_model(X)
+        _, T = self._check_X(X, reset=False)
+        Z, O = self._to_model(T)
         gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + 2)
         lo, hi = (float(v) for v in self.hide_rate)
         hidden = self._hide(O, gen, rate=0.5 * (lo + hi))
@@ -684,7 +761,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         for _ in range(K):
             r = self.model_.rollout(Z, O & ~hidden, guided=True, generator=gen)
             nll = self._nll(Z, r.final, lv, paper=True)
-            if self.likelihood_ == "gaussian":
-                nll = nll + jac
+            if self.likelihood_ != "bernoulli":
+                nll = nll + jac  # 0 at binary and categorical entries (scale 1)
             total += float(nll.masked_fill(~hidden, 0.0).sum() + r.kl_qp.sum())
-        return -total / (K * int(hidden.sum()))
+        values = hidden[:, torch.as_tensor(self.layout_.starts, device=hidden.device)]  # a category counts once
+        return -total / (K * int(values.sum()))

@@ -1,8 +1,9 @@
 """A fitted SequentialImputer as a folder: ``weights.safetensors`` (the policy's parameters and the fitted arrays:
-scaling, fill, log-variance) and ``imputer.json`` (the parameters, the other fitted attributes, the versions that
-wrote it and the weights' SHA-256). No pickle: loading reads tensors and JSON and runs no stored code, and every
-value read is checked before use. Both files are written atomically (files.atomic_write), the JSON last, so a
-folder always pairs complete files; the hash catches a pair that does not belong together.
+scaling, fill, log-variance) and ``imputer.json`` (the parameters, the other fitted attributes, the column layout of
+a table with binary, integer or categorical columns, the versions that wrote it and the weights' SHA-256). No
+pickle: loading reads tensors and JSON and runs no stored code, and every value read is checked before use. Both
+files are written atomically (files.atomic_write), the JSON last, so a folder always pairs complete files; the hash
+catches a pair that does not belong together.
 
     imp.save("imputer/")                          # or: seqimpute fit-transform IN OUT --save imputer/
     imp = SequentialImputer.load("imputer/")      # transform/sample/score give exactly the saved imputer's values
@@ -22,9 +23,10 @@ from .errors import SeqImputeError
 from .files import atomic_write
 
 FORMAT = "seqimpute-imputer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the parameter categorical_features, and a mixed table's column layout ("layout_")
+READS = (1, 2)  # format 1 (numbers only) is read too
 META, WEIGHTS = "imputer.json", "weights.safetensors"
-ARRAYS = ("mean_", "scale_", "fill_")  # float64 (D,) each; plus "log_var" (float32, Gaussian only)
+ARRAYS = ("mean_", "scale_", "fill_")  # float64 (W,) each; plus "log_var" (float32, Gaussian and mixed only)
 
 
 def _bad(folder: Path, what: str) -> SeqImputeError:
@@ -33,8 +35,8 @@ def _bad(folder: Path, what: str) -> SeqImputeError:
 
 
 def _json_default(v):
-    if isinstance(v, np.generic):  # NumPy scalars among the parameters (hidden=np.int64(32))
-        return v.item()
+    if isinstance(v, (np.generic, np.ndarray)):  # NumPy scalars and masks among the parameters (hidden=np.int64(32))
+        return v.tolist()
     raise TypeError(type(v).__name__)
 
 
@@ -63,6 +65,7 @@ def save(imp, folder) -> Path:
         tensors["log_var"] = imp._log_var_t.detach().cpu().contiguous()
     weights = to_bytes(tensors, metadata={"format": FORMAT})
     names = getattr(imp, "feature_names_in_", None)
+    mixed = imp.likelihood_ == "mixed"
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params,
             "fitted": {"likelihood_": imp.likelihood_, "seed_": imp.seed_, "n_features_in_": imp.n_features_in_,
                        "feature_names_in_": None if names is None else [str(n) for n in names],
@@ -72,7 +75,8 @@ def save(imp, folder) -> Path:
                        "stopped_by_": imp.stopped_by_, "training_seconds_": imp.training_seconds_,
                        "best_iteration_": imp.best_iteration_,
                        "validation_score_": [float(v) for v in imp.validation_score_],
-                       "validation_updates_": [int(v) for v in imp.validation_updates_]},
+                       "validation_updates_": [int(v) for v in imp.validation_updates_],
+                       **({"layout_": imp.layout_.to_json(names)} if mixed else {})},
             "output": getattr(imp, "_sklearn_output_config", {}).get("transform"),  # set_output(transform=...)
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "versions": {"seqimpute": seqimpute.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -104,6 +108,8 @@ def load(folder, device: str | None = None):
     folder = Path(folder)
     meta = _read_meta(folder)
     params, fitted = meta["params"], meta["fitted"]
+    if meta["format_version"] == 1:
+        params.setdefault("categorical_features", "from_dtype")  # added in format 2, at its default
     if not isinstance(params, dict) or set(params) != set(SequentialImputer().get_params()):
         raise _bad(folder, f"{META} does not hold SequentialImputer's parameters")
     if isinstance(params["hide_rate"], list):
@@ -142,10 +148,11 @@ def _read_meta(folder: Path) -> dict:
         raise SeqImputeError(f"{path} is not a saved SequentialImputer (no format {FORMAT!r}); give the folder "
                              f"that imp.save(folder) or `seqimpute fit-transform IN OUT --save FOLDER` wrote.")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READS:
         wrote = meta["versions"].get("seqimpute") if isinstance(meta.get("versions"), dict) else None
         raise SeqImputeError(f"{folder} holds a SequentialImputer saved in format version {version!r} (by seqimpute "
-                             f"{wrote or 'unknown'}), but this seqimpute reads format version {FORMAT_VERSION} only; "
+                             f"{wrote or 'unknown'}), but this seqimpute reads format versions "
+                             f"{', '.join(map(str, READS))} only; "
                              f"load it with the seqimpute that saved it, or fit it again and save it with this one.")
     if not all(isinstance(meta.get(k), t) for k, t in (("params", dict), ("fitted", dict), ("weights_sha256", str))):
         raise _bad(folder, f"{META} lacks its params, fitted attributes or weights hash")
@@ -172,14 +179,16 @@ def _whole(v, lo: int = 0) -> bool:
 def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     """The fitted attributes of imputer.json, checked."""
     names, config = fitted.get("feature_names_in_"), fitted.get("model_config")
-    D, gaussian = fitted.get("n_features_in_"), fitted.get("likelihood_") == "gaussian"
+    D, identity = fitted.get("n_features_in_"), fitted.get("likelihood_") in ("gaussian", "mixed")
     curve, at = fitted.get("validation_score_"), fitted.get("validation_updates_")
-    checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian"),
+    layout = _layout(folder, fitted, D)
+    checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian", "mixed")
+              and (fitted.get("likelihood_") == "mixed") == layout.mixed,
               "seed_": _whole(fitted.get("seed_")), "n_features_in_": _whole(D, 1),
               "feature_names_in_": names is None or (isinstance(names, list) and len(names) == D
                                                      and all(isinstance(n, str) for n in names)),
-              "model_config": isinstance(config, dict) and config.get("dim") == D  # its width and output fit
-              and (config.get("link", "sigmoid") == "identity") == gaussian,
+              "model_config": isinstance(config, dict) and config.get("dim") == layout.width  # width, output fit
+              and (config.get("link", "sigmoid") == "identity") == identity,
               "n_updates_": _whole(fitted.get("n_updates_")),
               "n_skipped_updates_": _whole(fitted.get("n_skipped_updates_")),
               "loss_": fitted.get("loss_") is None or isinstance(fitted.get("loss_"), (int, float)),
@@ -196,12 +205,28 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     for k in ("likelihood_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "stopped_by_",
               "best_iteration_"):
         setattr(imp, k, fitted[k])
+    imp.layout_ = layout
     imp.validation_score_ = np.asarray(curve, dtype=np.float64)
     imp.validation_updates_ = np.asarray(at, dtype=np.int64)
     imp.loss_ = math.nan if fitted["loss_"] is None else float(fitted["loss_"])
     imp.training_seconds_ = float(fitted["training_seconds_"])
     if names is not None:
         imp.feature_names_in_ = np.asarray(names, dtype=object)  # as scikit-learn stores them
+
+
+def _layout(folder: Path, fitted: dict, D):
+    """The column layout: format 2's "layout_" (checked), else D numeric columns (what format 1 implies)."""
+    from .columns import ColumnLayout
+
+    if "layout_" not in fitted:
+        return ColumnLayout.numeric(D if _whole(D, 1) else 0)
+    try:
+        layout = ColumnLayout.from_json(fitted["layout_"])
+    except ValueError as e:
+        raise _bad(folder, f"{META} has an invalid layout_ ({e})") from None
+    if len(layout.columns) != D:
+        raise _bad(folder, f"{META}'s layout_ has {len(layout.columns)} columns, n_features_in_ is {D!r}")
+    return layout
 
 
 def _read_weights(folder: Path, sha256: str) -> dict:
@@ -224,8 +249,8 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     """The policy (built from its checked config, its parameters loaded strictly) and the fitted arrays."""
     from .models.registry import model_from_config
 
-    D, device = imp.n_features_in_, torch.device(imp.device)
-    gaussian = imp.likelihood_ == "gaussian"
+    D, device = imp.layout_.width, torch.device(imp.device)  # the canvas entries
+    gaussian = imp.likelihood_ != "bernoulli"  # a log-variance: Gaussian and mixed
     expected = set(ARRAYS) | ({"log_var"} if gaussian else set())
     arrays = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     if set(arrays) != expected:

@@ -76,12 +76,14 @@ def data_info(name, data_root=None, **options) -> dict:
 
 def add_fit_transform(sub) -> None:
     p = sub.add_parser("fit-transform", help="fill the missing values (NaN) of your own table or array file")
-    p.add_argument("input", metavar="IN", help=".csv (empty/NaN/NA = missing; a header row is kept), .npy or .npz")
+    p.add_argument("input", metavar="IN", help=".csv (empty/NaN/NA = missing; a header row is kept; a column with "
+                   "text is imputed as categories and written back as text), .npy or .npz")
     p.add_argument("output", metavar="OUT", help="where to write the filled array: .csv, .npy or .npz")
     p.add_argument("--model", default="gpsi-add", help="policy to train on the data (default gpsi-add; lstm-add "
                    "for values in [0,1])")
     p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
-                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns")
+                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns "
+                   "(a CSV with text columns: those categorical, the others Gaussian)")
     p.add_argument("--updates", type=int, help="the most training updates (default: 100 passes over the rows, "
                    "1000 to 2000 updates); early stopping on held-out values may end training sooner")
     p.add_argument("--minutes", type=float, help="a wall-clock cap on training (default: none); with --updates, "
@@ -125,7 +127,8 @@ def cmd_fit_transform(args) -> int:
     check_output(args.output)
     if args.save:
         check_folder(args.save)
-    X, header, shape = read_table(args.input)
+    X, header, shape = read_table(args.input, text=True)
+    _check_text(X, args.output)
     budget = {}  # neither flag: the estimator's default budget (auto, early stopping, no wall-clock cap)
     if args.updates is not None:
         budget.update(max_updates=args.updates)
@@ -142,9 +145,11 @@ def cmd_fit_transform(args) -> int:
             imp.feature_names_in_ = np.asarray(header, dtype=object)
         imp.save(args.save)
         written.append(args.save)
-    n_missing = int(np.isnan(X).sum())
-    print(f"imputed {n_missing} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
-          f"({imp.likelihood_} likelihood, {imp.n_updates_} updates in {imp.training_seconds_:.1f} s"
+    texts = [str(c) for c, col in zip(getattr(X, "columns", ()), imp.layout_.columns) if col.kind == "categorical"]
+    print(f"imputed {_missing(X)} missing value(s) of {X.shape[0]}x{X.shape[1]} with {args.model} "
+          f"({imp.likelihood_} likelihood"
+          + (f", text column(s) {', '.join(texts)} as categories" if texts else "")
+          + f", {imp.n_updates_} updates in {imp.training_seconds_:.1f} s"
           + (f", stopped early, best at update {imp.best_iteration_}" if imp.stopped_by_ == "early_stopping" else "")
           + "); wrote "
           + ", ".join(str(p) for p in written))
@@ -152,6 +157,23 @@ def cmd_fit_transform(args) -> int:
         print(f"training stopped at the {imp.max_minutes:g}-minute wall-clock cap after {imp.n_updates_} of "
               f"{imp.max_updates} updates; raise --minutes, or give --updates N alone to make all N.")
     return 0
+
+
+def _check_text(X, output) -> None:
+    """A table read with text columns (a DataFrame) goes to a .csv only: fail before training."""
+    import numpy as np
+
+    from ..data.formats import check_text_output
+
+    if not isinstance(X, np.ndarray):
+        check_text_output(output)
+
+
+def _missing(X) -> int:
+    """The missing values of an array or DataFrame."""
+    import numpy as np
+
+    return int(X.isna().to_numpy().sum()) if hasattr(X, "isna") else int(np.isnan(X).sum())
 
 
 def _write_filled(args, imp, X, filled, header, shape) -> list:
@@ -172,7 +194,9 @@ def cmd_transform(args) -> int:
 
     check_output(args.output)
     imp = SequentialImputer.load(args.imputer, device=args.device)
-    X, header, shape = read_table(args.input)
+    texts = {j for j, col in enumerate(imp.layout_.columns) if col.kind == "categorical"}  # fitted as text: read so
+    X, header, shape = read_table(args.input, text=texts)
+    _check_text(X, args.output)
     names = getattr(imp, "feature_names_in_", None)
     if X.shape[1] != imp.n_features_in_:
         raise SeqImputeError(f"{args.input} has {X.shape[1]} column(s) but the imputer in {args.imputer} was fitted "
@@ -182,8 +206,9 @@ def cmd_transform(args) -> int:
                              f"fitted on, {list(names)}; give a table with the same columns in the same order.")
     with warnings.catch_warnings():  # the names were checked above; a bare array carries none
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        filled = np.asarray(imp.transform(X))
+        filled = imp.transform(X)
+        filled = filled if hasattr(X, "isna") else np.asarray(filled)
         written = _write_filled(args, imp, X, filled, header or (None if names is None else list(names)), shape)
-    print(f"imputed {int(np.isnan(X).sum())} missing value(s) of {X.shape[0]}x{X.shape[1]} with the "
+    print(f"imputed {_missing(X)} missing value(s) of {X.shape[0]}x{X.shape[1]} with the "
           f"{imp.model} imputer saved in {args.imputer}; wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -192,13 +192,58 @@ def read_csv(path: Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None
     N/A, NaN, null, None or ? (any case) is missing (NaN). A first row holding any other text is the header;
     any other non-numeric cell is an error, never silently a missing value. Lines without text are skipped; a
     line of separators only (",,") is a row whose values are all missing."""
-    def is_number(c: str) -> bool:
-        try:
-            float(c)
-            return True
-        except ValueError:
-            return c.strip().lower() in MISSING_TOKENS
+    rows, header = _csv_rows(path)
+    return _numbers(rows, path, dtype), header
 
+
+def _numbers(rows: list, path: Path, dtype) -> np.ndarray:
+    out = np.empty((len(rows), len(rows[0][1]) if rows else 0), dtype=dtype)
+    for i, (line, r) in enumerate(rows):
+        out[i] = [_csv_cell(c, path, line, j, dtype) for j, c in enumerate(r)]
+    return out
+
+
+def read_csv_text(path: Path, text) -> tuple:
+    """A CSV table (read_csv's rules) whose columns may hold text: ``text`` True finds them (a column with a cell
+    that is neither a number nor missing), else it is the set of the columns' indices that hold text. Without a
+    text column: read_csv's float64 array; with one, a pandas DataFrame: float64 columns for numbers, object
+    columns of the cells' text (None = missing). Returns (table, header)."""
+    rows, header = _csv_rows(path)
+    cells = list(zip(*(r for _, r in rows))) if rows else []
+    texts = [j for j, col in enumerate(cells)
+             if (any(not _is_number(c) for c in col) if text is True else j in text)]
+    if not texts:
+        return _numbers(rows, path, np.float64), header
+    try:
+        import pandas as pd
+    except ImportError:
+        raise SeqImputeError(f"{path} has text in column(s) {[j + 1 for j in texts]}; reading text needs pandas "
+                             f"(pip install 'seqimpute[pandas]'), or leave those columns out.") from None
+    columns = {}
+    for j, col in enumerate(cells):
+        if j in texts:
+            values = [None if c.strip().lower() in MISSING_TOKENS else c for c in col]
+            columns[j] = pd.Series(values, dtype=object)
+        else:
+            columns[j] = pd.Series([_csv_cell(c, path, line, j, np.float64) for (line, _), c in zip(rows, col)],
+                                   dtype=np.float64)
+    frame = pd.DataFrame(columns)
+    if header is not None:
+        frame.columns = header
+    return frame, header
+
+
+def _is_number(c: str) -> bool:
+    """A cell read_csv takes: a number or a missing value."""
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return c.strip().lower() in MISSING_TOKENS
+
+
+def _csv_rows(path: Path) -> tuple[list, list[str] | None]:
+    """A CSV file's data rows as (line number, cells), all of one width, and its header (None without one)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -207,14 +252,12 @@ def read_csv(path: Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None
         raise SeqImputeError(f"{path} could not be read as a CSV table ({e}).") from None
     if not rows:
         raise SeqImputeError(f"{path} is empty; give a CSV table with one example per row.")
-    header = None if all(is_number(c) for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
+    header = None if all(_is_number(c) for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
     width = len(rows[0][1])
-    out = np.empty((len(rows) - (header is not None), width), dtype=dtype)
-    for i, (line, r) in enumerate(rows[header is not None:]):
+    for line, r in rows:
         if len(r) != width:
             raise SeqImputeError(f"{path}, line {line}: {len(r)} cells, but the table has {width} columns.")
-        out[i] = [_csv_cell(c, path, line, j, dtype) for j, c in enumerate(r)]
-    return out, header
+    return rows[header is not None:], header
 
 
 def _csv_cell(c: str, path: Path, line: int, col: int, dtype) -> float:
@@ -295,16 +338,21 @@ def image_rows(arr: np.ndarray, image_shape, what: str) -> np.ndarray:
     return arr.reshape(len(arr), -1).astype(np.float32)
 
 
-def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
+def read_table(path: str | Path, text=False) -> tuple[np.ndarray, list[str] | None, tuple]:
     """An array from .csv (``read_csv``, kept in float64), .npy or .npz (key 'x' or its only array). Returns
-    (X (N, D) float, header or None, the array's original shape)."""
+    (X (N, D) float, header or None, the array's original shape). ``text`` (a CSV's text columns: True to find
+    them, or their indices; ``read_csv_text``): a CSV with a text column comes back as a pandas DataFrame."""
     path = Path(path)
     if not path.exists():
         raise SeqImputeError(f"{path} does not exist.")
     suffix = path.suffix.lower()
     header = None
     if suffix == ".csv":
-        arr, header = read_csv(path, np.float64)
+        arr, header = read_csv_text(path, text) if text is not False else read_csv(path, np.float64)
+        if not isinstance(arr, np.ndarray):
+            if arr.size == 0:
+                raise SeqImputeError(f"{path} holds no values.")
+            return arr, header, arr.shape
     elif suffix in (".npy", ".npz"):
         arr = the_array(read_arrays(path), path)
     else:
@@ -316,6 +364,20 @@ def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
         arr = arr.astype(np.float64)
     arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
     return arr, header, shape
+
+
+def check_text_output(path: str | Path) -> None:
+    """A table with text columns is written to .csv only."""
+    if Path(path).suffix.lower() != ".csv":
+        raise SeqImputeError(f"{path}: a table with text columns can be written to .csv only; give an OUT ending in "
+                             f".csv.")
+
+
+def _csv_text(v, dtype) -> str:
+    """A cell as written: a float to its last bit (float32 values as float32), text as it is."""
+    if dtype == object:
+        return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+    return repr(float(v)) if dtype == np.float64 else repr(np.float32(v).item())
 
 
 def check_output(path: str | Path) -> None:
@@ -330,9 +392,14 @@ def check_output(path: str | Path) -> None:
 def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = None, shape: tuple | None = None,
                 samples: np.ndarray | None = None) -> list[Path]:
     """Write ``arr`` (N, D) as .csv (with ``header``; full precision), .npy or .npz (key 'x', plus 'samples').
-    For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written."""
+    For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written.
+    A pandas DataFrame (a table with text; ``samples`` then a list of them) goes to .csv only."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if not isinstance(arr, np.ndarray):
+        check_text_output(path)
+        arr = arr.astype(object).to_numpy()  # numbers as floats, text as str
+        samples = None if samples is None else [s.astype(object).to_numpy() for s in samples]
     full = (lambda a: a.reshape(shape)) if shape is not None else (lambda a: a)
     written = [path]
     if suffix == ".csv":
@@ -342,7 +409,7 @@ def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = No
                 if header:
                     w.writerow(header)
                 for row in a:
-                    w.writerow([repr(float(v)) if a.dtype == np.float64 else repr(np.float32(v).item()) for v in row])
+                    w.writerow([_csv_text(v, a.dtype) for v in row])
 
         dump(path, arr)
         for k, s in enumerate(samples if samples is not None else []):
