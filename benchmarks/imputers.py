@@ -424,8 +424,8 @@ def timing_lines(doc: dict) -> list[str]:
          "load average |", "|---:|---:|" + "---:|" * len(imps) + "---:|---:|"]
     for size in sizes:
         by_imp = {r["imputer"]: r for r in recs if (r["rows"], r["cols"]) == size}
-        cells = ["not run" if "not_run" in by_imp[i] else f"{_secs(by_imp[i]['seconds'])} / "
-                 f"{_secs(by_imp[i]['cpu_seconds'])}" if i in by_imp else "" for i in imps]
+        cells = ["-" if i not in by_imp else "not run" if "not_run" in by_imp[i] else
+                 f"{_secs(by_imp[i]['seconds'])} / {_secs(by_imp[i]['cpu_seconds'])}" for i in imps]
         upd = by_imp.get("sequential", {}).get("updates")
         loads = [r["load_average"] for r in by_imp.values() if r.get("load_average") is not None]
         L.append(f"| {size[0]} | {size[1]} | " + " | ".join(cells) + f" | {'' if upd is None else upd} | "
