@@ -20,15 +20,15 @@ Protocol (the one of the deep-imputation benchmarks: GAIN, MIWAE, OT imputation,
   (``fit`` then ``transform`` on the same table, as in the papers above); it never sees a hidden value.
 - Metrics on the hidden entries, after min-max scaling each column with the complete table's min and max: RMSE
   over all hidden entries; the 1-D Wasserstein distance between the imputed and the true hidden values of each
-  column, averaged over the columns that have hidden entries; and fit+transform wall-clock seconds.
-- Summary: for each cell (table, mechanism, rate) the imputers are ranked by their RMSE averaged over the seeds they
-  share (ties get the average rank); the mean rank over the cells where every imputer ran; and, per cell, whether an
-  imputer's RMSE is no worse than mean imputation's.
-
+  column, averaged over the columns that have hidden entries; and fit+transform wall-clock and CPU seconds.
 - For SequentialImputer, also the coverage of its 90% intervals (``coverage90``): the share of the hidden true
   values inside the 5th-95th percentile of 50 ``sample`` draws (not part of its seconds). With the Bernoulli
   likelihood (every value in [0, 1], as on MNIST) a draw is a rollout's grey level without observation noise, so
   these are not predictive intervals there.
+- Summary: for each cell (table, mechanism, rate) the imputers are ranked by their RMSE averaged over the seeds they
+  share (ties get the average rank); the mean rank over the cells where every imputer ran; and, per cell, whether an
+  imputer's RMSE is no worse than mean imputation's. Imputers recorded as not run (below) are left out of a cell's
+  ranks, and the mean rank then skips that cell.
 
 References: mean (SimpleImputer), KNNImputer (k=5), IterativeImputer with BayesianRidge (MICE-style, 10 rounds),
 IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for time: 50 trees, 5 rounds; MissForest
@@ -54,7 +54,7 @@ the load average when it started (on a shared machine CPU seconds are the compar
     python benchmarks/imputers.py --out results/imputers --datasets wine diabetes --mechanisms mcar mar \\
         --rates 0.3 0.5 --seeds 0 1 --imputers mean knn iterative           # a subset
     python benchmarks/imputers.py --out results/imputers-mnist --datasets mnist --mechanisms mcar --rates 0.5 \\
-        --seeds 0 --imputers mean knn iterative sequential                  # the MNIST row
+        --seeds 0 --imputers mean knn iterative missforest sequential       # the MNIST row
     python benchmarks/imputers.py --timing --out results/imputers-timing   # time against size
 
 Results go to OUT/imputers.json (one record per table, mechanism, rate, seed and imputer, rewritten atomically
