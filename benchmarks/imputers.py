@@ -2,8 +2,10 @@
 
 Protocol (the one of the deep-imputation benchmarks: GAIN, MIWAE, OT imputation, HyperImpute's ``simulate_nan``):
 - Tables that ship with scikit-learn and load offline: breast cancer (569x30), wine (178x13), diabetes (442x10, original
-  units), iris (150x4), digits (1797x64 pixel counts; its 3 constant columns dropped). Constant columns are dropped
-  everywhere: min-max scaling, and so the metric, is undefined on them.
+  units), iris (150x4), digits (1797x64 pixel counts; its 3 constant columns dropped); and ``mnist`` (only when asked
+  for): the first 2000 MNIST training images as a table of grey levels in [0, 1] (2000 x 639 once the pixels that
+  are constant over these images are dropped), loaded through seqimpute.data (``seqimpute data get mnist`` caches
+  it). Constant columns are dropped everywhere: min-max scaling, and so the metric, is undefined on them.
 - A mask is drawn from the complete table after min-max scaling (the logistic models below see [0, 1] columns):
   * ``mcar``: every entry is missing with probability ``rate``.
   * ``mar``: a random 30% of the columns (at least one) stay fully observed; each other column j is missing with
@@ -18,10 +20,15 @@ Protocol (the one of the deep-imputation benchmarks: GAIN, MIWAE, OT imputation,
   (``fit`` then ``transform`` on the same table, as in the papers above); it never sees a hidden value.
 - Metrics on the hidden entries, after min-max scaling each column with the complete table's min and max: RMSE
   over all hidden entries; the 1-D Wasserstein distance between the imputed and the true hidden values of each
-  column, averaged over the columns that have hidden entries; and fit+transform wall-clock seconds.
+  column, averaged over the columns that have hidden entries; and fit+transform wall-clock and CPU seconds.
+- For SequentialImputer, also the coverage of its 90% intervals (``coverage90``): the share of the hidden true
+  values inside the 5th-95th percentile of 50 ``sample`` draws (not part of its seconds). With the Bernoulli
+  likelihood (every value in [0, 1], as on MNIST) a draw is a rollout's grey level without observation noise, so
+  these are not predictive intervals there.
 - Summary: for each cell (table, mechanism, rate) the imputers are ranked by their RMSE averaged over the seeds they
   share (ties get the average rank); the mean rank over the cells where every imputer ran; and, per cell, whether an
-  imputer's RMSE is no worse than mean imputation's.
+  imputer's RMSE is no worse than mean imputation's. Imputers recorded as not run (below) are left out of a cell's
+  ranks, and the mean rank then skips that cell.
 
 References: mean (SimpleImputer), KNNImputer (k=5), IterativeImputer with BayesianRidge (MICE-style, 10 rounds),
 IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for time: 50 trees, 5 rounds; MissForest
@@ -31,10 +38,24 @@ all of max_iter), and SequentialImputer with its defaults (early stopping on hel
 budget that grows with the rows, no wall-clock cap: the same updates whatever the machine's load). One BLAS and one torch thread for every method (a
 per-core comparison); seconds are wall-clock and CPU seconds of the process.
 
+Wide tables (more than 100 columns, i.e. MNIST) bound the slow references: IterativeImputer regresses each column on
+its 30 nearest columns for 3 rounds (``n_nearest_features=30, max_iter=3``; the default takes hours on 639 columns),
+and the MissForest recipe is not run (one 50-tree forest per column and round: hours on one core); its records say
+"not run" and why, and the Markdown shows that instead of a number. SequentialImputer keeps its defaults there.
+
+Time against size (``--timing``): fit+transform wall-clock and CPU seconds of each imputer on synthetic tables, a
+seeded low-rank Gaussian table plus noise (rank 5; rows and columns from ``--rows`` and ``--cols``, default
+{500, 2000, 10000} x {10, 30, 50}), MCAR at ``--rates`` (default 0.3), one seed; the same thread limits. Results go to
+OUT/timing.json and OUT/timing.md (default OUT results/imputers-timing), resumable like the grid; each record keeps
+the load average when it started (on a shared machine CPU seconds are the comparable number).
+
     python benchmarks/imputers.py --out results/imputers                  # the full grid (resumable)
     python benchmarks/imputers.py --quick                                 # a smoke run (tiny budgets)
     python benchmarks/imputers.py --out results/imputers --datasets wine diabetes --mechanisms mcar mar \\
         --rates 0.3 0.5 --seeds 0 1 --imputers mean knn iterative           # a subset
+    python benchmarks/imputers.py --out results/imputers-mnist --datasets mnist --mechanisms mcar --rates 0.5 \\
+        --seeds 0 --imputers mean knn iterative missforest sequential       # the MNIST row
+    python benchmarks/imputers.py --timing --out results/imputers-timing   # time against size
 
 Results go to OUT/imputers.json (one record per table, mechanism, rate, seed and imputer, rewritten atomically
 after each) and OUT/imputers.md. Records already in the JSON are skipped, so a stopped run continues where it left
@@ -61,8 +82,12 @@ from scipy.stats import rankdata, wasserstein_distance
 
 P_INPUTS = 0.3  # share of the columns that drive the MAR / MNAR logistic models (OT-imputation's p_obs / p_params)
 MECHANISMS = ("mcar", "mar", "mnar", "mnar_self")
-DATASETS = ("breast_cancer", "wine", "diabetes", "iris", "digits")
+DATASETS = ("breast_cancer", "wine", "diabetes", "iris", "digits", "mnist")
+DEFAULT_DATASETS = DATASETS[:5]  # mnist only when asked for (its grid takes hours)
 IMPUTERS = ("mean", "knn", "iterative", "missforest", "sequential")
+WIDE = 100  # more columns than this: the slow references are bounded (module docstring)
+MNIST_ROWS = 2000
+SAMPLES = 50  # sample() draws behind coverage90
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -70,13 +95,27 @@ IMPUTERS = ("mean", "knn", "iterative", "missforest", "sequential")
 
 def load_table(name: str) -> np.ndarray:
     """A complete table (N, D) in original units, constant columns dropped."""
-    from sklearn import datasets
+    if name == "mnist":
+        from seqimpute.data.sources import load_dataset
 
-    loaders = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine,
-               "diabetes": lambda: datasets.load_diabetes(scaled=False), "iris": datasets.load_iris,
-               "digits": datasets.load_digits}
-    X = np.asarray(loaders[name]().data, dtype=np.float64)
+        X = load_dataset("mnist", "train").x[:MNIST_ROWS].double().numpy()  # grey levels in [0, 1]
+    else:
+        from sklearn import datasets
+
+        loaders = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine,
+                   "diabetes": lambda: datasets.load_diabetes(scaled=False), "iris": datasets.load_iris,
+                   "digits": datasets.load_digits}
+        X = np.asarray(loaders[name]().data, dtype=np.float64)
     return X[:, X.max(0) > X.min(0)]
+
+
+def synthetic_table(rows: int, cols: int, seed: int, rank: int = 5) -> np.ndarray:
+    """The timing tables: a seeded low-rank Gaussian table U V^T (rank ``rank``, unit-variance entries) plus
+    N(0, 0.3^2) noise."""
+    rng = np.random.default_rng([seed, rows, cols])
+    r = min(rank, cols)
+    return rng.standard_normal((rows, r)) @ rng.standard_normal((r, cols)) / np.sqrt(r) \
+        + 0.3 * rng.standard_normal((rows, cols))
 
 
 def minmax(X: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -125,7 +164,14 @@ def make_mask(Z: np.ndarray, mechanism: str, rate: float, rng) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- imputers
 
 
-def make_imputer(name: str, seed: int, quick: bool):
+def not_run(name: str, n_cols: int) -> str | None:
+    """Why ``name`` is not run on a table of ``n_cols`` columns, or None when it is."""
+    if name == "missforest" and n_cols > WIDE:
+        return f"more than {WIDE} columns: one 50-tree forest per column and round takes hours on one core"
+    return None
+
+
+def make_imputer(name: str, seed: int, quick: bool, n_cols: int = 0):
     from sklearn.ensemble import ExtraTreesRegressor
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
@@ -135,7 +181,8 @@ def make_imputer(name: str, seed: int, quick: bool):
     if name == "knn":
         return KNNImputer(n_neighbors=5, keep_empty_features=True)
     if name == "iterative":
-        return IterativeImputer(max_iter=10, random_state=seed, keep_empty_features=True)
+        wide = {"n_nearest_features": 30, "max_iter": 3} if n_cols > WIDE else {"max_iter": 10}
+        return IterativeImputer(random_state=seed, keep_empty_features=True, **wide)
     if name == "missforest":
         trees = ExtraTreesRegressor(n_estimators=5 if quick else 50, n_jobs=1, random_state=seed)
         return IterativeImputer(estimator=trees, max_iter=2 if quick else 5, random_state=seed,
@@ -147,14 +194,21 @@ def make_imputer(name: str, seed: int, quick: bool):
     raise ValueError(f"unknown imputer {name!r}; choose from {', '.join(IMPUTERS)}")
 
 
-def run_one(X: np.ndarray, mask: np.ndarray, imputer: str, seed: int, quick: bool) -> dict:
-    """Fit ``imputer`` on X with the masked entries removed, fill them, and score the filled values."""
+def coverage90(draws: np.ndarray, X: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the hidden true values X[mask] inside the 5th-95th percentile of ``draws`` (n, N, D)."""
+    lo, hi = np.percentile(draws, [5, 95], axis=0)
+    return float(np.mean((X[mask] >= lo[mask]) & (X[mask] <= hi[mask])))
+
+
+def run_one(X: np.ndarray, mask: np.ndarray, imputer: str, seed: int, quick: bool, coverage: bool = True) -> dict:
+    """Fit ``imputer`` on X with the masked entries removed, fill them, and score the filled values (and, for
+    SequentialImputer with ``coverage``, its 90% intervals)."""
     Xm = X.copy()
     Xm[mask] = np.nan
+    est = make_imputer(imputer, seed, quick, X.shape[1])  # before the clock: the first one imports its module
     t, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # IterativeImputer's "did not converge" at max_iter
-        est = make_imputer(imputer, seed, quick)
         out = est.fit(Xm).transform(Xm)
     secs, cpu = time.perf_counter() - t, time.process_time() - cpu
     true_s, out_s = minmax(X, X), minmax(out, X)
@@ -165,6 +219,8 @@ def run_one(X: np.ndarray, mask: np.ndarray, imputer: str, seed: int, quick: boo
            "seconds": secs, "cpu_seconds": cpu}
     if imputer == "sequential":
         rec.update(updates=int(est.n_updates_), stopped_by=est.stopped_by_, likelihood=est.likelihood_)
+        if coverage:
+            rec["coverage90"] = coverage90(est.sample(Xm, 10 if quick else SAMPLES), X, mask)
     return rec
 
 
@@ -202,30 +258,48 @@ def save_json(path: Path, doc: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- summary
 
+METRICS = ("rmse", "wasserstein", "seconds", "cpu_seconds", "coverage90")
+
+
+def _order(names) -> list[str]:
+    return sorted(set(names), key=lambda i: IMPUTERS.index(i) if i in IMPUTERS else 99)
+
 
 def cell_means(records: list[dict]) -> dict:
-    """{(dataset, mechanism, rate): {imputer: {metric: mean over the seeds every imputer of the cell has}}}."""
+    """{(dataset, mechanism, rate): {imputer: {metric: mean over the seeds every imputer that ran in the cell has}}}.
+    Records of imputers that were not run are left out; a metric a record lacks (coverage90 of older records)
+    averages to NaN."""
     cells: dict = {}
     for r in records:
-        cells.setdefault((r["dataset"], r["mechanism"], float(r["rate"])), {}).setdefault(r["imputer"], {})[
-            int(r["seed"])] = r
+        if "not_run" not in r:
+            cells.setdefault((r["dataset"], r["mechanism"], float(r["rate"])), {}).setdefault(r["imputer"], {})[
+                int(r["seed"])] = r
     out = {}
     for c, by_imp in cells.items():
         seeds = set.intersection(*(set(s) for s in by_imp.values()))
         if not seeds:
             continue
-        out[c] = {imp: {m: float(np.mean([by_seed[s].get(m, np.nan) for s in seeds]))
-                        for m in ("rmse", "wasserstein", "seconds", "cpu_seconds")}
+        out[c] = {imp: {m: float(np.mean([by_seed[s].get(m, np.nan) for s in seeds])) for m in METRICS}
                   | {"n_seeds": len(seeds), "realised_rate": float(np.mean([by_seed[s]["realised_rate"]
                                                                            for s in seeds]))}
                   for imp, by_seed in by_imp.items()}
     return out
 
 
+def not_run_cells(records: list[dict]) -> dict:
+    """{(dataset, mechanism, rate): {imputer: reason}} for the imputers recorded as not run."""
+    out: dict = {}
+    for r in records:
+        if "not_run" in r:
+            out.setdefault((r["dataset"], r["mechanism"], float(r["rate"])), {})[r["imputer"]] = r["not_run"]
+    return out
+
+
 def summary(records: list[dict]) -> dict:
-    """Ranks per cell by mean RMSE, mean ranks over the cells where every imputer ran, never-worse-than-mean."""
+    """Ranks per cell by mean RMSE among the imputers that ran, mean ranks over the cells where every imputer ran,
+    never-worse-than-mean."""
     means = cell_means(records)
-    imputers = sorted({r["imputer"] for r in records}, key=lambda i: IMPUTERS.index(i) if i in IMPUTERS else 99)
+    imputers = _order(r["imputer"] for r in records)
     ranks, worse = {}, {}
     for c, by_imp in means.items():
         names = list(by_imp)
@@ -236,69 +310,149 @@ def summary(records: list[dict]) -> dict:
     mean_rank = {i: float(np.mean([ranks[c][i] for c in full])) if full else None for i in imputers}
     worse_than_mean = {i: [list(c) for c in worse if i in worse[c]] for i in imputers}
     return {"imputers": imputers, "cells": len(ranks), "complete_cells": len(full), "mean_rank": mean_rank,
-            "worse_than_mean": worse_than_mean, "means": means, "ranks": ranks}
+            "worse_than_mean": worse_than_mean, "means": means, "ranks": ranks, "not_run": not_run_cells(records)}
 
 
-def markdown(doc: dict) -> str:
-    s = summary(doc["records"])
-    imps = s["imputers"]
-    L = ["# Imputers on real tables: MCAR, MAR, MNAR", "",
-         "Made by `benchmarks/imputers.py` (its docstring gives the protocol). Command(s):", ""]
+def _cov(v) -> str:
+    return "-" if v is None or np.isnan(v) else f"{v:.2f}"
+
+
+def header(doc: dict, title: str) -> list[str]:
+    """Title, the commands that made the JSON, the machine and the load."""
+    L = [f"# {title}", "", "Made by `benchmarks/imputers.py` (its docstring gives the protocol). Command(s):", ""]
     L += [f"    {run['command']}" for run in doc.get("runs", [])]
     loads = [run["load_average"] for run in doc.get("runs", []) if run.get("load_average") is not None]
     m = doc.get("machine", {})
-    L += ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('platform', '?')}; Python "
-          f"{m.get('python', '?')}, numpy {m.get('numpy', '?')}, scikit-learn {m.get('scikit-learn', '?')}, torch "
-          f"{m.get('torch', '?')}. One BLAS thread and one torch thread per method. Seconds: wall-clock and the "
-          f"process's CPU time"
-          + (f"; load average {min(loads):.1f}-{max(loads):.1f} when the runs started (the machine was shared)"
-             if loads else "") + ".", ""]
-    L += ["## Summary", "",
-          f"Mean rank by RMSE (1 = best) over the {s['complete_cells']} cell(s) (table x mechanism x rate) where every "
-          f"imputer ran ({s['cells']} cells in all); RMSE averaged over the seeds first. 'Worse than mean': cells "
-          f"where the imputer's mean RMSE exceeds mean imputation's.", "",
-          "| imputer | mean rank | cells worse than mean | median seconds (wall / CPU) |", "|---|---:|---:|---:|"]
-    for i in imps:
+    return L + ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('platform', '?')}; Python "
+                f"{m.get('python', '?')}, numpy {m.get('numpy', '?')}, scikit-learn {m.get('scikit-learn', '?')}, "
+                f"torch {m.get('torch', '?')}. One BLAS thread and one torch thread per method. Seconds: wall-clock "
+                f"and the process's CPU time"
+                + (f"; load average {min(loads):.1f}-{max(loads):.1f} when the runs started (the machine was shared)"
+                   if loads else "") + ".", ""]
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """The summary table: mean rank, cells worse than mean, median seconds and 90% coverage per imputer."""
+    s = summary(doc["records"])
+    L = ["| imputer | mean rank | cells worse than mean | median seconds (wall / CPU) | median 90% coverage |",
+         "|---|---:|---:|---:|---:|"]
+    for i in s["imputers"]:
         mr = s["mean_rank"][i]
-        secs = [(v[i]["seconds"], v[i]["cpu_seconds"]) for v in s["means"].values() if i in v]
+        ran = [v[i] for v in s["means"].values() if i in v]
         n_cells = sum(1 for v in s["means"].values() if i in v and "mean" in v)
+        secs = (f"{np.median([x['seconds'] for x in ran]):.2f} / {np.median([x['cpu_seconds'] for x in ran]):.2f}"
+                if ran else "-")
+        covs = [x["coverage90"] for x in ran if not np.isnan(x["coverage90"])]
         L.append(f"| {i} | {'-' if mr is None else f'{mr:.2f}'} | {len(s['worse_than_mean'][i])} / {n_cells} | "
-                 f"{np.median([w for w, _ in secs]):.2f} / {np.median([c for _, c in secs]):.2f} |")
-    L += ["", "## Per cell", "",
-          "RMSE / mean per-column Wasserstein distance on the hidden entries of min-max scaled columns (means over "
-          "seeds; the best RMSE of the row in bold). 'rate': the asked rate; 'missing': the realised share of missing "
-          "entries (MAR leaves 30% of the columns complete).", ""]
-    for ds in dict.fromkeys(c[0] for c in s["means"]):
-        X = load_table(ds)
-        L += [f"### {ds} ({X.shape[0]} x {X.shape[1]})", "",
-              "| mechanism | rate | missing | seeds | " + " | ".join(imps) + " |",
-              "|---|---:|---:|---:|" + "---:|" * len(imps)]
+                 f"{secs} | {_cov(float(np.median(covs)) if covs else None)} |")
+    skipped = {}
+    for c, by_imp in s["not_run"].items():
+        for i, why in by_imp.items():
+            skipped.setdefault((i, why), set()).add(c)
+    L += [""] + [f"Not run: {i} in {len(cs)} cell(s) ({why})." for (i, why), cs in skipped.items()] if skipped else []
+    return L
+
+
+def cell_lines(doc: dict) -> list[str]:
+    """Per table: RMSE / Wasserstein per cell and imputer (and SequentialImputer's 90% coverage), then seconds."""
+    s = summary(doc["records"])
+    imps, shapes = s["imputers"], doc.get("tables", {})
+    cov = ["90% coverage (sequential)"] if "sequential" in imps else []
+    datasets = list(dict.fromkeys(c[0] for c in list(s["means"]) + list(s["not_run"])))
+    L = []
+    for ds in datasets:
+        n, d = shapes.get(ds) or load_table(ds).shape
+        L += [f"### {ds} ({n} x {d})", "", "| mechanism | rate | missing | seeds | " + " | ".join(imps + cov) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(imps + cov)]
         for c in sorted((c for c in s["means"] if c[0] == ds), key=lambda c: (MECHANISMS.index(c[1]), c[2])):
-            v = s["means"][c]
+            v, skipped = s["means"][c], s["not_run"].get(c, {})
             best = min(x["rmse"] for x in v.values())
             any_v = next(iter(v.values()))
             cellstr = []
             for i in imps:
                 if i not in v:
-                    cellstr.append("")
+                    cellstr.append("not run" if i in skipped else "")
                     continue
                 r = f"{v[i]['rmse']:.4f}"
                 cellstr.append(f"{'**' + r + '**' if v[i]['rmse'] == best else r} / {v[i]['wasserstein']:.4f}")
+            if cov:
+                cellstr.append(_cov(v["sequential"]["coverage90"]) if "sequential" in v else "")
             L.append(f"| {c[1]} | {c[2]:g} | {any_v['realised_rate']:.2f} | {any_v['n_seeds']} | "
                      + " | ".join(cellstr) + " |")
-        L.append("")
-    L += ["## Seconds (fit + transform, wall / CPU, mean over the cells of each table)", "",
+        reasons = {f"{i} ({why})" for c, by_imp in s["not_run"].items() if c[0] == ds for i, why in by_imp.items()}
+        L += [""] + [f"Not run: {r}." for r in sorted(reasons)] + [""] if reasons else [""]
+    L += ["Seconds (fit + transform, wall / CPU, mean over the cells of each table):", "",
           "| table | " + " | ".join(imps) + " |", "|---|" + "---:|" * len(imps)]
-    for ds in dict.fromkeys(c[0] for c in s["means"]):
+    for ds in datasets:
         row = []
         for i in imps:
             secs = [(v[i]["seconds"], v[i]["cpu_seconds"]) for c, v in s["means"].items() if c[0] == ds and i in v]
-            row.append(f"{np.mean([w for w, _ in secs]):.2f} / {np.mean([c for _, c in secs]):.2f}" if secs else "")
+            skipped = any(i in by_imp for c, by_imp in s["not_run"].items() if c[0] == ds)
+            row.append(f"{np.mean([w for w, _ in secs]):.2f} / {np.mean([c for _, c in secs]):.2f}" if secs
+                       else "not run" if skipped else "")
         L.append(f"| {ds} | " + " | ".join(row) + " |")
-    return "\n".join(L) + "\n"
+    return L
+
+
+def markdown(doc: dict) -> str:
+    s = summary(doc["records"])
+    L = header(doc, "Imputers on real tables: MCAR, MAR, MNAR")
+    L += ["## Summary", "",
+          f"Mean rank by RMSE (1 = best) over the {s['complete_cells']} cell(s) (table x mechanism x rate) where every "
+          f"imputer ran ({s['cells']} cells in all); RMSE averaged over the seeds first. 'Worse than mean': cells "
+          f"where the imputer's mean RMSE exceeds mean imputation's. 90% coverage: SequentialImputer's intervals "
+          f"('-' where the records lack it).", ""]
+    L += summary_lines(doc)
+    L += ["", "## Per cell", "",
+          "RMSE / mean per-column Wasserstein distance on the hidden entries of min-max scaled columns (means over "
+          "seeds; the best RMSE of the row in bold). 'rate': the asked rate; 'missing': the realised share of missing "
+          "entries (MAR leaves 30% of the columns complete).", ""]
+    return "\n".join(L + cell_lines(doc)) + "\n"
+
+
+def _secs(x: float) -> str:
+    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def timing_lines(doc: dict) -> list[str]:
+    """One row per synthetic table size: each imputer's fit+transform seconds (wall / CPU), SequentialImputer's
+    updates and the load average when the size's first record started."""
+    recs = doc["records"]
+    imps = _order(r["imputer"] for r in recs)
+    sizes = sorted({(r["rows"], r["cols"]) for r in recs})
+    L = ["| rows | columns | " + " | ".join(f"{i}: wall / CPU s" for i in imps) + " | sequential updates | "
+         "load average |", "|---:|---:|" + "---:|" * len(imps) + "---:|---:|"]
+    for size in sizes:
+        by_imp = {r["imputer"]: r for r in recs if (r["rows"], r["cols"]) == size}
+        cells = ["-" if i not in by_imp else "not run" if "not_run" in by_imp[i] else
+                 f"{_secs(by_imp[i]['seconds'])} / {_secs(by_imp[i]['cpu_seconds'])}" for i in imps]
+        upd = by_imp.get("sequential", {}).get("updates")
+        loads = [r["load_average"] for r in by_imp.values() if r.get("load_average") is not None]
+        L.append(f"| {size[0]} | {size[1]} | " + " | ".join(cells) + f" | {'' if upd is None else upd} | "
+                 f"{f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'} |")
+    return L
+
+
+def timing_markdown(doc: dict) -> str:
+    L = header(doc, "Imputers: time against table size")
+    L += ["Synthetic low-rank Gaussian tables plus noise, MCAR; fit + transform seconds, one thread per method.", ""]
+    return "\n".join(L + timing_lines(doc)) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- main
+
+
+def _record(rec: dict, jpath: Path, doc: dict, label: str, t0: float) -> None:
+    doc["records"].append(rec)
+    save_json(jpath, doc)
+    what = rec["not_run"] if "not_run" in rec else (f"RMSE {rec['rmse']:.4f} W {rec['wasserstein']:.4f} "
+                                                   f"{rec['seconds']:.2f}s ({rec['cpu_seconds']:.2f} CPU s)")
+    print(f"{time.perf_counter() - t0:7.0f}s {label} {rec['imputer']}: {what}", flush=True)
+
+
+def _result(X, mask, imp, seed, quick, coverage=True) -> dict:
+    why = not_run(imp, X.shape[1])
+    return {"not_run": why} if why else run_one(X, mask, imp, seed, quick, coverage)
 
 
 def run_grid(args, doc: dict, jpath: Path) -> None:
@@ -307,42 +461,70 @@ def run_grid(args, doc: dict, jpath: Path) -> None:
     t0 = time.perf_counter()
     for ds in args.datasets:
         X = load_table(ds)
+        doc.setdefault("tables", {})[ds] = list(X.shape)
         Z = minmax(X, X)
         for mech in args.mechanisms:
             for rate in args.rates:
                 for seed in args.seeds:
                     mask = make_mask(Z, mech, rate, mask_rng(ds, mech, rate, seed))
                     for imp in args.imputers:
-                        if (ds, mech, float(rate), int(seed), imp) in done:
-                            continue
-                        rec = run_one(X, mask, imp, seed, args.quick)
-                        doc["records"].append({"dataset": ds, "mechanism": mech, "rate": float(rate),
-                                               "seed": int(seed), "imputer": imp,
-                                               "realised_rate": float(mask.mean()), **rec})
-                        save_json(jpath, doc)
-                        print(f"{time.perf_counter() - t0:7.0f}s {ds} {mech} {rate:g} seed {seed} {imp}: "
-                              f"RMSE {rec['rmse']:.4f} W {rec['wasserstein']:.4f} {rec['seconds']:.2f}s", flush=True)
+                        if (ds, mech, float(rate), int(seed), imp) not in done:
+                            _record({"dataset": ds, "mechanism": mech, "rate": float(rate), "seed": int(seed),
+                                     "imputer": imp, "realised_rate": float(mask.mean()),
+                                     **_result(X, mask, imp, seed, args.quick)},
+                                    jpath, doc, f"{ds} {mech} {rate:g} seed {seed}", t0)
+    save_json(jpath, doc)
+
+
+def run_timing(args, doc: dict, jpath: Path) -> None:
+    """Time every (rows, columns, rate, seed, imputer) of ``args`` that ``doc`` lacks, smallest tables first."""
+    done = {(r["rows"], r["cols"], float(r["rate"]), int(r["seed"]), r["imputer"]) for r in doc["records"]}
+    t0 = time.perf_counter()
+    for rows in sorted(args.rows):
+        for cols in sorted(args.cols):
+            for seed in args.seeds:
+                X = synthetic_table(rows, cols, seed)
+                for rate in args.rates:
+                    mask = make_mask(minmax(X, X), "mcar", rate, mask_rng(f"synthetic{rows}x{cols}", "mcar", rate,
+                                                                          seed))
+                    for imp in args.imputers:
+                        if (rows, cols, float(rate), int(seed), imp) not in done:
+                            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                            _record({"rows": rows, "cols": cols, "rate": float(rate), "seed": int(seed),
+                                     "imputer": imp, "realised_rate": float(mask.mean()), "load_average": load,
+                                     **_result(X, mask, imp, seed, args.quick, coverage=False)},
+                                    jpath, doc, f"{rows}x{cols} {rate:g} seed {seed}", t0)
     save_json(jpath, doc)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="output folder (default results/imputers, or results/imputers-quick with --quick)")
-    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    ap.add_argument("--out", help="output folder (default results/imputers, results/imputers-timing with --timing, "
+                    "results/imputers-quick with --quick)")
+    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DEFAULT_DATASETS))
     ap.add_argument("--mechanisms", nargs="+", choices=MECHANISMS, default=["mcar", "mar", "mnar"])
-    ap.add_argument("--rates", nargs="+", type=float, default=[0.1, 0.3, 0.5, 0.7])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--imputers", nargs="+", choices=IMPUTERS, default=list(IMPUTERS))
+    ap.add_argument("--rates", nargs="+", type=float, help="missing rates (default 0.1 0.3 0.5 0.7; 0.3 with --timing)")
+    ap.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2 3 4; 0 with --timing)")
+    ap.add_argument("--imputers", nargs="+", choices=IMPUTERS,
+                    help="imputers (default all; mean knn iterative sequential with --timing)")
+    ap.add_argument("--timing", action="store_true", help="time against size on synthetic tables (docstring)")
+    ap.add_argument("--rows", nargs="+", type=int, default=[500, 2000, 10000], help="--timing: table rows")
+    ap.add_argument("--cols", nargs="+", type=int, default=[10, 30, 50], help="--timing: table columns")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: wine, rate 0.3, seed 0, tiny budgets for the slow imputers")
     ap.add_argument("--report", action="store_true", help="only rewrite the Markdown from the JSON")
     args = ap.parse_args(argv)
+    args.rates = args.rates or ([0.3] if args.timing else [0.1, 0.3, 0.5, 0.7])
+    args.seeds = args.seeds if args.seeds is not None else ([0] if args.timing else [0, 1, 2, 3, 4])
+    args.imputers = args.imputers or (["mean", "knn", "iterative", "sequential"] if args.timing else list(IMPUTERS))
     if args.quick:
         args.datasets, args.rates, args.seeds = ["wine"], [0.3], [0]
-    out = Path(args.out or ("results/imputers-quick" if args.quick else "results/imputers"))
+    out = Path(args.out or ("results/imputers-quick" if args.quick else
+                            "results/imputers-timing" if args.timing else "results/imputers"))
     out.mkdir(parents=True, exist_ok=True)
-    jpath, mpath = out / "imputers.json", out / "imputers.md"
+    stem = "timing" if args.timing else "imputers"
+    jpath, mpath = out / f"{stem}.json", out / f"{stem}.md"
     doc = json.loads(jpath.read_text()) if jpath.exists() else {"records": [], "runs": []}
     if doc.get("quick", args.quick) != args.quick:
         sys.exit(f"{jpath} holds {'quick' if doc['quick'] else 'full'} results; use another --out.")
@@ -360,10 +542,10 @@ def main(argv=None):
         try:
             with threadpool_limits(1):
                 torch.set_num_threads(1)
-                run_grid(args, doc, jpath)
+                (run_timing if args.timing else run_grid)(args, doc, jpath)
         finally:
             torch.set_num_threads(threads)
-    mpath.write_text(markdown(doc))
+    mpath.write_text((timing_markdown if args.timing else markdown)(doc))
     print(f"wrote {jpath} and {mpath}")
 
 

@@ -98,29 +98,34 @@ def soak(d: dict) -> list[str]:
             "| wall-clock images/s | " + " | ".join(fmt(r["images_per_s"], ".0f") for r in keep) + " |"]
 
 
-def imputers(d: dict) -> list[str]:
-    """benchmarks/tables.py's rows; per case, the lowest RMSE and NRMSE in bold."""
-    best = {}
-    for r in d["rows"]:
-        b = best.setdefault(r["case"], {"rmse": r["rmse"], "nrmse": r["nrmse"]})
-        b["rmse"], b["nrmse"] = min(b["rmse"], r["rmse"]), min(b["nrmse"], r["nrmse"])
-    bold = lambda r, k, text: f"**{text}**" if r[k] == best[r["case"]][k] else text
-    out = ["| case | imputer | RMSE (orig. units) | NRMSE | 90% coverage | seconds |", "|---|---|---:|---:|---:|---:|"]
-    for r in d["rows"]:
-        cov = f"{r['coverage90']:.2f}" if "coverage90" in r else "-"
-        out.append(f"| {r['case']} | {r['imputer']} | {bold(r, 'rmse', format(r['rmse'], '#.4g'))} | "
-                   f"{bold(r, 'nrmse', format(r['nrmse'], '.3f'))} | {cov} | {r['seconds']:.1f} |")
-    return out
+def _bench(name: str):
+    """A benchmarks/ script loaded as a module: its tables are rendered by its own code."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def baselines(d: dict) -> list[str]:
     """benchmarks/baselines.py's own table (its markdown), from its baselines.json."""
-    import importlib.util
+    return _bench("baselines").markdown(d).rstrip("\n").split("\n")
 
-    spec = importlib.util.spec_from_file_location("baselines", Path(__file__).with_name("baselines.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.markdown(d).rstrip("\n").split("\n")
+
+def imputers_summary(d: dict) -> list[str]:
+    """benchmarks/imputers.py's summary: mean rank, cells worse than mean, median seconds and 90% coverage."""
+    return _bench("imputers").summary_lines(d)
+
+
+def imputers_cells(d: dict) -> list[str]:
+    """benchmarks/imputers.py's per-cell tables (RMSE / Wasserstein, 90% coverage) and seconds per table."""
+    return _bench("imputers").cell_lines(d)
+
+
+def imputers_timing(d: dict) -> list[str]:
+    """benchmarks/imputers.py --timing: seconds against the synthetic table's size."""
+    return _bench("imputers").timing_lines(d)
 
 
 def claims(d: dict) -> list[str]:
@@ -147,9 +152,11 @@ def vs_fp32(d: dict) -> list[str]:
 
 
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
-          "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "tables": imputers,
-          "baselines": baselines, "vs-fp32": vs_fp32}
-SOURCE = {"table1-runs": "status"}  # the JSON file a table is read from, when not <name>.json
+          "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "baselines": baselines,
+          "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-cells": imputers_cells,
+          "imputers-timing": imputers_timing}
+SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-cells": "imputers",
+          "imputers-timing": "timing"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 
@@ -194,7 +201,8 @@ def main() -> None:
         path = folder / f"{SOURCE.get(name, name)}.json"
         if not path.exists():
             if args.which:
-                raise SystemExit(f"{path} does not exist: run `seqimpute reproduce {name}` first.")
+                raise SystemExit(f"{path} does not exist: run `seqimpute reproduce {name}` (or the benchmark that "
+                                 f"writes it) first.")
             continue
         print(f"## {name} ({path})\n")
         print("\n".join(render(name, folder)) + "\n")
