@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import seqimpute
 import seqimpute.imputer as imputer_module
+import seqimpute.early_stopping as early_stopping
 from seqimpute import SeqImputeError, SequentialImputer
 from seqimpute.cli import main
 from seqimpute.models.registry import MODELS
@@ -288,19 +289,19 @@ def test_cli_fit_transform_updates_are_not_cut_by_a_default_cap(tmp_path, capsys
 
 def test_validation_holes_are_shares_of_rows_and_leave_every_row_and_column_a_value():
     full = np.ones((1000, 10), dtype=bool)
-    held = imputer_module._holdout(full, 0.1, seed=0)
+    held = early_stopping.holdout(full, 0.1, seed=0)
     # 10% of 10000 values; each validation row gives round(0.35 * 10) = 4 of its values: 250 rows
     assert held.sum() == 1000 and set(held.sum(1)) == {0, 4} and (held.sum(1) == 4).sum() == 250
-    assert np.array_equal(held, imputer_module._holdout(full, 0.1, seed=0))
-    assert not np.array_equal(held, imputer_module._holdout(full, 0.1, seed=1))
+    assert np.array_equal(held, early_stopping.holdout(full, 0.1, seed=0))
+    assert not np.array_equal(held, early_stopping.holdout(full, 0.1, seed=1))
     obs = np.random.default_rng(0).random((300, 6)) < 0.5
     obs[:, 5] = False
     obs[:2, 5] = True  # a column observed twice only
-    held = imputer_module._holdout(obs, 0.1, seed=0)
+    held = early_stopping.holdout(obs, 0.1, seed=0)
     assert not (held & ~obs).any()  # held-out values are observed ones
     assert abs(held.sum() - 0.1 * obs.sum()) <= 3  # the last row taken may overshoot by its share (0.35 * 6 = 2)
     assert (obs & ~held).any(0)[obs.any(0)].all() and (obs & ~held).any(1)[obs.any(1)].all()
-    assert not imputer_module._holdout(np.ones((24, 4), bool), 0.1, seed=0).any()  # 96 observed: too few
+    assert not early_stopping.holdout(np.ones((24, 4), bool), 0.1, seed=0).any()  # 96 observed: too few
 
 
 def test_early_stopping_stops_and_keeps_the_best_update():
@@ -325,8 +326,8 @@ def test_validation_values_are_never_used_in_training(monkeypatch):
         masks.append(real(observed, share, seed))
         return masks[-1]
 
-    real = imputer_module._holdout
-    monkeypatch.setattr(imputer_module, "_holdout", spy)
+    real = early_stopping.holdout
+    monkeypatch.setattr(early_stopping, "holdout", spy)
     a = small(max_updates=20).fit(Xm)  # one evaluation, at the last update: the weights kept are the last ones
     held = masks[0]
     assert held.sum() >= 50
