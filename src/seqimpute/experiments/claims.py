@@ -27,7 +27,7 @@ import numpy as np
 from ..data.masks import canonical
 from ..errors import SeqImputeError
 from ..models.registry import spec as model_spec
-from .plan import ROLE_TITLE, Cell, Plan, RunPlan, _merge, _tag, _trainable
+from .plan import ROLE_TITLE, Cell, Plan, RunPlan, _merge, _tag, _trainable, generation_anchor
 
 VERDICTS = ("holds", "reversed", "not resolved at this budget")
 
@@ -220,11 +220,7 @@ def paper_value(anchors: dict, arm: Arm) -> float | None:
     name = next((k for t in ("fig2_mnist_mcar", "fig2c_gpsi_mnist_mcar90_refinement_steps") for k in anchors[t]
                  if k.lower() == arm.model), None)
     if arm.role == "binarized-mnist":
-        gen = anchors["binarized_mnist_generation"]
-        key = next((k for k in gen if k.startswith("extended LSTM model, c_T = c_0")), None)
-        return {"draw-ext-add": gen[key][0] if key else None,
-                "draw": next((v for k, v in gen.items() if k.startswith("DRAW without attention")), None)
-                }.get(arm.model)
+        return generation_anchor(anchors, arm.model)
     if arm.steps is not None:
         fig = anchors["fig2c_gpsi_mnist_mcar90_refinement_steps"]
         return fig[name][fig["steps"].index(arm.steps)] if name in fig and arm.steps in fig["steps"] else None
