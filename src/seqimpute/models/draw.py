@@ -50,7 +50,7 @@ from ..nn.lstm import PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
 from ..precision import linear
 from .lstm import AffineGauss, MixtureDecoder, MixtureNet, Writer, _linear, step_writer
-from .policy import Policy, Rollout, latent_step
+from .policy import Policy, Rollout, Trajectory, latent_step
 
 _MNIST = {"enc": 250, "dec": 250, "write": 200, "z": 100, "steps": 16}  # docs/PAPER.md §6 (extended DRAW)
 DRAW_PRESETS = {
@@ -181,7 +181,7 @@ class DRAW(_Generative):
             e_const, w_e = self._encoder_weights(x)
             head_q = self.head_q.step_layer()
             hE, cE = self.h_enc0.expand(B, -1), self.c_enc0.expand(B, -1)
-        canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
+        traj = Trajectory(c, guided)
         for _ in range(T):
             if guided:
                 hE, cE = self._encode(gates, e_const, w_e, c, hG, (hE, cE))
@@ -189,12 +189,8 @@ class DRAW(_Generative):
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             hG, cG = self._generate(gates, w_g, z, (hG, cG))
             c = c + write_out(hG)
-            canvases.append(c)
-            if guided:
-                kl_qp.append(kqp)
-                kl_pq.append(kpq)
-                log_ratio = log_ratio + lr
-        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)
+            traj.add(c, kqp, kpq, lr)
+        return traj.rollout()
 
 
 class ExtendedDRAW(_Generative):
@@ -252,7 +248,7 @@ class ExtendedDRAW(_Generative):
         head_p = self.head_p.step_layer()
         write_out = step_writer(self.write_out)
         c = write_out(cG).to(x.dtype) if jump else self.c0.expand(B, D)  # the canvas: in the data's dtype
-        canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
+        traj = Trajectory(c, guided, first=(kqp, kpq, log_ratio))
         for _ in range(T):
             if guided:
                 hE, cE = self._encode(gates, e_const, w_e, c, hG, (hE, cE))
@@ -261,9 +257,5 @@ class ExtendedDRAW(_Generative):
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             hG, cG = self._generate(gates, w_g, z, (hG, cG))
             c = write_out(cG).to(x.dtype) if jump else c + write_out(hG)
-            canvases.append(c)
-            if guided:
-                kl_qp.append(kqp)
-                kl_pq.append(kpq)
-                log_ratio = log_ratio + lr
-        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)
+            traj.add(c, kqp, kpq, lr)
+        return traj.rollout()

@@ -19,7 +19,7 @@ from ..errors import SeqImputeError
 from ..nn.layers import DecMLP, GaussMLP
 from ..nn.shared import SharedLinear
 from ..precision import for_product, linear
-from .policy import Policy, Rollout, composite, latent_step
+from .policy import Policy, Rollout, Trajectory, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §4.1 (GPSI sizes)
     "mnist": {"hidden": 1000, "z": 100, "steps": 6},
@@ -80,7 +80,7 @@ class GPSI(Policy):
             first = SharedLinear(wp1, bp1)
         guess = torch.sigmoid if self.link == "sigmoid" else (lambda u: u)
         c = self.c0.expand(B, D)
-        canvases, kl_qp, kl_pq, log_ratio = [c], [], [], 0.0
+        traj = Trajectory(c, guided)
         for _ in range(T):
             xt = composite(x, observed, guess(c))
             if guided:
@@ -93,9 +93,5 @@ class GPSI(Policy):
             z, kqp, kpq, lr = latent_step(mu_p, lv_p, mu_q, lv_q, guided, generator)
             delta = self.writer(z, writer)
             c = c + delta if self.step_type == "add" else delta.to(x.dtype)  # the canvas: in the data's dtype
-            canvases.append(c)
-            if guided:
-                kl_qp.append(kqp)
-                kl_pq.append(kpq)
-                log_ratio = log_ratio + lr
-        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)
+            traj.add(c, kqp, kpq, lr)
+        return traj.rollout()

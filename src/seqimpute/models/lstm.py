@@ -38,7 +38,7 @@ from ..errors import SeqImputeError
 from ..nn.lstm import INIT_STD, PeepholeLSTMCell, gate_function
 from ..nn.shared import SharedLinear
 from ..precision import linear
-from .policy import Policy, Rollout, composite, latent_step
+from .policy import Policy, Rollout, Trajectory, composite, latent_step
 
 PRESETS = {  # docs/PAPER.md §5.1 (LSTM sizes)
     "mnist": {"hidden": 300, "write": 300, "z": 100, "mix": 20, "steps": 16},
@@ -229,7 +229,7 @@ class LSTMImputer(Policy):
         write_out = step_writer(self.write_out)
         reader_p, reader_q, writer = self._step_cells(x, guided)
 
-        canvases, kl_qp, kl_pq = [c], [kqp], [kpq]
+        traj = Trajectory(c, guided, first=(kqp, kpq, log_ratio))
         guess = write_out(cW).to(x.dtype) if jump else c  # logits of the current guess g (the canvas's dtype)
         for _ in range(T):
             g = torch.sigmoid(guess)
@@ -243,9 +243,5 @@ class LSTMImputer(Policy):
             hW, cW = writer([z], (hW, cW))
             c = write_out(cW).to(x.dtype) if jump else c + write_out(hW)
             guess = c
-            canvases.append(c)
-            if guided:
-                kl_qp.append(kqp)
-                kl_pq.append(kpq)
-                log_ratio = log_ratio + lr
-        return Rollout.assemble(canvases, kl_qp, kl_pq, log_ratio, guided)
+            traj.add(c, kqp, kpq, lr)
+        return traj.rollout()

@@ -44,6 +44,29 @@ class Rollout:
         return self.canvases[-1 if self.final_step is None else self.final_step]
 
 
+class Trajectory:
+    """A rollout as its steps make it: the canvases c_0..c_t and, when guided, each latent step's KL terms and the
+    summed log-ratio. ``first``: the (kl_qp, kl_pq, log_ratio) of an initial latent step made before c_0 (the
+    infinite-mixture initial state of the LSTM and extended-DRAW models)."""
+
+    def __init__(self, c0: torch.Tensor, guided: bool, first: tuple | None = None):
+        self.canvases, self.guided = [c0], guided
+        self.kl_qp, self.kl_pq, self.log_ratio = [], [], 0.0
+        if first is not None:
+            self.kl_qp, self.kl_pq, self.log_ratio = [first[0]], [first[1]], first[2]
+
+    def add(self, c: torch.Tensor, kl_qp, kl_pq, log_ratio) -> None:
+        """Record step t: its canvas c_t and, when guided, its latent step's terms."""
+        self.canvases.append(c)
+        if self.guided:
+            self.kl_qp.append(kl_qp)
+            self.kl_pq.append(kl_pq)
+            self.log_ratio = self.log_ratio + log_ratio
+
+    def rollout(self) -> Rollout:
+        return Rollout.assemble(self.canvases, self.kl_qp, self.kl_pq, self.log_ratio, self.guided)
+
+
 def composite(x: torch.Tensor, observed: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
     """Known values pasted over the current guess: m*x + (1-m)*guess."""
     return torch.where(observed, x, guess)
