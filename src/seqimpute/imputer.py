@@ -496,7 +496,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                        dynamic_ncols=True)
         # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
         budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
-        stopper = early_stopping.EarlyStopping(self, model, params, Xt, X, held, int(self.patience), order.per_epoch, budget)
+        stopper = early_stopping.EarlyStopping(self, model, params, Xt, X, held, int(self.patience), order.per_epoch,
+                                               budget)
 
         def after(step: int, res) -> None:
             nonlocal skipped

@@ -82,8 +82,8 @@ def add_fit_transform(sub) -> None:
     p.add_argument("--model", default="gpsi-add", help="policy to train on the data (default gpsi-add; lstm-add "
                    "for values in [0,1])")
     p.add_argument("--likelihood", default="auto", choices=["auto", "bernoulli", "gaussian"],
-                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised columns "
-                   "(a CSV with text columns: those categorical, the others Gaussian)")
+                   help="auto (default): Bernoulli when every value lies in [0,1], else Gaussian on standardised "
+                   "columns (a CSV with text columns: those categorical, the others Gaussian)")
     p.add_argument("--updates", type=int, help="the most training updates (default: 100 passes over the rows, "
                    "1000 to 2000 updates); early stopping on held-out values may end training sooner")
     p.add_argument("--minutes", type=float, help="a wall-clock cap on training (default: none); with --updates, "
