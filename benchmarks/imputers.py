@@ -240,14 +240,11 @@ def machine() -> dict:
     import sklearn
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "torch": torch.__version__}
+    from seqimpute.precision import cpu_name
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+            "torch": torch.__version__}
 
 
 def save_json(path: Path, doc: dict) -> None:

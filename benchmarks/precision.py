@@ -28,7 +28,7 @@ from seqimpute.bench import GemmRecorder, gemm_flops, matmul_peak_gflops
 from seqimpute.models.policy import training_loss
 from seqimpute.models.registry import build_model
 from seqimpute.numerics import flush_subnormals
-from seqimpute.precision import matmul_precision, resolve
+from seqimpute.precision import cpu_name, matmul_precision, resolve
 from seqimpute.runs import read_metrics
 from seqimpute.train import TrainConfig, train
 
@@ -90,8 +90,9 @@ def main():
             print(f"round {rnd} {m:9s} images/s wall: fp32 {w32:6.1f} default ({default}) {w16:6.1f} | per "
                   f"CPU-s: fp32 {c32:6.1f} default {c16:6.1f}", flush=True)
     peak = {k: statistics.median(v) for k, v in peaks.items()}
-    out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "default_precision": default,
-           "rounds": a.rounds, "peak_gflops": {f"{p}_{c}": v for (p, c), v in peak.items()},
+    out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "default_precision": default, "rounds": a.rounds,
+           "peak_gflops": {f"{p}_{c}": v for (p, c), v in peak.items()},
            "peak_samples": {f"{p}_{c}": v for (p, c), v in peaks.items()}, "models": {}}
     print(f"\nmatmul peaks (medians), GFLOP per wall / CPU second: float32 {peak['fp32', 'wall']:.1f} / "
           f"{peak['fp32', 'cpu']:.1f}, bfloat16 {peak['bf16', 'wall']:.1f} / {peak['bf16', 'cpu']:.1f}; "

@@ -128,6 +128,18 @@ def test_auto_follows_the_device(monkeypatch):
         prec.resolve("fp16", "cpu")
 
 
+def test_cpu_info_names_the_generation_and_its_bf16_instructions(tmp_path):
+    """The model name alone can hide the generation (two 'AMD EPYC' hosts here differ 2x in bf16 throughput):
+    benchmark files record family, model and the bf16 instructions, read from the first processor's block."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16 sse\n\n"
+                    "processor\t: 1\ncpu family\t: 99\nmodel name\t: other\nflags\t\t: amx_bf16\n")
+    assert prec.cpu_info(str(info)) == {"name": "AMD EPYC", "family": "26", "model": "2", "bf16": ["avx512_bf16"]}
+    assert prec.cpu_info(str(tmp_path / "missing")) == {"name": "", "family": "", "model": "", "bf16": []}
+    assert "family" in prec.cpu_name() and "bf16" in prec.cpu_name()
+
+
 def test_products_run_in_float32_outside_a_bf16_block():
     w = torch.randn(3, 4)
     with prec.matmul_precision("bf16"):
@@ -208,6 +220,7 @@ def test_bench_reports_both_peaks():
                     precision="bf16")
     r = res["models"][0]
     assert res["bf16_peak_gflops"] > 0 and r["precision"] == "bf16"
+    assert res["device_name"] == prec.cpu_name()
     assert r["bf16_peak_share"] == pytest.approx(r["step_gflops"] / res["bf16_peak_gflops"])
     assert r["peak_share"] == pytest.approx(r["step_gflops"] / res["peak_gflops"])
     json.dumps(res)

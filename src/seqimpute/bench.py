@@ -37,7 +37,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .precision import matmul_precision, resolve
+from .precision import cpu_name, matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
 from .models.registry import build_model, spec
@@ -311,7 +311,7 @@ def _header(device, rates, bf16_rates) -> dict:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": str(device),
             "device_name": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda"
-            else "cpu"}
+            else cpu_name()}
 
 
 def run_bench(models: list[str], sizes: str = "mnist", batch: int = 250, device="cpu", steps: int = 10,

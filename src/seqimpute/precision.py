@@ -30,18 +30,40 @@ _MATMUL = {"dtype": None}  # the products' dtype inside a `matmul_precision("bf1
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_info(path: str = "/proc/cpuinfo") -> dict:
+    """This CPU as /proc/cpuinfo names it: its model name, family and model numbers (one model name can cover
+    generations with different bf16 throughput) and its bf16 matrix instructions (AMX tiles, AVX512-BF16). Empty
+    values where /proc/cpuinfo is missing."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    return {"name": fields.get("model name", ""), "family": fields.get("cpu family", ""),
+            "model": fields.get("model", ""), "bf16": [f for f in ("amx_bf16", "avx512_bf16") if f in flags]}
+
+
+def cpu_name() -> str:
+    """One line naming this CPU for benchmark files: "AMD EPYC (family 26, model 2; avx512_bf16)"."""
+    c = cpu_info()
+    return f"{c['name'] or 'unknown CPU'} (family {c['family'] or '?'}, model {c['model'] or '?'}; " \
+           f"{', '.join(c['bf16']) or 'no bf16 matrix instructions'})"
+
+
+@functools.lru_cache(maxsize=None)
 def _cpu_fast_bf16() -> bool:
     """Whether this CPU has bf16 matrix instructions (AMX tiles or AVX512-BF16), from torch's cpuinfo probe, else
     from /proc/cpuinfo."""
     probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     if all(p is not None for p in probes):
         return any(p() for p in probes)
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:
-        return False
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    return bool(cpu_info()["bf16"])
 
 
 def fast_bf16(device) -> bool:
