@@ -52,9 +52,21 @@ def test_a_changed_number_is_caught(tmp_path):
 
 
 @pytest.mark.parametrize("folder, name", [(CPU, n) for n in ("table1", "fig1", "fig2", "fig2c", "fig3", "sweep")]
-                         + [(BF16, n) for n in ("table1", "fig1", "fig2", "fig3")])
+                         + [(BF16, n) for n in ("table1", "fig1", "fig2", "fig2c", "fig3")])
 def test_results_markdown_is_rendered_from_its_json(folder, name):
     assert markdown(json.loads((folder / f"{name}.json").read_text())) == (folder / f"{name}.md").read_text()
+
+
+def test_the_bf16_rerun_pairs_every_trained_cell():
+    """vs-fp32.json holds each trained cell of both reproductions, and its numbers are those of their JSON."""
+    doc = json.loads((BF16 / "vs-fp32.json").read_text())
+    assert doc["rows"] and not doc["missing"]
+    for r in doc["rows"]:
+        for folder, key in ((CPU, "fp32"), (BF16, "bf16")):
+            src = [x for x in json.loads((folder / f"{r['experiment']}.json").read_text())["rows"]
+                   if (x["dataset"], x["mask"], x["model"], x.get("steps")) ==
+                   (r["dataset"], r["mask"], r["model"], r["steps"])]
+            assert len(src) == 1 and (src[0]["ours"], src[0]["run_step"]) == (r[key], r[f"{key}_updates"])
 
 
 def test_every_cited_results_file_is_in_the_repository():
