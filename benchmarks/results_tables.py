@@ -151,12 +151,36 @@ def vs_fp32(d: dict) -> list[str]:
     return out
 
 
+def recipe(d: dict) -> list[str]:
+    """benchmarks/recipe.py: each GPSI-add recipe's validation bound at 1, 2.5 and 5 wall-minutes, best first."""
+    out = [f"| recipe ({d['precision']}, {d['threads']} threads) | updates in {d['minutes']:g} min | bound at 1 min | "
+           f"at 2.5 min | at {d['minutes']:g} min (best) |", "|---|---:|---:|---:|---:|"]
+    for name, r in sorted(d["recipes"].items(), key=lambda kv: kv[1]["best_valid_bound_paper_units"]):
+        at = [min((c["valid_bound_paper_units"] for c in r["curve"] if c["elapsed_s"] <= t + 1), default=None)
+              for t in (60, 150)]
+        out.append(f"| {name} | {r['updates']:,} | {_num(at[0]) or '-'} | {_num(at[1]) or '-'} | "
+                   f"{r['best_valid_bound_paper_units']:.1f} |")
+    return out
+
+
+def threads(d: dict) -> list[str]:
+    """benchmarks/threads.py: training updates per wall-second at each precision and thread count."""
+    counts = sorted({k.split("/")[1] for k in d["updates_per_s"]}, key=int)
+    precs = list(dict.fromkeys(k.split("/")[0] for k in d["updates_per_s"]))
+    out = ["| precision | " + " | ".join(f"{t} thread{'s' * (t != '1')}" for t in counts) + " | speed-up |",
+           "|---|" + "---:|" * (len(counts) + 1)]
+    for p in precs:
+        rates = [d["updates_per_s"][f"{p}/{t}"] for t in counts]
+        out.append(f"| {p} | " + " | ".join(f"{r:.2f}" for r in rates) + f" | {rates[-1] / rates[0]:.2f}x |")
+    return out
+
+
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "baselines": baselines,
           "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-cells": imputers_cells,
-          "imputers-timing": imputers_timing}
+          "imputers-timing": imputers_timing, "recipe-fp32": recipe, "recipe-bf16": recipe, "threads": threads}
 SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-cells": "imputers",
-          "imputers-timing": "timing"}  # the JSON file a table is read from, when not <name>.json
+          "imputers-timing": "timing", "recipe-fp32": "fp32", "recipe-bf16": "bf16"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 

@@ -50,3 +50,16 @@ def test_torchrun_accepts_out_where_it_refuses_run(capsys):
     with pytest.raises(SystemExit):
         run.get_args_parser().parse_args([*argv, "--run", "runs/ddp"])
     assert "ambiguous option: --run could match --run-path" in capsys.readouterr().err
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    """`seqimpute --help` and a mistyped command answer without paying for torch's import (seconds on a CPU)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom seqimpute.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['train', '--bogus'], ['fit-transform']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stderr[-2000:]

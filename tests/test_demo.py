@@ -4,24 +4,31 @@ import json
 import math
 
 import numpy as np
+import torch
 
 from seqimpute import load_dataset
 from seqimpute.cli import main
 from seqimpute.data.masks import mask_set
+from seqimpute.demo import RECIPE
+from seqimpute.precision import cpu_name
 
 N = 40  # test images scored
 
 
 def test_demo_scores_gpsi_beside_knn_and_mean_on_the_same_holes(tmp_path, capsys):
     run = tmp_path / "demo"
-    argv = ["demo", "--data", "sklearn-digits", "--minutes", "0.01", "--n", str(N), "--run", str(run), "--quiet"]
+    argv = ["demo", "--data", "sklearn-digits", "--minutes", "0.01", "--n", str(N), "--run", str(run), "--quiet",
+            "--precision", "fp32", "--threads", "1"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     res = json.loads((run / "eval.json").read_text())
     for key in ("bound_paper_units", "knn_paper_units", "mse", "knn_mse", "mean_paper_units", "mean_mse"):
         assert math.isfinite(res[key]) and res[key] > 0, key
     assert res["paper_bound_paper_units"] == 80.5  # the paper's Fig 2(a), GPSI-add at MCAR-80
-    assert res["training"]["clock"] == "cpu" and res["training"]["updates"] >= 1
+    assert res["training"]["clock"] == "wall" and res["training"]["updates"] >= 1  # an idle machine's budget
+    assert res["cpu"] == cpu_name() and res["threads"] == res["training"]["threads"] == 1
+    assert res["precision"] == res["training"]["precision"] == "fp32"
+    assert res["training"]["recipe"]["hidden"] == RECIPE["model"]["hidden"]
     assert (run / "trajectories.png").exists()
 
     # mean imputation's MSE by hand: the training mean of each pixel against the hidden test pixels
@@ -45,3 +52,18 @@ def test_demo_refuses_zero_threads(tmp_path, capsys):
     assert main(["demo", "--threads", "0", "--run", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "threads must be a whole number of at least 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_on_the_cpu_clock_with_the_default_threads(tmp_path, monkeypatch):
+    from seqimpute import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    run, before = tmp_path / "demo", torch.get_num_threads()
+    try:
+        assert main(["demo", "--data", "sklearn-digits", "--minutes", "0.01", "--n", "20", "--run", str(run),
+                     "--quiet", "--clock", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    res = json.loads((run / "eval.json").read_text())
+    assert res["threads"] == 2 and res["training"]["clock"] == "cpu"

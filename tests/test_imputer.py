@@ -46,7 +46,7 @@ def holes(X, rate, seed=1):
 
 # Every check of scikit-learn's suite applies and passes (array-API input is skipped by scikit-learn itself unless
 # SCIPY_ARRAY_API is set); allow_nan is the only tag that differs from a plain transformer, and it is the point.
-@parametrize_with_checks([small()])
+@parametrize_with_checks([small(), small(add_indicator=True, keep_empty_features=True)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -72,7 +72,7 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
 def test_the_saved_files_are_plain_tensors_and_json(saved):
     imp, folder, Xm, likelihood = saved
     meta = json.loads((folder / "imputer.json").read_text())
-    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 2
+    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 3
     assert meta["params"]["hide_rate"] == [0.2, 0.5] and meta["fitted"]["seed_"] == imp.seed_
     assert set(meta["versions"]) >= {"seqimpute", "torch", "numpy", "scikit-learn"}
     assert meta["weights_sha256"] == hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
@@ -108,8 +108,8 @@ def _edit_weights(folder, edit):
 
 
 BAD = {  # damage -> what the one error says
-    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=3)),
-                     r"format version 3 .* reads format versions 1, 2 only; load it with the seqimpute that saved "
+    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=4)),
+                     r"format version 4 .* reads format versions 1, 2, 3 only; load it with the seqimpute that saved "
                      r"it, or fit it again"),
     "other format": (lambda f: _edit_json(f, lambda m: m.update(format="something-else")),
                      "is not a saved SequentialImputer"),

@@ -4,6 +4,7 @@ device; a run resumed at another precision says so; training is deterministic at
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -121,9 +122,16 @@ def test_shared_weight_gradient_is_summed_in_float32(steps):
 def test_auto_follows_the_device(monkeypatch):
     monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: False)
     assert prec.resolve("auto", "cpu") == "fp32"
-    assert prec.resolve("bf16", "cpu") == "bf16" and prec.resolve("fp32", "cpu") == "fp32"
+    prec.warn_emulated_bf16.cache_clear()
+    with pytest.warns(RuntimeWarning, match="without bf16 matrix instructions.*emulated") as caught:
+        assert prec.resolve("bf16", "cpu") == "bf16" and prec.resolve("fp32", "cpu") == "fp32"
+        assert prec.resolve("bf16", "cpu") == "bf16"
+    assert len(caught) == 1  # once per process, however often bf16 is resolved
     monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: True)
-    assert prec.resolve("auto", "cpu") == "bf16"
+    prec.warn_emulated_bf16.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a CPU with bf16 instructions: no warning
+        assert prec.resolve("auto", "cpu") == "bf16" and prec.resolve("bf16", "cpu") == "bf16"
     with pytest.raises(SeqImputeError, match="precision must be one of auto, bf16, fp32"):
         prec.resolve("fp16", "cpu")
 
@@ -161,11 +169,11 @@ BASE = dict(model="gpsi-add", data="sklearn-digits", mask="mcar:0.7", model_opti
 def test_trainer_records_the_resolved_precision(tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: False)  # a CPU without fast bf16
     out = train(tmp_path / "a", TrainConfig(**BASE), progress_bar=False)
-    assert out["precision"] == "fp32" and read_config(tmp_path / "a")["runtime"] == {"precision": "fp32"}
+    assert out["precision"] == "fp32" and read_config(tmp_path / "a")["runtime"]["precision"] == "fp32"
     assert out["images_per_s"] > 0
     monkeypatch.setattr(prec, "_cpu_fast_bf16", lambda: True)
     out = train(tmp_path / "b", TrainConfig(**BASE), progress_bar=False)
-    assert out["precision"] == "bf16" and read_config(tmp_path / "b")["runtime"] == {"precision": "bf16"}
+    assert out["precision"] == "bf16" and read_config(tmp_path / "b")["runtime"]["precision"] == "bf16"
     with pytest.raises(SeqImputeError, match="precision must be one of"):
         train(tmp_path / "c", TrainConfig(**BASE, precision="fp8"), progress_bar=False)
 
@@ -178,7 +186,7 @@ def test_resume_at_another_precision_is_logged(tmp_path):
     events = [m for m in read_metrics(run) if m.get("event") == "precision_changed"]
     assert events == [{"step": 2, "event": "precision_changed", "from": "bf16", "to": "fp32"}]
     cfg = read_config(run)
-    assert cfg["runtime"] == {"precision": "fp32"} and cfg["train"]["precision"] == "fp32"
+    assert cfg["runtime"]["precision"] == "fp32" and cfg["train"]["precision"] == "fp32"
 
 
 def test_cli_resume_changes_runtime_settings_only(tmp_path, capsys):
@@ -194,7 +202,7 @@ def test_cli_resume_changes_runtime_settings_only(tmp_path, capsys):
     assert main(["train", "--run", str(run), "--set", "hidden=16", "--set", "lr=0.001", "--set", "precision=fp32",
                  "--quiet"]) == 0
     assert "fp32 products" in capsys.readouterr().out
-    assert read_config(run)["runtime"] == {"precision": "fp32"}
+    assert read_config(run)["runtime"]["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("amp, expected", [("bf16", "bf16"), ("none", "fp32")])
@@ -217,16 +225,40 @@ def test_training_is_deterministic_at_a_fixed_precision(tmp_path, precision):
     assert losses[0] == losses[1] and all(math.isfinite(v) for v in losses[0])
 
 
-def test_bench_reports_both_peaks():
-    from seqimpute.bench import run_bench
+def test_bench_reports_both_peaks_where_bf16_is_fast(monkeypatch):
+    import seqimpute.bench as bench
 
-    res = run_bench(["gpsi-add"], steps=1, warmup=0, batch=8, overrides={"hidden": 16, "z": 4, "steps": 2},
-                    precision="bf16")
+    monkeypatch.setattr(bench, "PEAK_N", 256)  # the peaks' size does not matter here; small keeps CI fast anywhere
+    monkeypatch.setattr(bench, "fast_bf16", lambda device: True)
+    res = bench.run_bench(["gpsi-add"], steps=1, warmup=0, batch=8, overrides={"hidden": 16, "z": 4, "steps": 2},
+                          precision="bf16")
     r = res["models"][0]
     assert res["bf16_peak_gflops"] > 0 and r["precision"] == "bf16"
     assert res["device_name"] == prec.cpu_name()
     assert r["bf16_peak_share"] == pytest.approx(r["step_gflops"] / res["bf16_peak_gflops"])
     assert r["peak_share"] == pytest.approx(r["step_gflops"] / res["peak_gflops"])
+    json.dumps(res)
+
+
+def test_bench_skips_the_bf16_peak_where_bf16_is_emulated(monkeypatch):
+    """A CPU without bf16 instructions emulates bf16 products ~50x slower: the bench must not time that peak."""
+    import seqimpute.bench as bench
+
+    timed = []
+
+    def peak(device="cpu", n=2048, repeats=7, dtype=torch.float32, clock=None):
+        timed.append(dtype)
+        return 100.0, [100.0] * repeats
+
+    monkeypatch.setattr(bench, "matmul_peak_gflops", peak)
+    monkeypatch.setattr(bench, "fast_bf16", lambda device: False)
+    res = bench.run_bench(["gpsi-add"], steps=1, warmup=0, batch=8, overrides={"hidden": 16, "z": 4, "steps": 2},
+                          precision="fp32")
+    assert timed == [torch.float32, torch.float32]  # before and after the models, float32 only
+    assert res["bf16_peak_gflops"] is None and res["bf16_peak_samples"] == [] and "not timed" in res["bf16_peak_note"]
+    r = res["models"][0]
+    assert r["bf16_peak_share"] is None and r["peak_share"] == pytest.approx(r["step_gflops"] / 100.0)
+    assert "not timed (no fast bf16 products)" in bench.format_table(res)
     json.dumps(res)
 
 

@@ -1,20 +1,22 @@
 """seqimpute: sequential imputation policies (Bachman & Precup, NIPS 2015) in PyTorch."""
 
-from .data import load_dataset, mask_sampler
 from .errors import SeqImputeError
-from .sampling import impute
 
 __version__ = "0.1.0"
 __all__ = ["SeqImputeError", "SequentialImputer", "impute", "load_dataset", "mask_sampler", "__version__"]
 
+# The public names load torch (and SequentialImputer scikit-learn): imported on first use, not with the package,
+# so that `seqimpute --help` and the command line's argument errors answer at once.
+_LAZY = {"SequentialImputer": ".imputer", "impute": ".sampling", "load_dataset": ".data", "mask_sampler": ".data"}
 
-def __getattr__(name):  # SequentialImputer loads scikit-learn: imported on first use, not with the package
-    if name == "SequentialImputer":
-        from .imputer import SequentialImputer
 
-        return SequentialImputer
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'seqimpute' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | {"SequentialImputer"})
+    return sorted(set(globals()) | set(_LAZY))

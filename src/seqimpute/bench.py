@@ -37,7 +37,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .precision import cpu_name, matmul_precision, resolve
+from .precision import cpu_name, fast_bf16, matmul_precision, resolve
 
 from .models.policy import WholeStep, training_loss
 from .models.registry import build_model, spec
@@ -285,21 +285,27 @@ def _impute_rate(model, x, observed, gen, device, reps: int) -> float:
         return len(x) * reps / (time.perf_counter() - t)
 
 
+PEAK_N = 2048  # the peaks' square matmul size
+
+
 def _peaks(device) -> tuple[list[float], list[float]]:
-    """Timings of the float32 and the bfloat16 matmul peak (GFLOP/s), one after the other."""
-    return matmul_peak_gflops(device)[1], matmul_peak_gflops(device, dtype=torch.bfloat16)[1]
+    """Timings of the float32 and the bfloat16 matmul peak (GFLOP/s), one after the other. The bf16 peak is not
+    timed where the device lacks fast bf16 products (a CPU without AMX or AVX512-BF16 emulates them about 50x slower
+    than float32: one 2048^3 timing would take minutes); its list is then empty."""
+    bf16 = matmul_peak_gflops(device, PEAK_N, dtype=torch.bfloat16)[1] if fast_bf16(device) else []
+    return matmul_peak_gflops(device, PEAK_N)[1], bf16
 
 
 def _with_peak(results: list[dict], rates: list[float], bf16_rates: list[float]) -> float:
     """Each result's shares of the float32 peak (and of the bf16 one, ``bf16_`` keys); the GEMM ceiling is the
     share of the peak of the step's own precision."""
-    peak, bf16_peak = statistics.median(rates), statistics.median(bf16_rates)
+    peak, bf16_peak = statistics.median(rates), statistics.median(bf16_rates) if bf16_rates else None
     for r in results:
         if "step_gflops" in r:
             r["peak_share"] = r["step_gflops"] / peak
-            r["bf16_peak_share"] = r["step_gflops"] / bf16_peak
-        if "gemm_gflops" in r:
-            own = bf16_peak if r.get("precision") == "bf16" else peak
+            r["bf16_peak_share"] = r["step_gflops"] / bf16_peak if bf16_peak else None
+        own = bf16_peak if r.get("precision") == "bf16" else peak
+        if "gemm_gflops" in r and own:
             r["gemm_share"] = r["gemm_gflops"] / own
             r["of_gemm_ceiling"] = r["step_gflops"] / own / r["gemm_share"]
     return peak
@@ -307,7 +313,8 @@ def _with_peak(results: list[dict], rates: list[float], bf16_rates: list[float])
 
 def _header(device, rates, bf16_rates) -> dict:
     return {"peak_gflops": statistics.median(rates), "peak_samples": rates,
-            "bf16_peak_gflops": statistics.median(bf16_rates), "bf16_peak_samples": bf16_rates,
+            "bf16_peak_gflops": statistics.median(bf16_rates) if bf16_rates else None, "bf16_peak_samples": bf16_rates,
+            **({} if bf16_rates else {"bf16_peak_note": "not timed: this device has no fast bf16 matrix products"}),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": str(device),
             "device_name": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda"
@@ -375,7 +382,8 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict:
 
 
 def format_table(res: dict) -> str:
-    lines = [f"matmul peak float32 {res['peak_gflops']:.1f}, bfloat16 {res['bf16_peak_gflops']:.1f} GFLOP/s (medians "
+    bf16 = f"{res['bf16_peak_gflops']:.1f}" if res.get("bf16_peak_gflops") else "not timed (no fast bf16 products)"
+    lines = [f"matmul peak float32 {res['peak_gflops']:.1f}, bfloat16 {bf16} GFLOP/s (medians "
              f"of {len(res['peak_samples'])}; {res['threads']} threads, torch {res['torch']}, "
              f"{res.get('device_name', res['device'])})"]
     key = res.get("sweep")
@@ -388,7 +396,7 @@ def format_table(res: dict) -> str:
         if "train_images_per_s" in r:
             lines.append(f"{head}{r['precision']:>5s}{r['train_images_per_s']:12.1f}{r['step_seconds']:9.3f}"
                          f"{r['step_gflop']:11.2f}{r['step_gflops']:9.1f}{r['peak_share']:11.3f}"
-                         f"{r['bf16_peak_share']:11.3f}{r.get('gemm_share', float('nan')):10.3f}"
+                         f"{r['bf16_peak_share'] or float('nan'):11.3f}{r.get('gemm_share', float('nan')):10.3f}"
                          f"{r['peak_mem_mb']:9.0f}{imp}")
         else:
             lines.append(f"{head}{'':5s}{'(not trained)':>12s}{'':9s}{'':11s}{'':9s}{'':11s}{'':11s}{'':10s}{'':9s}"

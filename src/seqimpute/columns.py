@@ -17,6 +17,7 @@ canvases back to the table and to the input's own type (values, dtypes, index).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -104,9 +105,31 @@ def _frame_kind(name, s) -> str:
     if api.is_float_dtype(t):
         return "numeric"
     if inferred is not None:
-        return "numeric" if inferred in _NUMBERS else "binary" if inferred == "boolean" else "categorical"
+        if inferred in _NUMBERS:
+            return "numeric"
+        if inferred == "boolean":
+            return "binary"
+        check_not_stray_text(name, s)
+        return "categorical"
     raise SeqImputeError(f"column {name!r} of X has dtype {t}, which SequentialImputer does not fill; convert it to "
                          f"numbers, bool or category first.")
+
+
+def check_not_stray_text(name, s) -> None:
+    """Refuse a column of numbers with a few text cells ("abc", a decimal comma "1,5"): read as categories it would
+    have one category per distinct number. Numbers are at least half of its present cells (strings that parse as
+    numbers count as numbers)."""
+    pd = _pandas()
+    present = s.dropna()
+    numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce").notna().to_numpy()
+    if present.empty or numbers.all() or numbers.mean() < 0.5:
+        return
+    bad = [str(v) for v in present[~numbers].unique()[:3]]
+    comma = any(re.fullmatch(r"[+-]?\d+,\d+", b.strip()) for b in bad)
+    raise SeqImputeError(f"column {name!r} holds numbers but also {int((~numbers).sum())} cell(s) that are not "
+                         f"numbers, e.g. {', '.join(repr(b) for b in bad)}"
+                         + (" (a decimal comma? write decimals with a point)" if comma else "")
+                         + "; fix those cells, or mark them missing (empty or NaN).")
 
 
 def column_kinds(X, categorical_features, n: int) -> list[str]:

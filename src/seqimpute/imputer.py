@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted, check_random_state
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, check_random_state
 
-from . import early_stopping
+from . import early_stopping, missing
 from .columns import ColumnLayout, check_categorical_features, column_kinds, is_frame
 from .errors import SeqImputeError
 from .models.policy import scored_sum, training_loss
@@ -65,6 +65,9 @@ LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor agains
 # precision="auto" on a CPU: fp32 below this hidden width. Measured on an AVX512-BF16 CPU, one thread, batch 128:
 # bf16 updates took 5-15% longer than fp32 at hidden 120 (casts and overhead dominate), 30% less at hidden 500.
 BF16_MIN_HIDDEN = 256
+# The scale of a column whose observed values are all equal, relative to the value: a standardised imputation of
+# any plausible size (|z| < 2^8) moves it by less than half a float64 ulp, so the constant itself is imputed.
+CONSTANT_SCALE = 2.0**-62
 _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
 AUTO_EPOCHS, AUTO_UPDATES = 100, (1000, 2000)  # max_updates="auto": this many epochs, clipped to this range
 
@@ -171,6 +174,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         elsewhere, and float32 on a CPU for policies narrower than 256 hidden units, whose products are too small
         to repay bfloat16's casts. The parameters, the optimiser, the loss and the returned values are float32
         either way.
+    missing_values : number, str, np.nan, None or pandas.NA, default np.nan
+        The marker of a missing entry, as in scikit-learn's imputers: every entry equal to it is imputed (e.g.
+        -999, or "?" in a DataFrame's text column). NaN, None and pandas.NA entries are always missing; an array
+        holding NaN beside another marker is refused.
+    add_indicator : bool, default False
+        Append one 0/1 column per feature that had missing entries in fit, 1 where the entry was missing
+        (MissingIndicator(features="missing-only"), named ``missingindicator_<name>``).
+    keep_empty_features : bool, default False
+        Features without any observed value in fit cannot be learned: by default they are left out of the output
+        (with a warning); True keeps them, their missing entries filled with 0.
 
     Attributes
     ----------
@@ -197,12 +210,15 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     stopped_by_ : str                         what ended training: "early_stopping", "updates" or "minutes"
     seed_ : int                               the torch seed derived from ``random_state``
     n_features_in_ : int;  feature_names_in_ : ndarray of str   (the latter when fitted on a DataFrame)
+    empty_features_ : ndarray of int          the features without any observed value in fit
+    indicator_features_ : ndarray of int or None   the features add_indicator flags (None without it)
     """
 
     def __init__(self, model="gpsi-add", likelihood="auto", hidden=None, latent=None, steps=4, max_updates="auto",
                  max_minutes=None, batch_size=128, learning_rate=3e-3, hide_rate=(0.1, 0.6), n_rollouts=20,
                  early_stopping=True, validation_fraction=0.1, patience=10, model_options=None, device="cpu",
-                 n_threads=None, random_state=None, verbose=False, precision="auto", categorical_features="from_dtype"):
+                 n_threads=None, random_state=None, verbose=False, precision="auto", categorical_features="from_dtype",
+                 missing_values=np.nan, add_indicator=False, keep_empty_features=False):
         self.model = model
         self.likelihood = likelihood
         self.categorical_features = categorical_features
@@ -224,6 +240,9 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.precision = precision
+        self.missing_values = missing_values
+        self.add_indicator = add_indicator
+        self.keep_empty_features = keep_empty_features
 
     # ------------------------------------------------------------------------------------------ sklearn plumbing
 
@@ -237,13 +256,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
 
     def _check_X(self, X, reset: bool) -> tuple:
-        """(X, its table T): X as given (a DataFrame of a mixed layout) or as a float array, and T (N, C) of
-        numbers and category codes, NaN = missing (X itself for numbers only). ``reset`` (fit): the layout is
-        fitted on X."""
+        """(X, Xk, T): X as given with its ``missing_values`` marked (a DataFrame of a mixed layout) or as a float
+        array; Xk, X without the features that had no observed value in fit; and Xk's table T (N, C) of numbers and
+        category codes, NaN = missing (Xk itself for numbers only). ``reset`` (fit): the empty features, the
+        indicator's features and the layout are fitted on X."""
+        X = missing.mark_missing(X, self.missing_values)
         frame = is_frame(X)
         if reset:
             kinds = column_kinds(X, self.categorical_features, X.shape[1]) if frame else None
-            mixed = kinds is not None and any(k != "numeric" for k in kinds)
+            empty = missing.empty_features(X, self.keep_empty_features) if frame else None
+            mixed = kinds is not None and any(k != "numeric" for j, k in enumerate(kinds) if j not in empty)
         else:
             mixed = self.layout_.mixed
         try:
@@ -258,9 +280,28 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         except ValueError as e:  # scikit-learn's validation: one line, as a SeqImputeError (still a ValueError)
             raise SeqImputeError(" ".join(str(e).split())) from None
         if reset:
-            kinds = kinds if frame else column_kinds(X, self.categorical_features, X.shape[1])
-            self.layout_ = ColumnLayout.fit(X, kinds)
-        return X, self.layout_.table(X)
+            if empty is None:
+                kinds = column_kinds(X, self.categorical_features, X.shape[1])
+                empty = missing.empty_features(X, self.keep_empty_features)
+            self.empty_features_ = empty
+            self.indicator_features_ = (np.flatnonzero(missing.missing_mask(X).any(axis=0)) if self.add_indicator
+                                        else None)
+        Xk = missing.kept(X, self.empty_features_)
+        if reset:
+            self.layout_ = ColumnLayout.fit(Xk, [k for j, k in enumerate(kinds) if j not in empty])
+        return X, Xk, self.layout_.table(Xk)
+
+    def _output(self, X, completed):
+        """The output for input X from its kept features' ``completed`` values (seqimpute.missing.assemble)."""
+        return missing.assemble(X, completed, self.empty_features_, self.keep_empty_features,
+                                self.indicator_features_)
+
+    def get_feature_names_out(self, input_features=None):
+        """The output's column names: the input's (without the features left out as empty), then the indicator's."""
+        check_is_fitted(self, "model_")
+        names = _check_feature_names_in(self, input_features)
+        return missing.feature_names_out(names, self.empty_features_, self.keep_empty_features,
+                                         self.indicator_features_)
 
     def _check_params(self) -> None:
         trainable = [n for n, s in MODELS.items() if s.cls.trainable and s.family != "none" and s.cls.train_mask is None]
@@ -272,6 +313,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if self.likelihood not in LIKELIHOODS:
             raise SeqImputeError(f"likelihood={self.likelihood!r}; choose 'auto', 'bernoulli' or 'gaussian'.")
         check_categorical_features(self.categorical_features)
+        missing.check_missing_values(self.missing_values)
+        for name in ("add_indicator", "keep_empty_features"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SeqImputeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
         def positive_int(name, value, allow_none=False):
             if value is None and allow_none:
@@ -365,7 +410,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         gaussian = self.layout_.gaussian
         self.mean_ = np.where(gaussian, np.nanmean(Xd, axis=0), 0.0)
         sd = np.nanstd(Xd, axis=0)
-        self.scale_ = np.where(gaussian & np.isfinite(sd) & (sd > 0), sd, 1.0)
+        # a constant column: a scale so small that any standardised value maps back to the constant itself
+        constant = gaussian & (sd == 0)
+        tiny = CONSTANT_SCALE * np.maximum(np.abs(np.nan_to_num(self.mean_)), 1.0)
+        self.scale_ = np.where(gaussian & np.isfinite(sd) & (sd > 0), sd, np.where(constant, tiny, 1.0))
         self.fill_ = np.zeros(W)
 
     def _to_model(self, T: np.ndarray):
@@ -431,18 +479,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """Train the policy on X, shape (N, D), NaN = missing (a DataFrame: also None/NA). ``y`` is ignored.
         Returns self."""
         self._check_params()
-        _, T = self._check_X(X, reset=True)
+        _, _, T = self._check_X(X, reset=True)
         with self._threads(self.hidden or int(np.clip(4 * self.layout_.width, 64, 500))):
             return self._fit(T)
 
     def _fit(self, X):
         """Training on the table X (N, C): numbers and category codes."""
         observed = ~np.isnan(X)
-        empty = np.where(~observed.any(axis=0))[0]
-        if len(empty):
-            raise SeqImputeError(f"column(s) {', '.join(map(str, empty[:10]))}{' ...' if len(empty) > 10 else ''} "
-                                 f"of X have no observed value, so nothing can be learned about them; drop those "
-                                 f"columns (or fill them) before fitting.")
+        if X.shape[1] == 0:
+            raise SeqImputeError("no column of X has an observed value, so nothing can be learned; give data with "
+                                 "values.")
         N, D = len(X), self.layout_.width  # D: the canvas entries
         self.likelihood_ = self._choose_likelihood(X, observed)
         ms = spec(self.model)
@@ -590,26 +636,26 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return self._transform(X)
 
     def _transform(self, X):
-        X, T = self._check_X(X, reset=False)
-        missing = np.isnan(T)
-        rows = np.where(missing.any(axis=1))[0]
+        X, Xk, T = self._check_X(X, reset=False)
+        holes = np.isnan(T)
+        rows = np.where(holes.any(axis=1))[0]
         filled = None
         if len(rows):
             vals = self._rollout_values(T[rows], int(self.n_rollouts), 0, noise=False, mean=True)
             filled = self.layout_.decode(vals)
-        return self._completed(X, missing, rows, filled)
+        return self._output(X, self._completed(Xk, holes, rows, filled))
 
-    def _completed(self, X, missing: np.ndarray, rows: np.ndarray, filled: np.ndarray | None):
-        """X with the ``missing`` entries of ``rows`` set from the table entries ``filled`` (one row per entry of
-        ``rows``): a DataFrame (of a mixed layout) as a DataFrame, else a copy in X's float dtype. Observed entries
-        are X's own, bit-identical."""
+    def _completed(self, X, holes: np.ndarray, rows: np.ndarray, filled: np.ndarray | None):
+        """X with the ``holes`` of ``rows`` set from the table entries ``filled`` (one row per entry of ``rows``): a
+        DataFrame (of a mixed layout) as a DataFrame, else a copy in X's float dtype. Observed entries are X's own,
+        bit-identical."""
         if is_frame(X):
-            return self.layout_.fill_frame(X, rows, filled, missing)
+            return self.layout_.fill_frame(X, rows, filled, holes)
         out = np.array(X, copy=True)
         if len(rows):
             vals = self.layout_.to_array(filled)
             sub = out[rows]
-            m = missing[rows]
+            m = holes[rows]
             sub[m] = vals[m].astype(X.dtype)
             out[rows] = sub
         return out
@@ -634,16 +680,16 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _sample(self, X, n_samples=1, noise=True):
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise SeqImputeError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        X, T = self._check_X(X, reset=False)
-        missing = np.isnan(T)
-        rows = np.where(missing.any(axis=1))[0]
+        X, Xk, T = self._check_X(X, reset=False)
+        holes = np.isnan(T)
+        rows = np.where(holes.any(axis=1))[0]
         draws = [None] * n_samples
         if len(rows):
             vals = self._rollout_values(T[rows], int(n_samples), 1, noise=bool(noise), mean=False)
             rng = np.random.default_rng(self.seed_ + 1) if noise else None  # binary and categorical draws
             draws = [self.layout_.decode(v, rng) for v in vals]
-        copies = [self._completed(X, missing, rows, d) for d in draws]
-        return copies if is_frame(X) else np.stack(copies)
+        copies = [self._output(X, self._completed(Xk, holes, rows, d)) for d in draws]
+        return copies if is_frame(copies[0]) else np.stack(copies)
 
     def score(self, X, y=None):
         """Minus the held-out bound per imputed value (higher is better, scikit-learn's convention).
@@ -660,7 +706,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _score(self, X):
-        _, T = self._check_X(X, reset=False)
+        _, _, T = self._check_X(X, reset=False)
         Z, O = self._to_model(T)
         gen = torch.Generator(device=Z.device).manual_seed(self.seed_ + 2)
         lo, hi = (float(v) for v in self.hide_rate)

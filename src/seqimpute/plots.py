@@ -51,14 +51,15 @@ def trajectory_grid(rows: list[dict], shape, path: str | Path, step_labels: list
 
 
 def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str = "",
-                    reference: dict | None = None) -> Path:
-    """Validation bound (paper units) against training images seen, one line per run, with optional horizontal
-    reference lines (e.g. the paper's number, kNN)."""
+                    reference: dict | None = None, x: str = "images") -> Path:
+    """Validation bound (paper units) against training images seen (``x="images"``) or the budget's seconds
+    (``x="elapsed_s"``), one line per run, with optional horizontal reference lines (e.g. the paper's number,
+    kNN)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ys_all = []
     for label, records in curves.items():
-        pts = [(r["images"], r["valid_bound_paper_units"]) for r in records if "valid_bound_paper_units" in r]
+        pts = [(r[x], r["valid_bound_paper_units"]) for r in records if "valid_bound_paper_units" in r]
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, "-o", ms=2, lw=1.5, label=label)
@@ -72,8 +73,11 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str 
         lo = min(ys_all + refs)
         hi = max([float(np.percentile(ys_all, 95))] + refs)  # every reference line stays inside the axes
         ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.02 * (hi - lo))
-    ax.set_xlabel("training images seen")
-    ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k")
+    if x == "images":
+        ax.set_xlabel("training images seen")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k")
+    else:
+        ax.set_xlabel("seconds of training (wall clock, validation included)")
     ax.set_ylabel("validation bound (paper units)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

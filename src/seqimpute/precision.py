@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,17 @@ def resolve(precision: str, device) -> str:
         raise SeqImputeError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
+    if precision == "bf16" and torch.device(device).type == "cpu" and not fast_bf16(device):
+        warn_emulated_bf16()
     return precision
+
+
+@functools.lru_cache(maxsize=None)
+def warn_emulated_bf16() -> None:
+    """Once per process: bf16 was forced on a CPU that emulates it (no AMX or AVX512-BF16)."""
+    warnings.warn(f"precision bf16 was asked for on a CPU without bf16 matrix instructions ({cpu_name()}): its "
+                  f"products are emulated, many times slower than float32; use precision auto or fp32 here.",
+                  RuntimeWarning, stacklevel=3)
 
 
 @contextlib.contextmanager

@@ -21,10 +21,14 @@ import torch
 
 from .errors import SeqImputeError
 from .files import atomic_write
+from .missing import is_nan_marker
 
 FORMAT = "seqimpute-imputer"
-FORMAT_VERSION = 2  # 2: the parameter categorical_features, and a mixed table's column layout ("layout_")
-READS = (1, 2)  # format 1 (numbers only) is read too
+# 2: the parameter categorical_features, and a mixed table's column layout ("layout_"); 3: missing_values,
+# add_indicator, keep_empty_features and their fitted features (empty_features_, indicator_features_)
+FORMAT_VERSION = 3
+READS = (1, 2, 3)  # formats 1 (numbers only) and 2 are read too
+NEW_IN_3 = {"missing_values": None, "add_indicator": False, "keep_empty_features": False}  # at their defaults
 META, WEIGHTS = "imputer.json", "weights.safetensors"
 ARRAYS = ("mean_", "scale_", "fill_")  # float64 (W,) each; plus "log_var" (float32, Gaussian and mixed only)
 
@@ -57,6 +61,8 @@ def save(imp, folder) -> Path:
     folder = Path(folder)
     check_folder(folder)
     params = imp.get_params()
+    if is_nan_marker(params["missing_values"]):
+        params["missing_values"] = None  # NaN, None and pandas.NA mark the same entries; JSON has null only
     if params["random_state"] is not None and not isinstance(params["random_state"], (int, np.integer)):
         params["random_state"] = None  # a RandomState instance: only its draw, seed_, matters once fitted
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in imp.model_.state_dict().items()}
@@ -76,6 +82,9 @@ def save(imp, folder) -> Path:
                        "best_iteration_": imp.best_iteration_,
                        "validation_score_": [float(v) for v in imp.validation_score_],
                        "validation_updates_": [int(v) for v in imp.validation_updates_],
+                       "empty_features_": [int(j) for j in imp.empty_features_],
+                       "indicator_features_": None if imp.indicator_features_ is None
+                       else [int(j) for j in imp.indicator_features_],
                        **({"layout_": imp.layout_.to_json(names)} if mixed else {})},
             "output": getattr(imp, "_sklearn_output_config", {}).get("transform"),  # set_output(transform=...)
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
@@ -110,12 +119,19 @@ def load(folder, device: str | None = None):
     params, fitted = meta["params"], meta["fitted"]
     if meta["format_version"] == 1:
         params.setdefault("categorical_features", "from_dtype")  # added in format 2, at its default
+    if meta["format_version"] < 3:
+        for k, v in NEW_IN_3.items():
+            params.setdefault(k, v)
+        fitted.setdefault("empty_features_", [])
+        fitted.setdefault("indicator_features_", None)
     if not isinstance(params, dict) or set(params) != set(SequentialImputer().get_params()):
         raise _bad(folder, f"{META} does not hold SequentialImputer's parameters")
     if isinstance(params["hide_rate"], list):
         params["hide_rate"] = tuple(params["hide_rate"])  # JSON has no tuples
     if device is not None:
         params["device"] = device
+    if params.get("missing_values") is None:
+        params["missing_values"] = np.nan  # saved as null (the default, NaN: the same entries)
     imp = SequentialImputer(**params)
     try:
         imp._check_params()
@@ -181,7 +197,9 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     names, config = fitted.get("feature_names_in_"), fitted.get("model_config")
     D, identity = fitted.get("n_features_in_"), fitted.get("likelihood_") in ("gaussian", "mixed")
     curve, at = fitted.get("validation_score_"), fitted.get("validation_updates_")
-    layout = _layout(folder, fitted, D)
+    empty, flagged = fitted.get("empty_features_"), fitted.get("indicator_features_")
+    features = lambda v: isinstance(v, list) and all(_whole(j) and (not _whole(D) or j < D) for j in v)  # noqa: E731
+    layout = _layout(folder, fitted, D - len(empty) if _whole(D) and features(empty) else D)
     checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian", "mixed")
               and (fitted.get("likelihood_") == "mixed") == layout.mixed,
               "seed_": _whole(fitted.get("seed_")), "n_features_in_": _whole(D, 1),
@@ -198,7 +216,9 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
               "validation_score_": isinstance(curve, list) and all(isinstance(v, (int, float)) and math.isfinite(v)
                                                                    for v in curve),
               "validation_updates_": isinstance(at, list) and all(_whole(v) for v in at)
-              and len(at) == len(curve if isinstance(curve, list) else [])}
+              and len(at) == len(curve if isinstance(curve, list) else []),
+              "empty_features_": features(empty),
+              "indicator_features_": flagged is None or features(flagged)}
     wrong = [k for k, ok in checks.items() if not ok]
     if wrong:
         raise _bad(folder, f"{META} has missing or invalid fitted attribute(s) {', '.join(wrong)}")
@@ -206,6 +226,8 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
               "best_iteration_"):
         setattr(imp, k, fitted[k])
     imp.layout_ = layout
+    imp.empty_features_ = np.asarray(empty, dtype=np.int64)
+    imp.indicator_features_ = None if flagged is None else np.asarray(flagged, dtype=np.int64)
     imp.validation_score_ = np.asarray(curve, dtype=np.float64)
     imp.validation_updates_ = np.asarray(at, dtype=np.int64)
     imp.loss_ = math.nan if fitted["loss_"] is None else float(fitted["loss_"])
@@ -215,7 +237,8 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
 
 
 def _layout(folder: Path, fitted: dict, D):
-    """The column layout: format 2's "layout_" (checked), else D numeric columns (what format 1 implies)."""
+    """The column layout of the D kept features: format 2's "layout_" (checked), else D numeric columns (what
+    format 1 implies)."""
     from .columns import ColumnLayout
 
     if "layout_" not in fitted:
@@ -225,7 +248,7 @@ def _layout(folder: Path, fitted: dict, D):
     except ValueError as e:
         raise _bad(folder, f"{META} has an invalid layout_ ({e})") from None
     if len(layout.columns) != D:
-        raise _bad(folder, f"{META}'s layout_ has {len(layout.columns)} columns, n_features_in_ is {D!r}")
+        raise _bad(folder, f"{META}'s layout_ has {len(layout.columns)} columns, but the imputer keeps {D!r} features")
     return layout
 
 

@@ -25,7 +25,7 @@ from .loop import CLOCKS, BatchOrder, Budget, StepResult, train_loop
 from .models.policy import Policy, WholeStep, fill_holes, noise_shard
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
-from .precision import PRECISIONS, matmul_precision, resolve
+from .precision import PRECISIONS, cpu_name, matmul_precision, resolve
 
 DEFAULT_MINUTES = 30.0
 # Numerical faults (a NaN/inf loss or gradient) skip their update. This many in a row, or this many within the last
@@ -344,7 +344,8 @@ class _Trainer:
             if not quiet:
                 print(f"note: {run} trained with {before} products until update {step}; it continues with "
                       f"{precision} (the parameters and the optimiser state are float32 at either)")
-        _write_config(run, self.cfg, self.model, train_set, runtime={"precision": precision})
+        _write_config(run, self.cfg, self.model, train_set,
+                      runtime={"precision": precision, "threads": torch.get_num_threads(), "cpu": cpu_name()})
 
     def save(self, which: str) -> None:
         cpu_s = None if self.cpu_before is None else self.cpu_before + time.process_time() - self.cpu_t0

@@ -47,6 +47,11 @@ def add_precision(p: argparse.ArgumentParser) -> None:
                    help="of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32")
 
 
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="torch threads for the matrix products (default: OMP_NUM_THREADS when "
+                   "set, else every core this process may use)")
+
+
 def add_set(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 

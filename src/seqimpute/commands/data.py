@@ -4,6 +4,7 @@ saving the fitted imputer) and `seqimpute transform` (fill new rows with a saved
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..errors import SeqImputeError
 from .args import add_data_options, add_device, add_quiet, add_seed, data_options
@@ -92,6 +93,7 @@ def add_fit_transform(sub) -> None:
     add_samples(p)
     p.add_argument("--save", metavar="DIR", help="also save the fitted imputer to the folder DIR (safetensors and "
                    "JSON), to fill new rows later with `seqimpute transform DIR NEW OUT`")
+    add_csv_options(p)
     add_seed(p)
     add_device(p, "cpu (default), cuda, ...")
     add_quiet(p, "no progress bar")
@@ -105,8 +107,24 @@ def add_transform(sub) -> None:
     p.add_argument("input", metavar="IN", help=".csv, .npy or .npz with the columns the imputer was fitted on")
     p.add_argument("output", metavar="OUT", help="where to write the filled array: .csv, .npy or .npz")
     add_samples(p)
+    add_csv_options(p)
     add_device(p, "the saved imputer's device (default), cpu, cuda, ...")
     p.set_defaults(func=cmd_transform)
+
+
+def add_csv_options(p) -> None:
+    g = p.add_argument_group("reading a CSV (each is found from the file when not given; what was found is printed)")
+    g.add_argument("--sep", help="the cell separator, e.g. ';' or '\\t' (default: found from the file)")
+    g.add_argument("--decimal", choices=[".", ","], default=None, help="the decimal mark (default '.'; ',' is found "
+                   "in semicolon-separated files)")
+    g.add_argument("--no-header", action="store_true", help="the first row is data, not column names")
+    g.add_argument("--index-col", default="auto", metavar="NAME|N|none", help="the column of row labels, carried "
+                   "through unchanged and not used as a feature (default: pandas' unnamed index column or a first "
+                   "column that is distinct in every row, like ids; none: every column is a feature)")
+    g.add_argument("--bad-cells", choices=["error", "missing"], default="error", help="text cells in a column of "
+                   "numbers: error (default) or read them as missing values")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to replace IN, and --save to replace an "
+                   "imputer saved in DIR")
 
 
 def add_samples(p) -> None:
@@ -120,15 +138,15 @@ def cmd_fit_transform(args) -> int:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..data.formats import check_output, read_table
     from ..imputer import SequentialImputer
-    from ..saved_imputer import check_folder
+    from ..saved_imputer import META, check_folder
 
-    check_output(args.output)
+    table, X, header, shape = _read_input(args)
     if args.save:
         check_folder(args.save)
-    X, header, shape = read_table(args.input, text=True)
-    _check_text(X, args.output)
+        if (Path(args.save) / META).exists() and not args.overwrite:
+            raise SeqImputeError(f"{args.save} already holds a saved imputer; give --overwrite to replace it, or "
+                                 f"another --save folder.")
     budget = {}  # neither flag: the estimator's default budget (auto, early stopping, no wall-clock cap)
     if args.updates is not None:
         budget.update(max_updates=args.updates)
@@ -139,7 +157,7 @@ def cmd_fit_transform(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # said below, in the summary line
         filled = imp.fit_transform(X)
-    written = _write_filled(args, imp, X, filled, header, shape)
+    written = _write_filled(args, imp, X, filled, header, shape, table)
     if args.save:
         if header:  # the CSV's column names: `transform` checks a new table's header against them
             imp.feature_names_in_ = np.asarray(header, dtype=object)
@@ -159,6 +177,32 @@ def cmd_fit_transform(args) -> int:
     return 0
 
 
+def _read_input(args, kinds=None) -> tuple:
+    """IN as (CsvTable or None, the imputer's input, column names or None, the array's shape), after refusing an
+    OUT that would replace IN (without --overwrite). A CSV is read by data.csv_table (``kinds``: a fitted imputer's
+    reading of its columns); its notes are printed."""
+    from ..data.csv_table import read_csv_table
+    from ..data.formats import check_output, check_text_output, read_table
+
+    check_output(args.output)
+    src, out = Path(args.input), Path(args.output)
+    if out.exists() and src.exists() and out.resolve() == src.resolve() and not args.overwrite:
+        raise SeqImputeError(f"OUT {out} is the input file; give another OUT, or --overwrite to replace the input.")
+    if src.suffix.lower() != ".csv":
+        X, header, shape = read_table(src)
+        return None, X, header, shape
+    if not src.exists():
+        raise SeqImputeError(f"{src} does not exist.")
+    sep = args.sep.replace("\\t", "\t") if args.sep else None
+    table = read_csv_table(src, sep=sep, header="no" if args.no_header else "auto", index_col=args.index_col,
+                           decimal=args.decimal or ".", bad_cells=args.bad_cells)
+    for note in table.notes:
+        print(f"{src}: {note}")
+    if "text" in (kinds or table.kinds):
+        check_text_output(out)
+    return table, table.values(kinds), table.header, table.shape
+
+
 def _check_text(X, output) -> None:
     """A table read with text columns (a DataFrame) goes to a .csv only: fail before training."""
     import numpy as np
@@ -176,12 +220,28 @@ def _missing(X) -> int:
     return int(X.isna().to_numpy().sum()) if hasattr(X, "isna") else int(np.isnan(X).sum())
 
 
-def _write_filled(args, imp, X, filled, header, shape) -> list:
-    """OUT (and its ``--samples`` multiple imputations) in the input's layout; returns the files written."""
+def _write_filled(args, imp, X, filled, header, shape, table=None, kinds=None) -> list:
+    """OUT (and its ``--samples`` multiple imputations) in the input's layout; returns the files written. A CSV
+    read as ``table`` to a .csv OUT keeps its separator, row labels and present cells as they were read."""
+    import numpy as np
+
+    from ..data.csv_table import write_csv_table
     from ..data.formats import write_table
 
     samples = imp.sample(X, args.samples) if args.samples else None
-    return write_table(args.output, filled, header, shape if len(shape) > 2 else None, samples)
+    out = Path(args.output)
+    if table is None or out.suffix.lower() != ".csv":
+        if not isinstance(filled, np.ndarray) and table is not None and "text" not in table.kinds:
+            filled = filled.to_numpy(dtype=np.float64, na_value=np.nan)  # whole-number columns, to an array file
+            samples = None if samples is None else np.stack([s.to_numpy(dtype=np.float64) for s in samples])
+        return write_table(out, filled, header, shape if len(shape) > 2 else None, samples)
+    write_csv_table(out, table, filled, kinds)
+    written = [out]
+    for k, s in enumerate(samples if samples is not None else []):
+        p = out.with_name(f"{out.stem}.sample{k + 1}{out.suffix}")
+        write_csv_table(p, table, s, kinds)
+        written.append(p)
+    return written
 
 
 def cmd_transform(args) -> int:
@@ -189,14 +249,13 @@ def cmd_transform(args) -> int:
 
     import numpy as np
 
-    from ..data.formats import check_output, read_table
     from ..imputer import SequentialImputer
 
-    check_output(args.output)
     imp = SequentialImputer.load(args.imputer, device=args.device)
-    texts = {j for j, col in enumerate(imp.layout_.columns) if col.kind == "categorical"}  # fitted as text: read so
-    X, header, shape = read_table(args.input, text=texts)
-    _check_text(X, args.output)
+    # each column read as the imputer was fitted on it: its categories as text, whole numbers as whole numbers
+    kinds = ["text" if c.kind == "categorical" else "integer" if c.kind == "integer" else "numeric"
+             for c in imp.layout_.columns]
+    table, X, header, shape = _read_input(args, kinds if Path(args.input).suffix.lower() == ".csv" else None)
     names = getattr(imp, "feature_names_in_", None)
     if X.shape[1] != imp.n_features_in_:
         raise SeqImputeError(f"{args.input} has {X.shape[1]} column(s) but the imputer in {args.imputer} was fitted "
@@ -204,11 +263,14 @@ def cmd_transform(args) -> int:
     if header and names is not None and header != list(names):
         raise SeqImputeError(f"{args.input}'s columns {header} are not those the imputer in {args.imputer} was "
                              f"fitted on, {list(names)}; give a table with the same columns in the same order.")
+    if table is not None and not isinstance(X, np.ndarray):
+        X.columns = list(names) if names is not None else X.columns  # a headerless CSV: the fitted names
     with warnings.catch_warnings():  # the names were checked above; a bare array carries none
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         filled = imp.transform(X)
         filled = filled if hasattr(X, "isna") else np.asarray(filled)
-        written = _write_filled(args, imp, X, filled, header or (None if names is None else list(names)), shape)
+        written = _write_filled(args, imp, X, filled, header or (None if names is None else list(names)), shape,
+                                table, kinds)
     print(f"imputed {_missing(X)} missing value(s) of {X.shape[0]}x{X.shape[1]} with the "
           f"{imp.model} imputer saved in {args.imputer}; wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -8,7 +8,7 @@ import math
 from ..errors import SeqImputeError
 from .args import (
     add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_run, add_seed, add_set,
-    data_options, set_values,
+    add_threads, data_options, set_values,
 )
 
 
@@ -27,6 +27,7 @@ def add_train(sub) -> None:
     add_device(p, "cpu (default), cuda, cuda:1, ...")
     p.add_argument("--sizes", help="size preset: mnist, tfd, svhn (default: by the data's size)")
     add_set(p, "override a model or training option, e.g. --set hidden=200 --set optimizer=paper")
+    add_threads(p)
     add_quiet(p, "no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -52,9 +53,11 @@ def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
 def cmd_train(args) -> int:
     from pathlib import Path
 
+    from .. import threads
     from ..models.registry import spec
     from ..train import RUNTIME_KEYS, TrainConfig, train
 
+    threads.use(args.threads)
     run = Path(args.run)
     if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
         cfg = None

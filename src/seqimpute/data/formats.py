@@ -203,36 +203,6 @@ def _numbers(rows: list, path: Path, dtype) -> np.ndarray:
     return out
 
 
-def read_csv_text(path: Path, text) -> tuple:
-    """A CSV table (read_csv's rules) whose columns may hold text: ``text`` True finds them (a column with a cell
-    that is neither a number nor missing), else it is the set of the columns' indices that hold text. Without a
-    text column: read_csv's float64 array; with one, a pandas DataFrame: float64 columns for numbers, object
-    columns of the cells' text (None = missing). Returns (table, header)."""
-    rows, header = _csv_rows(path)
-    cells = list(zip(*(r for _, r in rows))) if rows else []
-    texts = [j for j, col in enumerate(cells)
-             if (any(not _is_number(c) for c in col) if text is True else j in text)]
-    if not texts:
-        return _numbers(rows, path, np.float64), header
-    try:
-        import pandas as pd
-    except ImportError:
-        raise SeqImputeError(f"{path} has text in column(s) {[j + 1 for j in texts]}; reading text needs pandas "
-                             f"(pip install 'seqimpute[pandas]'), or leave those columns out.") from None
-    columns = {}
-    for j, col in enumerate(cells):
-        if j in texts:
-            values = [None if c.strip().lower() in MISSING_TOKENS else c for c in col]
-            columns[j] = pd.Series(values, dtype=object)
-        else:
-            columns[j] = pd.Series([_csv_cell(c, path, line, j, np.float64) for (line, _), c in zip(rows, col)],
-                                   dtype=np.float64)
-    frame = pd.DataFrame(columns)
-    if header is not None:
-        frame.columns = header
-    return frame, header
-
-
 def _is_number(c: str) -> bool:
     """A cell read_csv takes: a number or a missing value."""
     try:
@@ -338,21 +308,17 @@ def image_rows(arr: np.ndarray, image_shape, what: str) -> np.ndarray:
     return arr.reshape(len(arr), -1).astype(np.float32)
 
 
-def read_table(path: str | Path, text=False) -> tuple[np.ndarray, list[str] | None, tuple]:
+def read_table(path: str | Path) -> tuple[np.ndarray, list[str] | None, tuple]:
     """An array from .csv (``read_csv``, kept in float64), .npy or .npz (key 'x' or its only array). Returns
-    (X (N, D) float, header or None, the array's original shape). ``text`` (a CSV's text columns: True to find
-    them, or their indices; ``read_csv_text``): a CSV with a text column comes back as a pandas DataFrame."""
+    (X (N, D) float, header or None, the array's original shape). (The command line reads its CSV tables, text
+    columns and row labels included, with data.csv_table.)"""
     path = Path(path)
     if not path.exists():
         raise SeqImputeError(f"{path} does not exist.")
     suffix = path.suffix.lower()
     header = None
     if suffix == ".csv":
-        arr, header = read_csv_text(path, text) if text is not False else read_csv(path, np.float64)
-        if not isinstance(arr, np.ndarray):
-            if arr.size == 0:
-                raise SeqImputeError(f"{path} holds no values.")
-            return arr, header, arr.shape
+        arr, header = read_csv(path, np.float64)
     elif suffix in (".npy", ".npz"):
         arr = the_array(read_arrays(path), path)
     else:
@@ -374,9 +340,7 @@ def check_text_output(path: str | Path) -> None:
 
 
 def _csv_text(v, dtype) -> str:
-    """A cell as written: a float to its last bit (float32 values as float32), text as it is."""
-    if dtype == object:
-        return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+    """A cell as written: a float to its last bit (float32 values as float32)."""
     return repr(float(v)) if dtype == np.float64 else repr(np.float32(v).item())
 
 
@@ -393,19 +357,15 @@ def write_table(path: str | Path, arr: np.ndarray, header: list[str] | None = No
                 samples: np.ndarray | None = None) -> list[Path]:
     """Write ``arr`` (N, D) as .csv (with ``header``; full precision), .npy or .npz (key 'x', plus 'samples').
     For .csv/.npy, ``samples`` (S, N, D) go to OUT.sample1.csv ... / OUT.samples.npy. Returns the files written.
-    A pandas DataFrame (a table with text; ``samples`` then a list of them) goes to .csv only."""
+    (A CSV table with text or whole-number columns is written by data.csv_table.)"""
     path = Path(path)
     suffix = path.suffix.lower()
-    if not isinstance(arr, np.ndarray):
-        check_text_output(path)
-        arr = arr.astype(object).to_numpy()  # numbers as floats, text as str
-        samples = None if samples is None else [s.astype(object).to_numpy() for s in samples]
     full = (lambda a: a.reshape(shape)) if shape is not None else (lambda a: a)
     written = [path]
     if suffix == ".csv":
         def dump(p, a):
             with open(p, "w", newline="") as f:
-                w = csv.writer(f)
+                w = csv.writer(f, lineterminator="\n")
                 if header:
                     w.writerow(header)
                 for row in a:

@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 import json
 import multiprocessing
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..data.sources import load_dataset
 from ..files import atomic_write
 from ..models.policy import Policy
 from ..numerics import flush_subnormals
+from ..threads import usable_cores
 from .plan import Cell, Plan, RunPlan, _trainable
 
 
@@ -87,7 +87,7 @@ def train_command(plan: RunPlan) -> str:
 def workers(jobs: int):
     """``jobs`` fresh worker processes and the torch threads each gets: on a small CPU, separate single-threaded
     runs use the cores better than one run with several threads (benchmarks/RESULTS.md)."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cores() // jobs)
     return cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")), threads
 
 
