@@ -87,3 +87,30 @@ def test_every_quality_json_records_its_training():
         assert isinstance(t["updates"], int) and t["updates"] > 0, f.name
         assert isinstance(t["images_seen"], int) and t["images_seen"] >= t["updates"], f.name
         assert "cpu_s" in t and (t["cpu_s"] is not None or "not recorded" in t.get("note", "")), f.name
+
+
+def _demo(precision: str) -> dict:
+    return json.loads((ROOT / "results" / "demo" / precision / "eval.json").read_text())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_readme_quotes_the_committed_demo_runs(precision):
+    """README's demo numbers are those of results/demo/<precision>/eval.json, and the run records its CPU, threads,
+    precision and recipe."""
+    d, readme = _demo(precision), (ROOT / "README.md").read_text()
+    assert d["precision"] == d["training"]["precision"] == precision and d["cpu"] and d["threads"] >= 1
+    assert d["training"]["recipe"]["steps"] >= 1 and d["training"]["clock"] == "wall"
+    quoted = (f"{d['demo_wall_s'] / 60:.1f} minutes wall", f"{d['training']['updates']:,} updates",
+              f"bound {d['bound_paper_units']:.1f}", f"kNN's {d['knn_paper_units']:.1f}",
+              f"MSE {d['mse']:.4f}", f"kNN's {d['knn_mse']:.4f}")
+    line = next(p for p in readme.split("\n\n") if f"at {precision}" in p and "Measured" in p)
+    for q in quoted:
+        assert q in " ".join(line.split()), f"README does not quote {q!r} from results/demo/{precision}/eval.json"
+
+
+def test_the_recipe_reading_quotes_the_recipe_json():
+    text = " ".join(DOC.read_text().split())
+    for prec in ("fp32", "bf16"):
+        r = json.loads((ROOT / "results" / "recipe" / f"{prec}.json").read_text())["recipes"]
+        before, after = (r[n]["best_valid_bound_paper_units"] for n in ("h500-T6-b250-lr1e-3", "h500-T2-b250-lr2e-3"))
+        assert f"{before:.1f} -> {after:.1f}" in text

@@ -133,6 +133,7 @@ def print_summary(out: dict, data: str, n: int) -> None:
           "squared error on the hidden pixels (values in [0, 1]) of the imputation, for GPSI-add the mean of 10 "
           "unguided rollouts")
     print(verdict(out))
-    print(f"trained {tr['updates']:,} updates in {tr['training_s'] / 60:.1f} minutes of the training process's CPU "
-          f"time (the budget's clock: the same work however busy the machine), {tr['threads']} thread(s), "
-          f"{tr['precision']} matrix products")
+    clock = ("minutes of the training process's CPU time (the budget's clock: the same work however busy the "
+             "machine)" if tr["clock"] == "cpu" else "wall-clock minutes")
+    print(f"trained {tr['updates']:,} updates in {tr['training_s'] / 60:.1f} {clock}, {tr['threads']} thread(s), "
+          f"{tr['precision']} matrix products, on {out['cpu']}")

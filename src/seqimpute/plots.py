@@ -58,11 +58,12 @@ def training_curves(curves: dict[str, list[dict]], path: str | Path, title: str 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ys_all = []
-    for label, records in curves.items():
+    for i, (label, records) in enumerate(curves.items()):
         pts = [(r[x], r["valid_bound_paper_units"]) for r in records if "valid_bound_paper_units" in r]
         if pts:
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, "-o", ms=2, lw=1.5, label=label)
+            style = ("-", "--", ":")[i // 10 % 3]  # the colour cycle has 10 colours
+            ax.plot(xs, ys, style, marker="o", ms=2, lw=1.5, label=label)
             ys_all += ys
     for name, value in (reference or {}).items():
         ax.axhline(value, ls="--", lw=1, color="gray")
