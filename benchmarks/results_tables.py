@@ -118,6 +118,12 @@ def imputers_summary(d: dict) -> list[str]:
     return _bench("imputers").summary_lines(d)
 
 
+def imputers_paired(d: dict) -> list[str]:
+    """benchmarks/imputers.py: SequentialImputer's cells won, tied and lost against each reference (paired
+    intervals over seeds)."""
+    return _bench("imputers").paired_lines(d)
+
+
 def imputers_cells(d: dict) -> list[str]:
     """benchmarks/imputers.py's per-cell tables (RMSE / Wasserstein, 90% coverage) and seconds per table."""
     return _bench("imputers").cell_lines(d)
@@ -177,10 +183,12 @@ def threads(d: dict) -> list[str]:
 
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "baselines": baselines,
-          "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-cells": imputers_cells,
-          "imputers-timing": imputers_timing, "recipe-fp32": recipe, "recipe-bf16": recipe, "threads": threads}
-SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-cells": "imputers",
-          "imputers-timing": "timing", "recipe-fp32": "fp32", "recipe-bf16": "bf16"}  # the JSON file a table is read from, when not <name>.json
+          "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-paired": imputers_paired,
+          "imputers-cells": imputers_cells, "imputers-timing": imputers_timing, "recipe-fp32": recipe,
+          "recipe-bf16": recipe, "threads": threads}
+SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-paired": "imputers",
+          "imputers-cells": "imputers", "imputers-timing": "timing", "recipe-fp32": "fp32",
+          "recipe-bf16": "bf16"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 

@@ -107,11 +107,15 @@ def test_learns_from_incomplete_data_under_mar_with_known_truth():
     assert np.isfinite(imp.score(Xm))
 
 
-def test_fully_missing_column_is_a_clear_error():
+def test_a_fully_missing_column_is_left_out_with_a_warning_and_an_empty_table_is_an_error():
+    """As scikit-learn's imputers do (keep_empty_features=True keeps it: tests/test_imputer_parity.py)."""
     X = correlated(30, 3)
     X[:, 1] = np.nan
-    with pytest.raises(SeqImputeError, match=r"column\(s\) 1 of X have no observed value.*drop"):
-        small().fit(X)
+    with pytest.warns(UserWarning, match=r"Skipping features without any observed values: \[1\]"):
+        out = small().fit_transform(X)
+    assert out.shape == (30, 2) and np.array_equal(out, X[:, [0, 2]])
+    with pytest.warns(UserWarning), pytest.raises(SeqImputeError, match="no column of X has an observed value"):
+        small().fit(np.full((10, 2), np.nan))
 
 
 def test_non_finite_updates_are_skipped_counted_and_reported(monkeypatch):

@@ -99,7 +99,7 @@ def test_the_nll_of_each_kind_is_the_hand_computed_one():
 def test_holes_hide_a_category_group_as_a_whole():
     dfm, _, _ = mixed_table(200)
     imp = SequentialImputer(**TINY).fit(dfm)
-    _, T = imp._check_X(dfm, reset=False)
+    _, _, T = imp._check_X(dfm, reset=False)
     _, O = imp._to_model(T)
     hidden = imp._hide(O, torch.Generator().manual_seed(0))
     group = hidden[:, 0:3]

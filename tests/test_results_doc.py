@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seqimpute.experiments.report import markdown
@@ -114,3 +115,37 @@ def test_the_recipe_reading_quotes_the_recipe_json():
         r = json.loads((ROOT / "results" / "recipe" / f"{prec}.json").read_text())["recipes"]
         before, after = (r[n]["best_valid_bound_paper_units"] for n in ("h500-T6-b250-lr1e-3", "h500-T2-b250-lr2e-3"))
         assert f"{before:.1f} -> {after:.1f}" in text
+
+
+def test_the_step_share_reading_quotes_the_bench_json():
+    text = " ".join(DOC.read_text().split())
+    speed = ROOT / "results" / "speed"
+    t6 = json.loads((speed / "bench-gpsi-add-fp32-T6.json").read_text())["models"][0]
+    t2 = json.loads((speed / "bench-gpsi-add-fp32-T2.json").read_text())["models"][0]
+    assert f"{t6['peak_share']:.2f} at the paper's MNIST sizes" in text
+    assert f"{t2['peak_share']:.2f} for the demo's smaller recipe" in text and f"only {t2['gemm_share']:.2f}" in text
+    ddp = json.loads((speed / "ddp-vs-threads.json").read_text())
+    assert ddp["threads_over_ddp"] > 1 and "slower than one process with two threads" in text
+
+
+def test_readme_quotes_the_imputers_benchmark():
+    """README's comparison with scikit-learn's imputers: the mean ranks, the paired verdicts and the median CPU
+    seconds are those of results/imputers/imputers.json."""
+    spec = importlib.util.spec_from_file_location("imputers_bench", ROOT / "benchmarks" / "imputers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = json.loads((ROOT / "results" / "imputers" / "imputers.json").read_text())["records"]
+    s, p = bench.summary(records), bench.paired(records)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    rank = {i: f"{v:.2f}" for i, v in s["mean_rank"].items()}
+    assert (f"rank {rank['sequential']} on average against {rank['missforest']} for the MissForest recipe, "
+            f"{rank['iterative']} for IterativeImputer, {rank['knn']} for KNNImputer (on standardised columns) and "
+            f"{rank['mean']} for the mean") in readme
+    for ref, name in (("iterative", "IterativeImputer"), ("missforest", "the MissForest recipe")):
+        v = [x["verdict"] for x in p[ref].values()]
+        said = re.search(rf"wins (\d+), ties (\d+) and loses (\d+)(?: cells)? against {name}", readme)
+        assert said and said.groups() == tuple(str(v.count(k)) for k in ("win", "tie", "loss")), ref
+    assert not s["worse_than_mean"]["sequential"] and "never worse than the mean" in readme
+    cpu = {i: float(np.median([v[i]["cpu_seconds"] for v in s["means"].values() if i in v])) for i in s["imputers"]}
+    assert (f"median {cpu['sequential']:.2f} CPU seconds per fit + transform on these tables, against "
+            f"{cpu['missforest']:.2f} for the MissForest recipe and {cpu['iterative']:.2f} for IterativeImputer") in readme

@@ -62,7 +62,8 @@ class CsvTable:
         kinds = kinds or self.kinds
         cols = list(zip(*self.cells)) if self.cells else [()] * len(kinds)
         if all(k == "numeric" for k in kinds):
-            return self._floats(cols)
+            return np.stack([self._floats(col, j) for j, col in enumerate(cols)], axis=1) if cols else \
+                np.empty((len(self.cells), 0))
         import pandas as pd
 
         frame = {}
@@ -71,20 +72,16 @@ class CsvTable:
             if k == "text":
                 frame[j] = pd.Series([None if m else c.strip() for c, m in zip(col, miss)], dtype=object)
             else:
-                v = self._floats([col])[:, 0]
+                v = self._floats(col, j)
                 whole = k == "integer" and np.all(np.isnan(v) | (v == np.round(v)))
                 frame[j] = pd.Series(v).astype("Int64") if whole else pd.Series(v)
         out = pd.DataFrame(frame)
         out.columns = self.header if self.header else [f"c{j}" for j in range(len(kinds))]
         return out
 
-    def _floats(self, cols) -> np.ndarray:
-        out = np.full((len(self.cells), len(cols)), np.nan)
-        for j, col in enumerate(cols):
-            for i, c in enumerate(col):
-                if not self.missing[i, j]:
-                    out[i, j] = self.number(c)
-        return out
+    def _floats(self, col, j: int) -> np.ndarray:
+        """Column j's cells as float64, NaN where missing."""
+        return np.array([np.nan if m else self.number(c) for c, m in zip(col, self.missing[:, j])], dtype=np.float64)
 
 
 def _cell_kind(c: str, decimal: str) -> str:
