@@ -386,7 +386,7 @@ def standardised(imp, X: np.ndarray) -> np.ndarray:
 def test_sequential_imputer_trains_on_the_training_loss(model, likelihood, monkeypatch):
     """fit's loss on its one update equals mean_b [NLL of the values it hid + 0.9 sum KL(q||p) + 0.1 sum KL(p||q)]:
     the objective of `seqimpute train`, with the imputer's likelihood on the hidden, originally observed values."""
-    import seqimpute.imputer as imputer_module
+    import seqimpute.tabular.imputer as imputer_module
 
     steps = record_latent_steps(monkeypatch)
     recorded = []

@@ -17,8 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import seqimpute
-import seqimpute.imputer as imputer_module
-import seqimpute.early_stopping as early_stopping
+import seqimpute.tabular.imputer as imputer_module
+import seqimpute.tabular.early_stopping as early_stopping
 from seqimpute import SeqImputeError, SequentialImputer
 from seqimpute.cli import main
 from seqimpute.models.registry import MODELS
@@ -120,7 +120,7 @@ def test_a_fully_missing_column_is_left_out_with_a_warning_and_an_empty_table_is
 
 def test_non_finite_updates_are_skipped_counted_and_reported(monkeypatch):
     """An update whose loss (or a gradient) is NaN/inf is skipped, counted in n_skipped_updates_, and fit warns."""
-    import seqimpute.imputer as imputer_module
+    import seqimpute.tabular.imputer as imputer_module
 
     real, calls = imputer_module.training_loss, []
 

@@ -1,4 +1,4 @@
-"""SequentialImputer on tables with binary, integer and categorical columns (seqimpute.columns): each kind's
+"""SequentialImputer on tables with binary, integer and categorical columns (seqimpute.tabular.columns): each kind's
 likelihood, holes drawn per input column, DataFrames back with their dtypes, categorical_features, save/load, the
 CLI on a CSV with a text column."""
 
@@ -17,7 +17,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from seqimpute import SeqImputeError, SequentialImputer
 from seqimpute.cli import main
-from seqimpute.columns import Column, ColumnLayout
+from seqimpute.tabular.columns import Column, ColumnLayout
 from seqimpute.models.registry import MODELS
 
 pd = pytest.importorskip("pandas")

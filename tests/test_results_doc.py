@@ -149,3 +149,11 @@ def test_readme_quotes_the_imputers_benchmark():
     cpu = {i: float(np.median([v[i]["cpu_seconds"] for v in s["means"].values() if i in v])) for i in s["imputers"]}
     assert (f"median {cpu['sequential']:.2f} CPU seconds per fit + transform on these tables, against "
             f"{cpu['missforest']:.2f} for the MissForest recipe and {cpu['iterative']:.2f} for IterativeImputer") in readme
+
+
+def test_readme_quotes_the_thread_speedups():
+    sp = json.loads((ROOT / "results" / "speed" / "threads.json").read_text())["speedup_vs_1_thread"]
+    rounded = sorted(f"{v:.1f}" for v in sp.values())
+    lo, hi = rounded[0], rounded[-1]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"two threads trained the demo's recipe {lo}-{hi}x faster than one" in readme

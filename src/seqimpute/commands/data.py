@@ -138,8 +138,8 @@ def cmd_fit_transform(args) -> int:
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..imputer import SequentialImputer
-    from ..saved_imputer import META, check_folder
+    from ..tabular.imputer import SequentialImputer
+    from ..tabular.saved import META, check_folder
 
     table, X, header, shape = _read_input(args)
     if args.save:
@@ -249,7 +249,7 @@ def cmd_transform(args) -> int:
 
     import numpy as np
 
-    from ..imputer import SequentialImputer
+    from ..tabular.imputer import SequentialImputer
 
     imp = SequentialImputer.load(args.imputer, device=args.device)
     # each column read as the imputer was fitted on it: its categories as text, whole numbers as whole numbers

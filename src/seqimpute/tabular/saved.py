@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SeqImputeError
-from .files import atomic_write
+from ..errors import SeqImputeError
+from ..files import atomic_write
+from ..models.registry import model_from_config
+from .columns import ColumnLayout
 from .missing import is_nan_marker
 
 FORMAT = "seqimpute-imputer"
@@ -109,11 +111,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def load(folder, device: str | None = None):
-    """The SequentialImputer saved in ``folder``; ``device`` replaces the saved one (e.g. "cpu" for an imputer
-    fitted on a GPU)."""
-    from .imputer import SequentialImputer
-
+def load(cls, folder, device: str | None = None):
+    """The SequentialImputer (the class ``cls``) saved in ``folder``; ``device`` replaces the saved one (e.g. "cpu"
+    for an imputer fitted on a GPU)."""
     folder = Path(folder)
     meta = _read_meta(folder)
     params, fitted = meta["params"], meta["fitted"]
@@ -124,7 +124,7 @@ def load(folder, device: str | None = None):
             params.setdefault(k, v)
         fitted.setdefault("empty_features_", [])
         fitted.setdefault("indicator_features_", None)
-    if not isinstance(params, dict) or set(params) != set(SequentialImputer().get_params()):
+    if not isinstance(params, dict) or set(params) != set(cls().get_params()):
         raise _bad(folder, f"{META} does not hold SequentialImputer's parameters")
     if isinstance(params["hide_rate"], list):
         params["hide_rate"] = tuple(params["hide_rate"])  # JSON has no tuples
@@ -132,7 +132,7 @@ def load(folder, device: str | None = None):
         params["device"] = device
     if params.get("missing_values") is None:
         params["missing_values"] = np.nan  # saved as null (the default, NaN: the same entries)
-    imp = SequentialImputer(**params)
+    imp = cls(**params)
     try:
         imp._check_params()
         _check_plain(params)
@@ -239,8 +239,6 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
 def _layout(folder: Path, fitted: dict, D):
     """The column layout of the D kept features: format 2's "layout_" (checked), else D numeric columns (what
     format 1 implies)."""
-    from .columns import ColumnLayout
-
     if "layout_" not in fitted:
         return ColumnLayout.numeric(D if _whole(D, 1) else 0)
     try:
@@ -270,8 +268,6 @@ def _read_weights(folder: Path, sha256: str) -> dict:
 
 def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     """The policy (built from its checked config, its parameters loaded strictly) and the fitted arrays."""
-    from .models.registry import model_from_config
-
     D, device = imp.layout_.width, torch.device(imp.device)  # the canvas entries
     gaussian = imp.likelihood_ != "bernoulli"  # a log-variance: Gaussian and mixed
     expected = set(ARRAYS) | ({"log_var"} if gaussian else set())

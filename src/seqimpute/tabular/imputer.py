@@ -6,11 +6,11 @@ policy (Bachman & Precup 2015), trained on the incomplete array itself.
     X_filled = imp.transform(X)                                # mean of ``n_rollouts`` rollouts, observed kept
     draws = imp.sample(X, n_samples=50)                        # (50, N, D) multiple imputations
     imp.score(X_valid)                                         # minus the held-out bound, nats per imputed value
-    imp.save("imputer/"); SequentialImputer.load("imputer/")   # safetensors + JSON (seqimpute.saved_imputer)
+    imp.save("imputer/"); SequentialImputer.load("imputer/")   # safetensors + JSON (seqimpute.tabular.saved)
 
 pandas DataFrames go in (their names are kept in ``feature_names_in_``) and, with scikit-learn's
 ``set_output(transform="pandas")``, come out with their columns and index; it fits in a ColumnTransformer. Columns
-of other kinds than numbers (bool, integer, category and text; seqimpute.columns) each get their own likelihood, and
+of other kinds than numbers (bool, integer, category and text; seqimpute.tabular.columns) each get their own likelihood, and
 a DataFrame with such a column comes back as a DataFrame with its dtypes.
 
 Training from incomplete data. The paper trains on complete observations with synthetic masks; here the truth of a
@@ -38,16 +38,16 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, check_random_state
 
-from . import early_stopping, missing
+from ..errors import SeqImputeError
+from ..loop import BatchOrder, Budget, train_loop
+from ..models.policy import scored_sum, training_loss
+from ..models.registry import MODELS, build_model, spec
+from ..nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
+from ..numerics import subnormals_flushed
+from ..optim import Optimizer
+from ..precision import PRECISIONS, matmul_precision, resolve
+from . import early_stopping, missing, saved
 from .columns import ColumnLayout, check_categorical_features, column_kinds, is_frame
-from .errors import SeqImputeError
-from .models.policy import scored_sum, training_loss
-from .models.registry import MODELS, build_model, spec
-from .nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
-from .numerics import subnormals_flushed
-from .optim import Optimizer
-from .precision import PRECISIONS, matmul_precision, resolve
-from .loop import BatchOrder, Budget, train_loop
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -190,7 +190,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     model_ : seqimpute.models.policy.Policy   the trained policy (eval mode), on ``device``
     likelihood_ : str                         "bernoulli", "gaussian" or "mixed" (a column of another kind than
                                               numbers: each column its own likelihood)
-    layout_ : seqimpute.columns.ColumnLayout  each column's kind (``layout_.columns``: kind, categories, integer
+    layout_ : seqimpute.tabular.columns.ColumnLayout  each column's kind (``layout_.columns``: kind, categories, integer
                                               range) and its W entries on the policy's canvas (W = D for numbers;
                                               a categorical column takes one entry per category)
     mean_, scale_ : ndarray (W,)              the standardisation (0 and 1 for Bernoulli, binary and categorical
@@ -292,7 +292,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return X, Xk, self.layout_.table(Xk)
 
     def _output(self, X, completed):
-        """The output for input X from its kept features' ``completed`` values (seqimpute.missing.assemble)."""
+        """The output for input X from its kept features' ``completed`` values (seqimpute.tabular.missing.assemble)."""
         return missing.assemble(X, completed, self.empty_features_, self.keep_empty_features,
                                 self.indicator_features_)
 
@@ -361,18 +361,14 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------------------------------ saving
 
     def save(self, folder) -> None:
-        """Write the fitted imputer to ``folder``: safetensors weights and JSON, no pickle (seqimpute.saved_imputer)."""
-        from .saved_imputer import save
-
-        save(self, folder)
+        """Write the fitted imputer to ``folder``: safetensors weights and JSON, no pickle (seqimpute.tabular.saved)."""
+        saved.save(self, folder)
 
     @classmethod
     def load(cls, folder, device: str | None = None) -> "SequentialImputer":
         """The imputer ``save`` wrote to ``folder``; its transform, sample and score give the saved one's values
         exactly. ``device`` replaces the saved device (e.g. "cpu" for an imputer fitted on a GPU)."""
-        from .saved_imputer import load
-
-        return load(folder, device)
+        return saved.load(cls, folder, device)
 
     # ------------------------------------------------------------------------------------------ scaling
 

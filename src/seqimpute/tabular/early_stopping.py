@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from .loop import Budget
+from ..loop import Budget
 
 # The validation holes are whole shares of some rows' observed values, as
 # the training batches hide them, so they look like the holes transform fills; few rows keep each evaluation cheap.

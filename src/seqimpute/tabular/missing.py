@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 
+from ..errors import SeqImputeError
 from .columns import is_frame
-from .errors import SeqImputeError
 
 
 def is_nan_marker(missing_values) -> bool:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import SeqImputeError
+from ..errors import SeqImputeError
 
 KINDS = ("numeric", "integer", "binary", "categorical")
 GAUSSIAN = ("numeric", "integer")  # the kinds whose canvas entry is a Gaussian mean
