@@ -30,8 +30,8 @@ Protocol (the one of the deep-imputation benchmarks: GAIN, MIWAE, OT imputation,
   imputer's RMSE is no worse than mean imputation's. Imputers recorded as not run (below) are left out of a cell's
   ranks, and the mean rank then skips that cell.
 
-References: mean (SimpleImputer), KNNImputer (k=5, on standardised columns, mapped back), IterativeImputer with BayesianRidge (MICE-style, 10 rounds),
-IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for time: 50 trees, 5 rounds; MissForest
+References: mean (SimpleImputer), KNNImputer (k=5, on standardised columns, mapped back), IterativeImputer with
+BayesianRidge (MICE-style, 10 rounds), IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for time: 50 trees, 5 rounds; MissForest
 itself grows 100 trees per column and stops at the first round whose imputations change more than the previous
 round's, usually after a handful of rounds; tree ensembles never meet IterativeImputer's tolerance, so it would run
 all of max_iter), and SequentialImputer with its defaults (early stopping on held-out observed values, an updates

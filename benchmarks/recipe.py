@@ -8,7 +8,8 @@ validation images, one guide sample, as training validates); the test split is n
 and the best bound, with the CPU and thread count.
 
     python benchmarks/recipe.py --precision fp32 --minutes 5 --threads 2
-    python benchmarks/recipe.py --precision bf16 --minutes 5 --threads 2 --recipes h500-T6-b250-lr1e-3,h500-T3-b250-lr2e-3
+    python benchmarks/recipe.py --precision bf16 --minutes 5 --threads 2 \
+        --recipes h500-T6-b250-lr1e-3,h500-T2-b250-lr2e-3
     python benchmarks/recipe.py --report      # docs/figures/recipe-<precision>.png
 """
 
@@ -105,7 +106,8 @@ def main() -> None:
     res = json.loads(out.read_text()) if out.exists() else {}
     command = "python benchmarks/recipe.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("runs", "out", "report", "figures"))
-    res.update({"cpu": cpu_name(), "threads": torch.get_num_threads(), "precision": args.precision, "minutes": args.minutes,
+    res.update({"cpu": cpu_name(), "threads": torch.get_num_threads(), "precision": args.precision,
+                "minutes": args.minutes,
         "clock": "wall", "mask": MASK, "valid_size": VALID_SIZE, "torch": torch.__version__})
     res.setdefault("recipes", {})
     for name in args.recipes.split(","):

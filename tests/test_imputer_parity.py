@@ -72,7 +72,8 @@ def test_a_feature_without_values_is_dropped_or_kept_as_simple_imputer_does(keep
     if keep:
         assert np.all(out[:, 1] == 0)
     kept = [0, 2, 3]
-    assert np.array_equal(out[:, [0, 2, 3] if keep else [0, 1, 2]][~np.isnan(Xm[:, kept])], Xm[:, kept][~np.isnan(Xm[:, kept])])
+    observed = ~np.isnan(Xm[:, kept])
+    assert np.array_equal(out[:, [0, 2, 3] if keep else [0, 1, 2]][observed], Xm[:, kept][observed])
     names = ["a", "empty", "b", "c"]
     assert list(imp.get_feature_names_out(names)) == list(SimpleImputer(keep_empty_features=keep).fit(Xm)
                                                           .get_feature_names_out(names))

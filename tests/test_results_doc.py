@@ -148,7 +148,8 @@ def test_readme_quotes_the_imputers_benchmark():
     assert not s["worse_than_mean"]["sequential"] and "never worse than the mean" in readme
     cpu = {i: float(np.median([v[i]["cpu_seconds"] for v in s["means"].values() if i in v])) for i in s["imputers"]}
     assert (f"median {cpu['sequential']:.2f} CPU seconds per fit + transform on these tables, against "
-            f"{cpu['missforest']:.2f} for the MissForest recipe and {cpu['iterative']:.2f} for IterativeImputer") in readme
+            f"{cpu['missforest']:.2f} for the MissForest recipe and {cpu['iterative']:.2f} for IterativeImputer"
+            ) in readme
 
 
 def test_readme_quotes_the_thread_speedups():

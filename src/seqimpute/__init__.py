@@ -7,7 +7,8 @@ __all__ = ["SeqImputeError", "SequentialImputer", "impute", "load_dataset", "mas
 
 # The public names load torch (and SequentialImputer scikit-learn): imported on first use, not with the package,
 # so that `seqimpute --help` and the command line's argument errors answer at once.
-_LAZY = {"SequentialImputer": ".tabular.imputer", "impute": ".sampling", "load_dataset": ".data", "mask_sampler": ".data"}
+_LAZY = {"SequentialImputer": ".tabular.imputer", "impute": ".sampling", "load_dataset": ".data",
+         "mask_sampler": ".data"}
 
 
 def __getattr__(name):

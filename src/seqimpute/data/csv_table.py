@@ -249,9 +249,10 @@ def _kinds(path, names, cells, decimal, bad_cells, notes) -> tuple[list[str], np
                 raise SeqImputeError(f"{path}: column {name} holds dates, which seqimpute does not fill; convert it to "
                                      f"numbers first (e.g. days since a date), or leave it out.")
             if len(set(values)) == len(values) >= ID_MIN_ROWS:
+                label = names[j] if names else j
                 raise SeqImputeError(f"{path}: column {name} holds a different text in every row (names or ids?), "
-                                     f"which cannot be imputed as a category; give --index-col {names[j] if names else j} "
-                                     f"to carry it through as row labels, or leave it out.")
+                                     f"which cannot be imputed as a category; give --index-col {label} to carry it "
+                                     f"through as row labels, or leave it out.")
             kinds.append("text")
         elif all(k in ("integer", "missing") for k in ks) and present:
             kinds.append("integer")

@@ -10,8 +10,8 @@ policy (Bachman & Precup 2015), trained on the incomplete array itself.
 
 pandas DataFrames go in (their names are kept in ``feature_names_in_``) and, with scikit-learn's
 ``set_output(transform="pandas")``, come out with their columns and index; it fits in a ColumnTransformer. Columns
-of other kinds than numbers (bool, integer, category and text; seqimpute.tabular.columns) each get their own likelihood, and
-a DataFrame with such a column comes back as a DataFrame with its dtypes.
+of other kinds than numbers (bool, integer, category and text; seqimpute.tabular.columns) each get their own
+likelihood, and a DataFrame with such a column comes back as a DataFrame with its dtypes.
 
 Training from incomplete data. The paper trains on complete observations with synthetic masks; here the truth of a
 missing value is never known, so every batch hides an extra random share of the *observed* values (a rate drawn per
