@@ -23,6 +23,7 @@ from ..errors import SeqImputeError
 from ..files import atomic_write
 from ..models.registry import model_from_config
 from .columns import ColumnLayout
+from .state import ARRAYS, FITTED  # ARRAYS: float64 (W,) each, plus "log_var" (float32, Gaussian and mixed only)
 from .missing import is_nan_marker
 
 FORMAT = "seqimpute-imputer"
@@ -32,7 +33,6 @@ FORMAT_VERSION = 3
 READS = (1, 2, 3)  # formats 1 (numbers only) and 2 are read too
 NEW_IN_3 = {"missing_values": None, "add_indicator": False, "keep_empty_features": False}  # at their defaults
 META, WEIGHTS = "imputer.json", "weights.safetensors"
-ARRAYS = ("mean_", "scale_", "fill_")  # float64 (W,) each; plus "log_var" (float32, Gaussian and mixed only)
 
 
 def _bad(folder: Path, what: str) -> SeqImputeError:
@@ -73,21 +73,11 @@ def save(imp, folder) -> Path:
         tensors["log_var"] = imp._log_var_t.detach().cpu().contiguous()
     weights = to_bytes(tensors, metadata={"format": FORMAT})
     names = getattr(imp, "feature_names_in_", None)
-    mixed = imp.likelihood_ == "mixed"
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params,
-            "fitted": {"likelihood_": imp.likelihood_, "seed_": imp.seed_, "n_features_in_": imp.n_features_in_,
-                       "feature_names_in_": None if names is None else [str(n) for n in names],
-                       "model_config": imp.model_.config(), "n_updates_": imp.n_updates_,
-                       "n_skipped_updates_": imp.n_skipped_updates_,
-                       "loss_": imp.loss_ if math.isfinite(imp.loss_) else None,  # strict JSON has no NaN
-                       "stopped_by_": imp.stopped_by_, "training_seconds_": imp.training_seconds_,
-                       "best_iteration_": imp.best_iteration_,
-                       "validation_score_": [float(v) for v in imp.validation_score_],
-                       "validation_updates_": [int(v) for v in imp.validation_updates_],
-                       "empty_features_": [int(j) for j in imp.empty_features_],
-                       "indicator_features_": None if imp.indicator_features_ is None
-                       else [int(j) for j in imp.indicator_features_],
-                       **({"layout_": imp.layout_.to_json(names)} if mixed else {})},
+    fitted = {k: _to_json(kind, getattr(imp, k, None)) for k, kind in FITTED.items()}
+    fitted["model_config"] = imp.model_.config()
+    if imp.likelihood_ == "mixed":
+        fitted["layout_"] = imp.layout_.to_json(names)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "params": params, "fitted": fitted,
             "output": getattr(imp, "_sklearn_output_config", {}).get("transform"),  # set_output(transform=...)
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "versions": {"seqimpute": seqimpute.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -188,6 +178,27 @@ def _check_plain(params: dict) -> None:
         raise SeqImputeError(f"verbose must be true or false, got {params['verbose']!r}")
 
 
+def _to_json(kind: str, v):
+    """A fitted attribute (imputer.FITTED) as JSON holds it; None stays None."""
+    if v is None:
+        return None
+    if kind in ("floats", "ints", "names"):
+        return [{"floats": float, "ints": int, "names": str}[kind](x) for x in v]
+    if kind == "float_or_nan":
+        return float(v) if math.isfinite(v) else None  # strict JSON has no NaN
+    return v
+
+
+def _from_json(kind: str, v):
+    """The inverse of `_to_json`, for values `_set_fitted` has checked."""
+    if kind == "float_or_nan":
+        return math.nan if v is None else float(v)
+    if v is None:
+        return None
+    return {"floats": lambda a: np.asarray(a, dtype=np.float64), "ints": lambda a: np.asarray(a, dtype=np.int64),
+            "names": lambda a: np.asarray(a, dtype=object), "float": float}.get(kind, lambda a: a)(v)
+
+
 def _whole(v, lo: int = 0) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= lo
 
@@ -222,18 +233,11 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     wrong = [k for k, ok in checks.items() if not ok]
     if wrong:
         raise _bad(folder, f"{META} has missing or invalid fitted attribute(s) {', '.join(wrong)}")
-    for k in ("likelihood_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "stopped_by_",
-              "best_iteration_"):
-        setattr(imp, k, fitted[k])
+    for k, kind in FITTED.items():
+        v = _from_json(kind, fitted[k])
+        if v is not None or k != "feature_names_in_":  # scikit-learn sets feature names only for named input
+            setattr(imp, k, v)
     imp.layout_ = layout
-    imp.empty_features_ = np.asarray(empty, dtype=np.int64)
-    imp.indicator_features_ = None if flagged is None else np.asarray(flagged, dtype=np.int64)
-    imp.validation_score_ = np.asarray(curve, dtype=np.float64)
-    imp.validation_updates_ = np.asarray(at, dtype=np.int64)
-    imp.loss_ = math.nan if fitted["loss_"] is None else float(fitted["loss_"])
-    imp.training_seconds_ = float(fitted["training_seconds_"])
-    if names is not None:
-        imp.feature_names_in_ = np.asarray(names, dtype=object)  # as scikit-learn stores them
 
 
 def _layout(folder: Path, fitted: dict, D):
