@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import SeqImputeError
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 TABLE_SUFFIXES = (".csv", ".npy", ".npz")
 # What a CSV cell may say for "missing" (case and surrounding spaces ignored); NaN itself parses as a float.
