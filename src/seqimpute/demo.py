@@ -85,9 +85,10 @@ def run_demo(args) -> int:
     cfg = TrainConfig(model="gpsi-add", data=data, mask=TRAIN_MASK, model_options=dict(RECIPE["model"]),
                       minutes=args.minutes, clock=args.clock, device=device, precision=args.precision,
                       valid_every=500, valid_size=500, **RECIPE["train"])
+    precision = resolve(args.precision, device)
     unit = "CPU-minutes of the training process" if args.clock == "cpu" else "wall-clock minutes"
     print(f"3/5 train: GPSI-add ({', '.join(f'{k} {v}' for k, v in RECIPE['model'].items())}) on {TRAIN_MASK} for "
-          f"{args.minutes:g} {unit}, {n_threads} thread(s), {resolve(args.precision, device)} products (run folder "
+          f"{args.minutes:g} {unit}, {n_threads} thread(s), {precision} products (run folder "
           f"{run}; re-run to resume)")
     train(run, cfg, progress_bar=not args.quiet)
     model, run_cfg, ck = load_run_model(run, "best", device=device)
@@ -96,7 +97,7 @@ def run_demo(args) -> int:
     res = evaluate(model, test, MASK, samples=10, n=args.n, progress=not args.quiet, precision=args.precision)
     runtime = run_cfg.get("runtime", {})
     out = {**res, **comparison(res, knn, mean), "paper_bound_paper_units": paper_score(),
-           "cpu": cpu_name(), "threads": n_threads, "precision": resolve(args.precision, device),
+           "cpu": cpu_name(), "threads": n_threads, "precision": precision,
            "training": {**training_record(run, run_cfg, ck), "threads": runtime.get("threads"),
                         "precision": runtime.get("precision"), "recipe": run_cfg.get("model", {}),
                         "batch": run_cfg["train"]["batch"], "lr": run_cfg["train"]["lr"]}}

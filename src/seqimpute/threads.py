@@ -1,6 +1,6 @@
 """How many threads a process gives its matrix products: ``--threads`` when given, else ``OMP_NUM_THREADS`` when
-set, else every core this process may use (its CPU affinity, capped by a cgroup CPU quota). On an idle 2-core
-machine two threads train GPSI-add 1.5-1.9x faster per wall-second than one (benchmarks/RESULTS.md, threads)."""
+set, else every core this process may use (its CPU affinity, capped by a cgroup CPU quota). What that buys is measured
+in docs/RESULTS.md ("Threads, processes and the step's share of the peak")."""
 
 from __future__ import annotations
 

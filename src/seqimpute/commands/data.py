@@ -263,8 +263,8 @@ def cmd_transform(args) -> int:
     if header and names is not None and header != list(names):
         raise SeqImputeError(f"{args.input}'s columns {header} are not those the imputer in {args.imputer} was "
                              f"fitted on, {list(names)}; give a table with the same columns in the same order.")
-    if table is not None and not isinstance(X, np.ndarray):
-        X.columns = list(names) if names is not None else X.columns  # a headerless CSV: the fitted names
+    if table is not None and not isinstance(X, np.ndarray) and names is not None:
+        X.columns = list(names)  # a headerless CSV: the fitted names
     with warnings.catch_warnings():  # the names were checked above; a bare array carries none
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         filled = imp.transform(X)

@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SeqImputeError
-from .formats import MISSING_TOKENS
+from .formats import cell_kind, is_data_row
 
 SEPARATORS = (",", ";", "\t", "|")
 SNIFF_LINES = 200  # lines read to choose the separator
 ID_MIN_ROWS = 10  # a first column is taken for row labels (distinct in every row) only in tables at least this long
-_INTEGER = re.compile(r"[+-]?\d+")
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
 _SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}
 
@@ -84,20 +83,6 @@ class CsvTable:
         return np.array([np.nan if m else self.number(c) for c, m in zip(col, self.missing[:, j])], dtype=np.float64)
 
 
-def _cell_kind(c: str, decimal: str) -> str:
-    """"missing", "integer", "number" or "text"."""
-    c = c.strip()
-    if c.lower() in MISSING_TOKENS:
-        return "missing"
-    if _INTEGER.fullmatch(c):
-        return "integer"
-    try:
-        float(c.replace(decimal, ".") if decimal != "." else c)
-        return "number"
-    except ValueError:
-        return "text"
-
-
 def _read_lines(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
@@ -109,7 +94,7 @@ def _rows(text: str, sep: str, limit: int | None = None) -> list[list[str]]:
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     rows = []
     for r in reader:
-        if r and (len(r) > 1 or r[0].strip()):
+        if is_data_row(r):
             rows.append(r)
             if limit and len(rows) >= limit:
                 break
@@ -125,12 +110,12 @@ def choose_separator(text: str) -> str:
             rows = _rows(text, sep, SNIFF_LINES)
         except csv.Error:
             continue
-        widths = {len(r) for r in rows[1:]} or {len(rows[0]) if rows else 0}
-        if len(widths) != 1 or widths == {1} or (rows and len(rows[0]) != len(rows[-1])):
+        widths = {len(r) for r in rows}
+        if len(widths) != 1 or widths == {1}:
             continue
         decimal = "," if sep != "," else "."
         cells = [c for r in rows for c in r]
-        share = sum(_cell_kind(c, decimal) != "text" for c in cells) / max(len(cells), 1)
+        share = sum(cell_kind(c, decimal) != "text" for c in cells) / max(len(cells), 1)
         if share > best_share:
             best, best_share = sep, share
     return best
@@ -169,7 +154,7 @@ def read_csv_table(path, sep: str | None = None, header: str = "auto", index_col
             raise SeqImputeError(f"{path}, data row {i + 1}: {len(r)} cells, but the table has {width} columns"
                                  + (" (give --sep if the separator is not a comma)" if sep == "," else "") + ".")
     names = None
-    if header == "yes" or (header == "auto" and (any(_cell_kind(c, decimal) == "text" for c in rows[0])
+    if header == "yes" or (header == "auto" and (any(cell_kind(c, decimal) == "text" for c in rows[0])
                                                 or _is_default_header(rows[0]))):
         names, rows = [c.strip() for c in rows[0]], rows[1:]
         if header == "auto" and _is_default_header(names):
@@ -212,7 +197,7 @@ def _label_column(path, names, rows, index_col, decimal, notes) -> int | None:
                      "unchanged, not used as a feature (--index-col none to use it)")
         return 0
     first = [r[0].strip() for r in rows]
-    kinds = {_cell_kind(c, decimal) for c in first}
+    kinds = {cell_kind(c, decimal) for c in first}
     distinct = len(set(first)) == len(first) >= ID_MIN_ROWS
     if distinct and (kinds == {"integer"} or kinds == {"text"}):
         what = "a distinct whole number" if kinds == {"integer"} else "a distinct text"
@@ -227,7 +212,7 @@ def _kinds(path, names, cells, decimal, bad_cells, notes) -> tuple[list[str], np
     missing = np.zeros((n, len(cells[0])), dtype=bool)
     for j, col in enumerate(zip(*cells)):
         name = repr(names[j]) if names else f"{j + 1}"
-        ks = [_cell_kind(c, decimal) for c in col]
+        ks = [cell_kind(c, decimal) for c in col]
         missing[:, j] = [k == "missing" for k in ks]
         text = [i for i, k in enumerate(ks) if k == "text"]
         present = n - int(missing[:, j].sum())

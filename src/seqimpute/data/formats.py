@@ -8,6 +8,7 @@ import gzip
 import io
 import math
 import pickle
+import re
 import struct
 import zipfile
 import zlib
@@ -202,13 +203,27 @@ def _numbers(rows: list, path: Path, dtype) -> np.ndarray:
     return out
 
 
-def _is_number(c: str) -> bool:
-    """A cell read_csv takes: a number or a missing value."""
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def cell_kind(c: str, decimal: str = ".") -> str:
+    """A CSV cell's kind: "missing" (empty or a MISSING_TOKENS word), "integer", "number" or "text"."""
+    c = c.strip()
+    if c.lower() in MISSING_TOKENS:
+        return "missing"
+    if _INTEGER.fullmatch(c):
+        return "integer"
     try:
-        float(c)
-        return True
+        float(c.replace(decimal, ".") if decimal != "." else c)
+        return "number"
     except ValueError:
-        return c.strip().lower() in MISSING_TOKENS
+        return "text"
+
+
+def is_data_row(cells: list[str]) -> bool:
+    """A CSV line that is a row: a line without text is skipped; a line of separators only (",,") is a row whose
+    values are all missing."""
+    return bool(cells) and (len(cells) > 1 or bool(cells[0].strip()))
 
 
 def _csv_rows(path: Path) -> tuple[list, list[str] | None]:
@@ -216,12 +231,12 @@ def _csv_rows(path: Path) -> tuple[list, list[str] | None]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
-            rows = [(reader.line_num, r) for r in reader if r and (len(r) > 1 or r[0].strip())]
+            rows = [(reader.line_num, r) for r in reader if is_data_row(r)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SeqImputeError(f"{path} could not be read as a CSV table ({e}).") from None
     if not rows:
         raise SeqImputeError(f"{path} is empty; give a CSV table with one example per row.")
-    header = None if all(_is_number(c) for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
+    header = None if all(cell_kind(c) != "text" for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
     width = len(rows[0][1])
     for line, r in rows:
         if len(r) != width:

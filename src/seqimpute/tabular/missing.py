@@ -90,7 +90,7 @@ def assemble(X, completed, empty: np.ndarray, keep_empty_features: bool, indicat
     out = completed
     if len(empty) and keep_empty_features:
         if is_frame(X):
-            out = completed.copy() if completed is not X else completed
+            out = completed.copy()  # never the caller's frame
             for j in empty:  # in place, in X's order
                 col = X.iloc[:, j]
                 out.insert(int(j), X.columns[j], col.fillna(0) if col.dtype != object else col.where(col.notna(), 0))

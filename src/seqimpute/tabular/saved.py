@@ -23,8 +23,8 @@ from ..errors import SeqImputeError
 from ..files import atomic_write
 from ..models.registry import model_from_config
 from .columns import ColumnLayout
-from .state import ARRAYS, FITTED  # ARRAYS: float64 (W,) each, plus "log_var" (float32, Gaussian and mixed only)
 from .missing import is_nan_marker
+from .state import ARRAYS, FITTED  # ARRAYS: float64 (W,) each, plus "log_var" (float32, Gaussian and mixed only)
 
 FORMAT = "seqimpute-imputer"
 # 2: the parameter categorical_features, and a mixed table's column layout ("layout_"); 3: missing_values,
@@ -179,7 +179,7 @@ def _check_plain(params: dict) -> None:
 
 
 def _to_json(kind: str, v):
-    """A fitted attribute (imputer.FITTED) as JSON holds it; None stays None."""
+    """A fitted attribute (state.FITTED) as JSON holds it; None stays None."""
     if v is None:
         return None
     if kind in ("floats", "ints", "names"):
