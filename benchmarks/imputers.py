@@ -31,12 +31,13 @@ Protocol (the one of the deep-imputation benchmarks: GAIN, MIWAE, OT imputation,
   ranks, and the mean rank then skips that cell.
 
 References: mean (SimpleImputer), KNNImputer (k=5, on standardised columns, mapped back), IterativeImputer with
-BayesianRidge (MICE-style, 10 rounds), IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for time: 50 trees, 5 rounds; MissForest
-itself grows 100 trees per column and stops at the first round whose imputations change more than the previous
-round's, usually after a handful of rounds; tree ensembles never meet IterativeImputer's tolerance, so it would run
-all of max_iter), and SequentialImputer with its defaults (early stopping on held-out observed values, an updates
-budget that grows with the rows, no wall-clock cap: the same updates whatever the machine's load). One BLAS and one torch thread for every method (a
-per-core comparison); seconds are wall-clock and CPU seconds of the process.
+BayesianRidge (MICE-style, 10 rounds), IterativeImputer with ExtraTreesRegressor (the MissForest recipe, bounded for
+time: 50 trees, 5 rounds; MissForest itself grows 100 trees per column and stops at the first round whose
+imputations change more than the previous round's, usually after a handful of rounds; tree ensembles never meet
+IterativeImputer's tolerance, so it would run all of max_iter), and SequentialImputer with its defaults (early
+stopping on held-out observed values, an updates budget that grows with the rows, no wall-clock cap: the same
+updates whatever the machine's load). One BLAS and one torch thread for every method (a per-core comparison);
+seconds are wall-clock and CPU seconds of the process.
 
 Wide tables (more than 100 columns, i.e. MNIST) bound the slow references: IterativeImputer regresses each column on
 its 30 nearest columns for 3 rounds (``n_nearest_features=30, max_iter=3``; the default takes hours on 639 columns),
@@ -379,10 +380,15 @@ def _cov(v) -> str:
 def header(doc: dict, title: str) -> list[str]:
     """Title, the commands that made the JSON, the machine and the load."""
     L = [f"# {title}", "", "Made by `benchmarks/imputers.py` (its docstring gives the protocol). Command(s):", ""]
-    L += [f"    {run['command']}" for run in doc.get("runs", [])]
-    loads = [run["load_average"] for run in doc.get("runs", []) if run.get("load_average") is not None]
-    m = doc.get("machine", {})
-    return L + ["", f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('platform', '?')}; Python "
+    runs = doc.get("runs", [])
+    L += [f"    {run['command']}" for run in runs]
+    loads = [run["load_average"] for run in runs if run.get("load_average") is not None]
+    # each run's machine (older files hold one for the whole file)
+    machines = [run.get("machine") or doc.get("machine", {}) for run in runs] or [doc.get("machine", {})]
+    cpus = " and ".join(dict.fromkeys(m.get("cpu", "?") for m in machines))
+    m = machines[-1]
+    return L + ["", f"Machine (each run's CPU is in the JSON): {cpus}, {m.get('cores', '?')} cores, "
+                f"{m.get('platform', '?')}; Python "
                 f"{m.get('python', '?')}, numpy {m.get('numpy', '?')}, scikit-learn {m.get('scikit-learn', '?')}, "
                 f"torch {m.get('torch', '?')}. One BLAS thread and one torch thread per method. Seconds: wall-clock "
                 f"and the process's CPU time"
@@ -462,10 +468,11 @@ def markdown(doc: dict) -> str:
           f"where the imputer's mean RMSE exceeds mean imputation's. 90% coverage: SequentialImputer's intervals "
           f"('-' where the records lack it).", ""]
     L += summary_lines(doc)
-    if paired(doc["records"]):
+    verdicts = paired_lines(doc)
+    if verdicts:
         L += ["", "Mean ranks can hide noise: per cell, the RMSE difference (reference - sequential) over the shared "
               "seeds with its 95% paired t-interval; a cell counts as won or lost only when the interval excludes "
-              "0.", ""] + paired_lines(doc)
+              "0.", ""] + verdicts
     L += ["", "## Per cell", "",
           "RMSE / mean per-column Wasserstein distance on the hidden entries of min-max scaled columns (means over "
           "seeds; the best RMSE of the row in bold). 'rate': the asked rate; 'missing': the realised share of missing "
@@ -596,9 +603,9 @@ def main(argv=None):
         import torch
         from threadpoolctl import threadpool_limits
 
-        doc["machine"] = machine()
         doc["runs"].append({"command": "python benchmarks/imputers.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                       else argv),
+                            "machine": machine(),
                             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None})
         threads = torch.get_num_threads()
