@@ -67,3 +67,12 @@ def test_demo_on_the_cpu_clock_with_the_default_threads(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     res = json.loads((run / "eval.json").read_text())
     assert res["threads"] == 2 and res["training"]["clock"] == "cpu"
+
+
+def test_the_demo_says_when_a_wall_clock_budget_was_shared():
+    from seqimpute.demo import busy
+
+    idle = {"clock": "wall", "cpu_s": 830.0, "threads": 2, "training_s": 420.0}  # results/demo/fp32's training
+    assert not busy(idle)
+    assert busy({**idle, "cpu_s": 300.0})  # a third of two threads' time: another job had the cores
+    assert not busy({**idle, "clock": "cpu", "cpu_s": 300.0}) and not busy({**idle, "cpu_s": None})
