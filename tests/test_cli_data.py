@@ -93,7 +93,7 @@ def test_data_get_own_images_with_options(capsys, tmp_path):
 DATA_READERS = {"data": ["data", "list"], "train": ["train", "--run", "r"], "eval": ["eval", "r"],
                 "impute": ["impute", "r", "--input", "i.npy", "--out", "o.png"], "finetune": ["finetune", "r"],
                 "sample": ["sample", "r", "--out", "o.png"], "demo": ["demo"], "reproduce": ["reproduce", "fig1"]}
-READ_NO_DATA = {"curve", "bench", "fit-transform", "transform"}
+READ_NO_DATA = {"pretrained", "curve", "bench", "fit-transform", "transform"}
 
 
 def test_every_data_reading_command_takes_data_root():

@@ -3,12 +3,13 @@
 from .errors import SeqImputeError
 
 __version__ = "0.1.0"
-__all__ = ["SeqImputeError", "SequentialImputer", "impute", "load_dataset", "mask_sampler", "__version__"]
+__all__ = ["SeqImputeError", "SequentialImputer", "impute", "load_dataset", "load_pretrained", "mask_sampler",
+           "__version__"]
 
 # The public names load torch (and SequentialImputer scikit-learn): imported on first use, not with the package,
 # so that `seqimpute --help` and the command line's argument errors answer at once.
 _LAZY = {"SequentialImputer": ".tabular.imputer", "impute": ".sampling", "load_dataset": ".data",
-         "mask_sampler": ".data"}
+         "mask_sampler": ".data", "load_pretrained": ".pretrained"}
 
 
 def __getattr__(name):

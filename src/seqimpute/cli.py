@@ -1,10 +1,10 @@
 """The command line: `seqimpute COMMAND ...`; mistakes exit with code 2 and one line.
 
-Commands: data, train, eval, impute, curve, bench, demo, fit-transform, transform, finetune, sample, reproduce. They
-live in seqimpute/commands/, grouped by what they do: data.py (data, fit-transform, transform), runs.py (train,
-eval, finetune), figures.py (impute, sample, curve), speed.py (bench), paper.py (demo, reproduce). Each command is a
-parser builder `add_<command>(sub)` next to its `cmd_<command>(args)`; the arguments several commands share are added
-by the helpers of commands/args.py."""
+Commands: data, train, eval, impute, curve, bench, demo, fit-transform, transform, finetune, sample, reproduce,
+pretrained. They live in seqimpute/commands/, grouped by what they do: data.py (data, fit-transform, transform),
+runs.py (train, eval, finetune), figures.py (impute, sample, curve), speed.py (bench), paper.py (demo, reproduce),
+pretrained.py (pretrained). Each command is a parser builder `add_<command>(sub)` next to its `cmd_<command>(args)`;
+the arguments several commands share are added by the helpers of commands/args.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 from .commands.data import add_data, add_fit_transform, add_transform
 from .commands.figures import add_curve, add_impute, add_sample
 from .commands.paper import add_demo, add_reproduce
+from .commands.pretrained import add_pretrained
 from .commands.runs import add_eval, add_finetune, add_train
 from .commands.speed import add_bench
 from .errors import SeqImputeError
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqimpute", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_data, add_train, add_eval, add_impute, add_curve, add_bench, add_demo, add_fit_transform,
-                add_transform, add_finetune, add_sample, add_reproduce):  # the order of `seqimpute --help`
+                add_transform, add_finetune, add_sample, add_reproduce, add_pretrained):  # the order of `seqimpute --help`
         add(sub)
     return parser
 

@@ -1,4 +1,5 @@
-"""Run folders: config.toml, metrics.jsonl, last.pt / best.pt checkpoints (atomic, loadable without running code)."""
+"""Run folders: config.toml, metrics.jsonl, last.pt / best.pt checkpoints (atomic, loadable without running code),
+and the same checkpoints as safetensors files (what a repository commits to carry a run to another machine)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,108 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if ck.get("version", 0) > CHECKPOINT_VERSION:
         raise SeqImputeError(f"{path} was written by a newer seqimpute (format {ck['version']}); upgrade seqimpute.")
     return ck
+
+
+# A checkpoint as safetensors: its tensors under generated keys, everything else (numbers, strings, lists, dicts,
+# the optimiser's integer-keyed state) as JSON in the file's metadata, with {"$t": key} where a tensor was and
+# {"$d": [[key, value], ...]} for a dict whose keys are not all strings. Nothing in it can run code.
+SAFETENSORS_META = "seqimpute-checkpoint"
+
+
+def _flatten(obj, tensors: dict):
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().to("cpu").contiguous().clone()  # clone: safetensors refuses shared storage
+        return {"$t": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _flatten(v, tensors) for k, v in obj.items()}
+        return {"$d": [[k, _flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise SeqImputeError(f"a checkpoint holds a {type(obj).__name__}, which a safetensors checkpoint cannot carry.")
+
+
+def _unflatten(obj, tensors: dict):
+    if isinstance(obj, dict):
+        if set(obj) == {"$t"}:
+            return tensors[obj["$t"]]
+        if set(obj) == {"$d"}:
+            return {k: _unflatten(v, tensors) for k, v in obj["$d"]}
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def save_safetensors_checkpoint(ck: dict, path: Path) -> None:
+    """Write checkpoint ``ck`` (a loaded .pt checkpoint, training state included) as one safetensors file,
+    atomically; load_safetensors_checkpoint returns an equal dict."""
+    from safetensors.torch import save
+
+    tensors: dict = {}
+    skeleton = json.dumps(_flatten(ck, tensors))
+    atomic_write(path, save(tensors, metadata={SAFETENSORS_META: skeleton}), durable=True)
+
+
+def load_safetensors_checkpoint(path: Path) -> dict:
+    """The checkpoint save_safetensors_checkpoint wrote; a damaged or foreign file is one SeqImputeError."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise SeqImputeError(f"{path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(SAFETENSORS_META)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta is None:
+            raise ValueError("no seqimpute metadata")
+        ck = _unflatten(json.loads(meta), tensors)
+    except Exception as e:  # safetensors raises its own error types on a truncated or foreign file
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SeqImputeError(f"{path} is not a seqimpute safetensors checkpoint ({first}).") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise SeqImputeError(f"{path} is not a seqimpute checkpoint.")
+    return ck
+
+
+TRAINING_STATE = ("optimizer", "rng", "lr_scale", "restores")  # what resuming needs beyond the weights
+
+
+def weights_only(ck: dict) -> dict:
+    """Checkpoint ``ck`` without its training state: what evaluating, imputing and sampling need."""
+    return {k: v for k, v in ck.items() if k not in TRAINING_STATE}
+
+
+def snapshot_run(run: Path, dest: Path) -> int:
+    """Copy a run folder into ``dest`` as files a repository can carry: config.toml, metrics.jsonl, last.safetensors
+    (the whole training state) and best.safetensors (weights only). Returns the snapshot's update count."""
+    run, dest = Path(run), Path(dest)
+    last = load_checkpoint(run / "last.pt")
+    save_safetensors_checkpoint(last, dest / "last.safetensors")
+    if (run / "best.pt").exists():
+        save_safetensors_checkpoint(weights_only(load_checkpoint(run / "best.pt")), dest / "best.safetensors")
+    for name in ("config.toml", "metrics.jsonl"):
+        atomic_write(dest / name, (run / name).read_bytes(), durable=True)
+    return int(last["step"])
+
+
+def restore_run(src: Path, run: Path) -> int:
+    """The run folder of snapshot ``src`` (snapshot_run), ready for `seqimpute train --run` to resume exactly.
+    Refuses to replace a run folder that already holds a checkpoint. Returns the update it resumes from."""
+    src, run = Path(src), Path(run)
+    if (run / "last.pt").exists():
+        raise SeqImputeError(f"{run} already holds a run; move it away before restoring {src} into it.")
+    last = load_safetensors_checkpoint(src / "last.safetensors")
+    for name in ("config.toml", "metrics.jsonl"):
+        atomic_write(run / name, (src / name).read_bytes(), durable=True)
+    if (src / "best.safetensors").exists():
+        atomic_save(load_safetensors_checkpoint(src / "best.safetensors"), run / "best.pt")
+    atomic_save(last, run / "last.pt")  # last: a run folder with last.pt is a resumable one
+    return int(last["step"])
 
 
 def write_config(run: Path, config: dict) -> None:

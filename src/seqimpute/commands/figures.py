@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..errors import SeqImputeError
-from .args import add_checkpoint, add_data_root, add_device, add_precision, add_seed
+from .args import add_checkpoint, add_data_root, add_device, add_precision, add_seed, load_model
 
 
 def add_impute(sub) -> None:
     p = sub.add_parser("impute", help="fill in images with a trained run and draw the refinement trajectories")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder, or a pretrained model's name (seqimpute pretrained list)")
     p.add_argument("--input", required=True, help=".png/.jpg image, or .npy/.npz images (N,H,W or N,D; NaN = missing)")
     p.add_argument("--mask", default="nan", help="mask spec to apply (default nan: impute the NaN values)")
     p.add_argument("--samples", type=int, default=3, help="imputations per image")
@@ -33,12 +33,11 @@ def cmd_impute(args) -> int:
     from ..data.formats import read_images
     from ..sampling import image_inputs, sample_trajectories
     from ..plots import trajectory_grid
-    from ..runs import load_run_model
 
     for name in ("columns", "max_images"):
         if getattr(args, name) < 1:
             raise SeqImputeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
-    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    model, cfg, _ = load_model(args.run, args.checkpoint, args.device)
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     if shape is None:
         raise SeqImputeError("`seqimpute impute` draws image grids; for tables use seqimpute.SequentialImputer.")
@@ -70,7 +69,7 @@ def cmd_impute(args) -> int:
 
 def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw samples of a generative model, sigmoid(c_t) at chosen steps (Fig 1)")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder, or a pretrained model's name (seqimpute pretrained list)")
     p.add_argument("--n", type=int, default=64, help="samples (default 64)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--steps", help="comma-separated steps to show, e.g. 0,2,4,8,16 (default 1,3,5,9,T)")
@@ -99,11 +98,10 @@ def _step_list(text: str | None, T: int) -> list[int]:
 def cmd_sample(args) -> int:
     from ..sampling import sample_prior
     from ..plots import sample_grid
-    from ..runs import load_run_model
 
     if args.n < 1:
         raise SeqImputeError(f"--n must be positive, got {args.n}.")
-    model, cfg, _ = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    model, cfg, _ = load_model(args.run, args.checkpoint, args.device)
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     if shape is None:
         raise SeqImputeError("`seqimpute sample` draws images; this run's data are a table, not images.")

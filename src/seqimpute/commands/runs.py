@@ -8,7 +8,7 @@ import math
 from ..errors import SeqImputeError
 from .args import (
     add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_run, add_seed, add_set,
-    add_threads, data_options, set_values,
+    add_threads, data_options, load_model, set_values,
 )
 
 
@@ -113,7 +113,7 @@ def _stopped_line(summary: dict) -> str | None:
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="score a trained run on fixed test masks")
-    p.add_argument("run")
+    p.add_argument("run", help="run folder, or a pretrained model's name (seqimpute pretrained list)")
     p.add_argument("--mask", help="mask spec (default: the training mask)")
     p.add_argument("--samples", type=int, default=10, help="K rollouts per image (default 10, as the paper)")
     p.add_argument("--unguided-samples", type=int, help="unguided rollouts per image for the unguided NLL and MSE "
@@ -134,9 +134,9 @@ def add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     from ..data.sources import load_dataset
     from ..evaluate import evaluate, format_table
-    from ..runs import load_run_model, training_record
+    from ..runs import training_record
 
-    model, cfg, ck = load_run_model(args.run, args.checkpoint, device=args.device or "cpu")
+    model, cfg, ck = load_model(args.run, args.checkpoint, args.device)
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,

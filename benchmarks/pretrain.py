@@ -1,0 +1,169 @@
+"""Train, carry and publish the shipped pretrained policies (src/seqimpute/pretrained/).
+
+Each shipped model is declared once in MODELS below: the `seqimpute train` arguments it was trained with. The runs
+live in runs/pretrained/NAME (ignored by git); a run that outlives one machine travels as a safetensors snapshot
+in pretraining/NAME (committed), from which the next machine resumes it exactly.
+
+    python benchmarks/pretrain.py train NAME [--threads 1]   # restore from pretraining/NAME if needed, then train
+    python benchmarks/pretrain.py history NAME               # beside `train`: keep the weights at HISTORY_STEPS
+    python benchmarks/pretrain.py snapshot NAME              # write pretraining/NAME (resumable state)
+    python benchmarks/pretrain.py publish NAME               # half-precision weights + card, scored on the test cells
+    python benchmarks/pretrain.py curve NAME                 # test bound of the kept weights (MCAR-80 / MAR-14)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from seqimpute import runs  # noqa: E402
+
+RUNS = ROOT / "runs" / "pretrained"
+CARRY = ROOT / "pretraining"
+RESULTS = ROOT / "results" / "pretrained"
+
+# GPSI-add with the paper's T=6 refinement steps, hidden 500 (the cpu preset's sweep), batch 250, lr 2e-3 (the
+# any-CPU recipe's), the budget schedule over the run's updates. T=2 learns most in minutes (docs/RESULTS.md,
+# "Learning per wall-second"), but the paper's own Fig 2(c) puts trained T=2 policies 4-5 units behind T>=5, so a
+# long run takes the paper's T. One model per mask family, the families the cpu preset trains on (MCAR 0.5-0.95,
+# squares of side 12-18).
+RECIPE = ["--set", "hidden=500", "--set", "steps=6", "--set", "lr=2e-3", "--batch", "250"]
+MODELS = {
+    "gpsi-add-mnist-mcar": {"model": "gpsi-add", "data": "mnist", "mask": "mcar:0.5-0.95", "updates": 30000,
+                            "cells": ["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"], "args": RECIPE},
+    "gpsi-add-mnist-mar": {"model": "gpsi-add", "data": "mnist", "mask": "square:12-18", "updates": 30000,
+                           "cells": ["MAR-14", "MAR-16"], "args": RECIPE},
+}
+RUN_SETTINGS = ["--set", "valid_every=2000", "--set", "valid_size=1000", "--set", "ckpt_every=1000", "--quiet"]
+HISTORY_STEPS = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000, 25000, 30000]
+
+
+def train_command(name: str, threads: int) -> list[str]:
+    m = MODELS[name]
+    return ["seqimpute", "train", "--model", m["model"], "--data", m["data"], "--mask", m["mask"],
+            "--run", f"runs/pretrained/{name}", "--updates", str(m["updates"]), *m["args"], *RUN_SETTINGS,
+            "--threads", str(threads)]
+
+
+def cmd_train(name: str, threads: int) -> None:
+    run = RUNS / name
+    if not (run / "last.pt").exists() and (CARRY / name).exists():
+        step = runs.restore_run(CARRY / name, run)
+        print(f"restored {run} from {CARRY / name} at update {step}")
+    cmd = train_command(name, threads)
+    print("$", shlex.join(cmd))
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def cmd_history(name: str, poll_s: float = 10.0) -> None:
+    """Keep the model weights of runs/pretrained/NAME/last.pt whenever its step is one of HISTORY_STEPS (its
+    checkpoints come every 1000 updates), until the run's last step is kept."""
+    run, out = RUNS / name, RUNS / name / "history"
+    last = MODELS[name]["updates"]
+    while not (out / f"{last:06d}.safetensors").exists():
+        step = _last_step(run)
+        path = out / f"{step:06d}.safetensors"
+        if step in HISTORY_STEPS and not path.exists():
+            ck = runs.load_checkpoint(run / "last.pt")
+            if int(ck["step"]) == step:
+                runs.save_safetensors_checkpoint(runs.weights_only(ck), path)
+                print(f"kept {path}", flush=True)
+        time.sleep(poll_s)
+
+
+PAPER = {"mcar": dict(zip(["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"], [74.5, 77.8, 80.5, 85.0])),  # Fig 2(a)
+         "mar": {"MAR-14": 177, "MAR-16": 175}}  # Table 1; both GPSI-add, as docs/PAPER.md quotes them
+EVAL = ["--n", "2000", "--samples", "10"]  # the cpu preset's test cells: the first 2000 test images, K=10
+
+
+def paper_score(cell: str):
+    return {**PAPER["mcar"], **PAPER["mar"]}.get(cell)
+
+
+def cmd_publish(name: str) -> None:
+    """Ship runs/pretrained/NAME's best checkpoint (by validation) as pretrained model NAME, then score the shipped
+    half-precision copy on each test cell with `seqimpute eval` and record the scores in its card."""
+    from seqimpute import pretrained
+    from seqimpute.precision import cpu_name
+
+    run = RUNS / name
+    cfg, ck = runs.read_config(run), runs.load_checkpoint(run / "best.pt")
+    last = runs.load_checkpoint(run / "last.pt")
+    rt = cfg.get("runtime", {})
+    training = {"updates": int(ck["step"]), "run_updates": int(last["step"]), "images_seen": ck.get("images"),
+                "training_s": float(ck["elapsed"]), "cpu_hours": float(ck["cpu_s"]) / 3600, "clock": cfg["train"]["clock"],
+                "precision": rt.get("precision"), "threads": rt.get("threads"), "cpu": rt.get("cpu"),
+                "best_valid_bound_paper_units": float(ck["best"]), "command": shlex.join(train_command(name, 1))}
+    pretrained.write(name, ck, cfg, training)
+    for cell in MODELS[name]["cells"]:
+        out = RESULTS / f"{name}-{cell}.json"
+        cmd = ["seqimpute", "eval", name, "--mask", cell, *EVAL, "--quiet", "--json", str(out.relative_to(ROOT))]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        res = json.loads(out.read_text())
+        pretrained.add_scores(name, cell, {
+            "bound_paper_units": res["bound_paper_units"], "mse": res["mse"], "n": res["n_images"], "samples": res["samples"],
+            "paper": paper_score(cell), "cpu": cpu_name(), "command": shlex.join(cmd[:-2])})
+        print(f"{name} {cell}: {res['bound_paper_units']:.2f} paper units (paper {paper_score(cell)})")
+
+
+def cmd_curve(name: str) -> None:
+    """The test bound of the weights `history` kept, at the family's first cell: results/pretrained/curve-NAME.json."""
+    from seqimpute.data.sources import load_dataset
+    from seqimpute.evaluate import evaluate
+    from seqimpute.models.registry import model_from_config
+    from seqimpute.precision import cpu_name
+
+    cell = MODELS[name]["cells"][2 if name.endswith("mcar") else 0]  # MCAR-80 (Table 1's MNIST cells are MAR)
+    data = load_dataset(MODELS[name]["data"], "test")
+    points = []
+    for path in sorted((RUNS / name / "history").glob("*.safetensors")):
+        ck = runs.load_safetensors_checkpoint(path)
+        model = model_from_config(ck["model_name"], json.loads(ck["model_config"]))
+        model.load_state_dict(ck["model"])
+        res = evaluate(model.eval(), data, cell, samples=10, n=2000, seed=0)
+        points.append({"updates": int(ck["step"]), "training_s": float(ck["elapsed"]),
+                       "cpu_s": ck.get("cpu_s"), "bound_paper_units": res["bound_paper_units"]})
+        print(f"{name} {cell} update {points[-1]['updates']}: {res['bound_paper_units']:.2f}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"curve-{name}.json").write_text(json.dumps({
+        "name": name, "cell": cell, "n": 2000, "samples": 10, "cpu": cpu_name(), "paper": paper_score(cell),
+        "note": "weights kept during the one run (its learning rate follows the run's schedule to its last update)",
+        "command": f"python benchmarks/pretrain.py curve {name}", "points": points}, indent=2) + "\n")
+
+
+def _last_step(run: Path) -> int:
+    try:
+        return int(runs.load_checkpoint(run / "last.pt")["step"])
+    except Exception:  # mid-write or not there yet
+        return -1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["train", "history", "snapshot", "publish", "curve"])
+    ap.add_argument("name", choices=sorted(MODELS))
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    if a.action == "train":
+        cmd_train(a.name, a.threads)
+    elif a.action == "history":
+        cmd_history(a.name)
+    elif a.action == "publish":
+        cmd_publish(a.name)
+    elif a.action == "curve":
+        cmd_curve(a.name)
+    elif a.action == "snapshot":
+        step = runs.snapshot_run(RUNS / a.name, CARRY / a.name)
+        print(f"wrote {CARRY / a.name} (update {step})")
+
+
+if __name__ == "__main__":
+    main()
