@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import seqimpute
 import seqimpute.tabular.imputer as imputer_module
 import seqimpute.tabular.early_stopping as early_stopping
+from seqimpute.tabular.early_stopping import IMPROVEMENT
 from seqimpute import SeqImputeError, SequentialImputer
 from seqimpute.cli import main
 from seqimpute.models.registry import MODELS
@@ -313,9 +314,14 @@ def test_early_stopping_stops_and_keeps_the_best_update():
     imp = small(max_updates=5000, patience=2, learning_rate=0.03).fit(Xm)
     assert imp.stopped_by_ == "early_stopping" and imp.n_updates_ < 5000
     at, scores = imp.validation_updates_, imp.validation_score_
-    assert np.array_equal(at, 20 * np.arange(1, len(at) + 1)) and at[-1] == imp.n_updates_  # one epoch: 20 updates
-    best = int(np.argmin(scores))
-    assert imp.best_iteration_ == at[best] and len(scores) - 1 - best == 2  # two scores without improvement
+    # the untrained policy (the conditional-Gaussian start) is scored first, then every epoch of 20 updates
+    assert np.array_equal(at, 20 * np.arange(len(at))) and at[-1] == imp.n_updates_
+    assert imp.best_iteration_ == at[np.argmin(scores)]
+    # progress is a score IMPROVEMENT below the best before it; training ends `patience` scores after the last
+    progress = [i for i in range(len(scores)) if scores[i] < (1 - IMPROVEMENT) * min(scores[:i], default=np.inf)]
+    assert len(scores) - 1 - progress[-1] == 2
+    mean = small(max_updates=5000, patience=2, learning_rate=0.03, initial_canvas="mean").fit(Xm)
+    assert mean.validation_updates_[0] == 20  # from the mean canvas, the untrained policy is no candidate
     off = small(max_updates=30, early_stopping=False).fit(Xm)
     assert off.stopped_by_ == "updates" and off.best_iteration_ == 30 and off.validation_score_.size == 0
 

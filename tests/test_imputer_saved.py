@@ -62,7 +62,9 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
     for a in ("mean_", "scale_", "fill_", "seed_", "n_features_in_", "n_updates_", "n_skipped_updates_", "loss_",
               "stopped_by_", "training_seconds_", "best_iteration_", "validation_score_", "validation_updates_"):
         assert np.array_equal(getattr(twin, a), getattr(imp, a)), a
-    assert len(imp.validation_score_) == 1  # early stopping's holes were scored (once: at the 20th update)
+    # early stopping's holes were scored: at the 20th update, and first the untrained policy when it starts from the
+    # conditional Gaussian (Gaussian tables)
+    assert len(imp.validation_score_) == (2 if likelihood == "gaussian" else 1)
     assert (twin.log_var_ is None) == (likelihood == "bernoulli")
     if twin.log_var_ is not None:
         assert np.array_equal(twin.log_var_, imp.log_var_)
@@ -72,7 +74,7 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
 def test_the_saved_files_are_plain_tensors_and_json(saved):
     imp, folder, Xm, likelihood = saved
     meta = json.loads((folder / "imputer.json").read_text())
-    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 3
+    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 4
     assert meta["params"]["hide_rate"] == [0.2, 0.5] and meta["fitted"]["seed_"] == imp.seed_
     assert set(meta["versions"]) >= {"seqimpute", "torch", "numpy", "scikit-learn"}
     assert meta["weights_sha256"] == hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
@@ -82,6 +84,13 @@ def test_the_saved_files_are_plain_tensors_and_json(saved):
     assert policy.keys() == state.keys() and all(torch.equal(policy[k], state[k]) for k in state)
     assert tensors["mean_"].dtype == torch.float64 and np.array_equal(tensors["scale_"].numpy(), imp.scale_)
     assert ("log_var" in tensors) == (likelihood == "gaussian")
+    if likelihood == "gaussian":  # the starting canvas's conditional Gaussian, over every (numeric) entry
+        G = Xm.shape[1]
+        assert meta["fitted"]["start_entries_"] == list(range(G))
+        assert tensors["start_mean"].shape == (G,) and tensors["start_cov"].shape == (G, G)
+        assert torch.equal(tensors["start_cov"], imp._start.cov)
+    else:  # no start on a Bernoulli table
+        assert meta["fitted"]["start_entries_"] is None and "start_cov" not in tensors
 
 
 def _edit_json(folder, edit):
@@ -108,8 +117,8 @@ def _edit_weights(folder, edit):
 
 
 BAD = {  # damage -> what the one error says
-    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=4)),
-                     r"format version 4 .* reads format versions 1, 2, 3 only; load it with the seqimpute that saved "
+    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=5)),
+                     r"format version 5 .* reads format versions 1, 2, 3, 4 only; load it with the seqimpute that saved "
                      r"it, or fit it again"),
     "other format": (lambda f: _edit_json(f, lambda m: m.update(format="something-else")),
                      "is not a saved SequentialImputer"),

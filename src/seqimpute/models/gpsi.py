@@ -59,7 +59,9 @@ class GPSI(Policy):
         """q's parameters: what `seqimpute finetune` trains (the bound holds for any q)."""
         return list(self.q.parameters())
 
-    def rollout(self, x, observed, guided=True, steps=None, generator=None) -> Rollout:
+    def rollout(self, x, observed, guided=True, steps=None, generator=None, start=None) -> Rollout:
+        """``start`` (B, D): a per-row first canvas, added to c0 (SequentialImputer's conditional-Gaussian start);
+        None: c0 alone, the paper's."""
         self.check_input(x, observed)
         T = self.steps if steps is None else int(steps)
         B, D = x.shape
@@ -79,7 +81,7 @@ class GPSI(Policy):
         else:
             first = SharedLinear(wp1, bp1)
         guess = torch.sigmoid if self.link == "sigmoid" else (lambda u: u)
-        c = self.c0.expand(B, D)
+        c = self.c0.expand(B, D) if start is None else self.c0 + start
         traj = Trajectory(c, guided)
         for _ in range(T):
             xt = composite(x, observed, guess(c))

@@ -349,8 +349,9 @@ class ColumnLayout:
     def _on(self, device) -> dict:
         key = str(device)
         if key not in self._masks:
-            self._masks[key] = {k: torch.as_tensor(getattr(self, k), device=device) for k in ("gaussian", "binary")}
-            self._masks[key]["column_of"] = torch.as_tensor(self.column_of, device=device)
+            with torch.inference_mode(False):  # first asked for inside a rollout under inference mode, reused in training
+                self._masks[key] = {k: torch.as_tensor(getattr(self, k), device=device) for k in ("gaussian", "binary")}
+                self._masks[key]["column_of"] = torch.as_tensor(self.column_of, device=device)
         return self._masks[key]
 
     def expand(self, per_column: torch.Tensor) -> torch.Tensor:

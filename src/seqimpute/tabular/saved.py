@@ -23,14 +23,16 @@ from ..errors import SeqImputeError
 from ..files import atomic_write
 from ..models.registry import model_from_config
 from .columns import ColumnLayout
+from .gaussian import ConditionalGaussian
 from .missing import is_nan_marker
 from .state import ARRAYS, FITTED  # ARRAYS: float64 (W,) each, plus "log_var" (float32, Gaussian and mixed only)
 
 FORMAT = "seqimpute-imputer"
 # 2: the parameter categorical_features, and a mixed table's column layout ("layout_"); 3: missing_values,
-# add_indicator, keep_empty_features and their fitted features (empty_features_, indicator_features_)
-FORMAT_VERSION = 3
-READS = (1, 2, 3)  # formats 1 (numbers only) and 2 are read too
+# add_indicator, keep_empty_features and their fitted features (empty_features_, indicator_features_); 4: the
+# parameter initial_canvas and the conditional Gaussian of the start (start_entries_, start_mean, start_cov)
+FORMAT_VERSION = 4
+READS = (1, 2, 3, 4)  # the earlier formats are read too
 NEW_IN_3 = {"missing_values": None, "add_indicator": False, "keep_empty_features": False}  # at their defaults
 META, WEIGHTS = "imputer.json", "weights.safetensors"
 
@@ -71,6 +73,8 @@ def save(imp, folder) -> Path:
     tensors.update({a: torch.from_numpy(np.ascontiguousarray(getattr(imp, a), dtype=np.float64)) for a in ARRAYS})
     if imp._log_var_t is not None:
         tensors["log_var"] = imp._log_var_t.detach().cpu().contiguous()
+    if imp._start is not None:
+        tensors["start_mean"], tensors["start_cov"] = (t.detach().cpu().contiguous() for t in (imp._start.mean, imp._start.cov))
     weights = to_bytes(tensors, metadata={"format": FORMAT})
     names = getattr(imp, "feature_names_in_", None)
     fitted = {k: _to_json(kind, getattr(imp, k, None)) for k, kind in FITTED.items()}
@@ -114,6 +118,9 @@ def load(cls, folder, device: str | None = None):
             params.setdefault(k, v)
         fitted.setdefault("empty_features_", [])
         fitted.setdefault("indicator_features_", None)
+    if meta["format_version"] < 4:  # fitted from the mean canvas, before the conditional Gaussian start
+        params.setdefault("initial_canvas", "mean")
+        fitted.setdefault("start_entries_", None)
     if not isinstance(params, dict) or set(params) != set(cls().get_params()):
         raise _bad(folder, f"{META} does not hold SequentialImputer's parameters")
     if isinstance(params["hide_rate"], list):
@@ -209,6 +216,7 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
     D, identity = fitted.get("n_features_in_"), fitted.get("likelihood_") in ("gaussian", "mixed")
     curve, at = fitted.get("validation_score_"), fitted.get("validation_updates_")
     empty, flagged = fitted.get("empty_features_"), fitted.get("indicator_features_")
+    start = fitted.get("start_entries_")
     features = lambda v: isinstance(v, list) and all(_whole(j) and (not _whole(D) or j < D) for j in v)  # noqa: E731
     layout = _layout(folder, fitted, D - len(empty) if _whole(D) and features(empty) else D)
     checks = {"likelihood_": fitted.get("likelihood_") in ("bernoulli", "gaussian", "mixed")
@@ -229,7 +237,9 @@ def _set_fitted(imp, folder: Path, fitted: dict) -> None:
               "validation_updates_": isinstance(at, list) and all(_whole(v) for v in at)
               and len(at) == len(curve if isinstance(curve, list) else []),
               "empty_features_": features(empty),
-              "indicator_features_": flagged is None or features(flagged)}
+              "indicator_features_": flagged is None or features(flagged),
+              "start_entries_": start is None or (isinstance(start, list) and len(set(start)) == len(start) and all(
+                  _whole(j) and j < layout.width for j in start))}
     wrong = [k for k, ok in checks.items() if not ok]
     if wrong:
         raise _bad(folder, f"{META} has missing or invalid fitted attribute(s) {', '.join(wrong)}")
@@ -274,10 +284,17 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     """The policy (built from its checked config, its parameters loaded strictly) and the fitted arrays."""
     D, device = imp.layout_.width, torch.device(imp.device)  # the canvas entries
     gaussian = imp.likelihood_ != "bernoulli"  # a log-variance: Gaussian and mixed
-    expected = set(ARRAYS) | ({"log_var"} if gaussian else set())
+    entries = imp.start_entries_
+    expected = set(ARRAYS) | ({"log_var"} if gaussian else set()) | ({"start_mean", "start_cov"} if entries is not None else set())
     arrays = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     if set(arrays) != expected:
         raise _bad(folder, f"{WEIGHTS} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    start = {k: arrays.pop(k) for k in ("start_mean", "start_cov") if k in arrays}
+    if start:
+        G = len(entries)
+        if any(v.dtype != torch.float64 or not torch.isfinite(v).all() for v in start.values()) or \
+                tuple(start["start_mean"].shape) != (G,) or tuple(start["start_cov"].shape) != (G, G):
+            raise _bad(folder, f"the starting canvas's Gaussian in {WEIGHTS} is not {G} and {G}x{G} finite float64 values")
     for k, v in arrays.items():
         want = torch.float32 if k == "log_var" else torch.float64
         if v.dtype != want or tuple(v.shape) != (D,) or not torch.isfinite(v).all():
@@ -300,4 +317,5 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     for k in ARRAYS:
         setattr(imp, k, arrays[k].numpy())
     imp._log_var_t = arrays["log_var"].to(device) if gaussian else None
+    imp._start = ConditionalGaussian(start["start_mean"].to(device), start["start_cov"].to(device)) if start else None
     imp.log_var_ = arrays["log_var"].numpy().astype(np.float64) if gaussian else None
