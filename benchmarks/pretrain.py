@@ -9,6 +9,7 @@ in pretraining/NAME (committed), from which the next machine resumes it exactly.
     python benchmarks/pretrain.py snapshot NAME              # write pretraining/NAME (resumable state)
     python benchmarks/pretrain.py publish NAME               # half-precision weights + card, scored on the test cells
     python benchmarks/pretrain.py curve NAME                 # test bound of the kept weights (MCAR-80 / MAR-14)
+    python benchmarks/pretrain.py report                     # the reproduction table's JSON and the curves figure
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ RESULTS = ROOT / "results" / "pretrained"
 # long run takes the paper's T. One model per mask family, the families the cpu preset trains on (MCAR 0.5-0.95,
 # squares of side 12-18).
 RECIPE = ["--set", "hidden=500", "--set", "steps=6", "--set", "lr=2e-3", "--batch", "250"]
+RESUMED = ("started with --updates 30000, resumed at update 1,100 with --updates 40000 and at update 2,250 with "
+           "--updates 30000 again: until then the learning rate differed from the command's by under 1%")
 MODELS = {
     "gpsi-add-mnist-mcar": {"model": "gpsi-add", "data": "mnist", "mask": "mcar:0.5-0.95", "updates": 30000,
-                            "cells": ["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"], "args": RECIPE},
+                            "cells": ["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"], "args": RECIPE, "note": RESUMED},
     "gpsi-add-mnist-mar": {"model": "gpsi-add", "data": "mnist", "mask": "square:12-18", "updates": 30000,
-                           "cells": ["MAR-14", "MAR-16"], "args": RECIPE},
+                           "cells": ["MAR-14", "MAR-16"], "args": RECIPE, "note": RESUMED},
 }
 RUN_SETTINGS = ["--set", "valid_every=2000", "--set", "valid_size=1000", "--set", "ckpt_every=1000", "--quiet"]
-HISTORY_STEPS = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000, 25000, 30000]
+HISTORY_STEPS = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000, 25000, 30000, 35000, 40000]
 
 
 def train_command(name: str, threads: int) -> list[str]:
@@ -101,7 +104,8 @@ def cmd_publish(name: str) -> None:
     training = {"updates": int(ck["step"]), "run_updates": int(last["step"]), "images_seen": ck.get("images"),
                 "training_s": float(ck["elapsed"]), "cpu_hours": float(ck["cpu_s"]) / 3600, "clock": cfg["train"]["clock"],
                 "precision": rt.get("precision"), "threads": rt.get("threads"), "cpu": rt.get("cpu"),
-                "best_valid_bound_paper_units": float(ck["best"]), "command": shlex.join(train_command(name, 1))}
+                "best_valid_bound_paper_units": float(ck["best"]), "command": shlex.join(train_command(name, 1)),
+                "note": MODELS[name].get("note")}
     pretrained.write(name, ck, cfg, training)
     for cell in MODELS[name]["cells"]:
         out = RESULTS / f"{name}-{cell}.json"
@@ -139,6 +143,59 @@ def cmd_curve(name: str) -> None:
         "command": f"python benchmarks/pretrain.py curve {name}", "points": points}, indent=2) + "\n")
 
 
+def cmd_report() -> None:
+    """results/pretrained/reproduction.json (every shipped model's test cells beside the paper's GPSI-add and the
+    cpu preset's, from results/cpu) and docs/figures/pretrained-curves.png (the curves `curve` wrote)."""
+    from seqimpute import pretrained
+
+    preset = {}
+    for name in ("fig2", "table1"):
+        for r in json.loads((ROOT / "results" / "cpu" / f"{name}.json").read_text())["rows"]:
+            if r["dataset"] == "MNIST" and r["model"] == "gpsi-add" and r.get("ours") is not None:
+                preset[r["mask"]] = {"bound": r["ours"], "updates": r.get("run_step")}
+    rows = []
+    for name in pretrained.names():
+        c = pretrained.card(name)
+        for cell, sc in c["scores"].items():
+            rows.append({"cell": cell, "name": name, "updates": c["training"]["updates"],
+                         "bound_paper_units": sc["bound_paper_units"], "paper": sc.get("paper"),
+                         "cpu_preset": preset.get(cell, {}).get("bound"),
+                         "cpu_preset_updates": preset.get(cell, {}).get("updates")})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "reproduction.json").write_text(json.dumps({
+        "units": "paper units (the guided bound x D/|U|), the first 2000 MNIST test images, K=10; lower is better",
+        "command": "python benchmarks/pretrain.py report", "rows": rows}, indent=2) + "\n")
+    _plot_curves()
+    print(f"wrote {RESULTS / 'reproduction.json'}")
+
+
+def _plot_curves() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("curve-*.json"))]
+    if not curves:
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, c in zip(axes[0], curves):
+        pts = c["points"]
+        ax.plot([p["updates"] for p in pts], [p["bound_paper_units"] for p in pts], "o-", label=c["name"])
+        if c.get("paper") is not None:
+            ax.axhline(c["paper"], color="k", ls="--", lw=1, label=f"paper GPSI-add ({c['paper']:g})")
+        ax.set_xscale("log")
+        ax.set_xlabel("updates")
+        ax.set_ylabel(f"test bound at {c['cell']}, paper units")
+        ax.set_title(f"{c['name']} ({c['cell']}, {c['n']} test images, K={c['samples']})", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = ROOT / "docs" / "figures" / "pretrained-curves.png"
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def _last_step(run: Path) -> int:
     try:
         return int(runs.load_checkpoint(run / "last.pt")["step"])
@@ -148,10 +205,14 @@ def _last_step(run: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["train", "history", "snapshot", "publish", "curve"])
-    ap.add_argument("name", choices=sorted(MODELS))
+    ap.add_argument("action", choices=["train", "history", "snapshot", "publish", "curve", "report"])
+    ap.add_argument("name", nargs="?", choices=sorted(MODELS))
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    if a.action == "report":
+        return cmd_report()
+    if a.name is None:
+        ap.error(f"{a.action} needs a model name: {', '.join(sorted(MODELS))}")
     if a.action == "train":
         cmd_train(a.name, a.threads)
     elif a.action == "history":

@@ -181,14 +181,51 @@ def threads(d: dict) -> list[str]:
     return out
 
 
+def table_defaults(d: dict) -> list[str]:
+    """benchmarks/table_defaults.py: RMSE and CPU seconds of each setting on each generated table."""
+    tables = list(dict.fromkeys(r["table"] for r in d["rows"]))
+    settings = list(dict.fromkeys(r["setting"] for r in d["rows"]))
+    at = {(r["table"], r["setting"]): r for r in d["rows"]}
+    out = ["| setting | " + " | ".join(tables) + " |", "|---|" + "---:|" * len(tables)]
+    for name in settings:
+        out.append(f"| {name} | " + " | ".join(f"{at[t, name]['rmse']:.3f} ({at[t, name]['cpu_s']:.2f} s)"
+                                               for t in tables) + " |")
+    return out
+
+
+def breast_cancer(d: dict) -> list[str]:
+    """benchmarks/breast_cancer.py: per MCAR rate, each setting's RMSE and mean / largest CPU seconds."""
+    rates = list(dict.fromkeys(r["rate"] for r in d["rows"]))
+    settings = list(dict.fromkeys(r["setting"] for r in d["rows"]))
+    at = {(r["rate"], r["setting"]): r for r in d["rows"]}
+    out = ["| setting | " + " | ".join(f"MCAR {r:.0%}" for r in rates) + " |", "|---|" + "---:|" * len(rates)]
+    for name in settings:
+        out.append(f"| {name} | " + " | ".join(
+            f"{at[r, name]['rmse']:.3f} ({at[r, name]['cpu_s']:.2f} / {at[r, name]['cpu_s_max']:.2f} s)"
+            for r in rates) + " |")
+    return out
+
+
+def pretrained(d: dict) -> list[str]:
+    """benchmarks/pretrain.py report: each shipped model's test bound per MNIST cell beside the paper's GPSI-add
+    and the cpu preset's GPSI-add."""
+    out = ["| cell | shipped model | updates | shipped GPSI-add | paper GPSI-add | cpu preset GPSI-add |",
+           "|---|---|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        out.append(f"| {r['cell']} | {r['name']} | {r['updates']:,} | {r['bound_paper_units']:.1f} | "
+                   f"{_num(r['paper'])} | {_num(r['cpu_preset'])} |")
+    return out
+
+
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "baselines": baselines,
           "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-paired": imputers_paired,
           "imputers-cells": imputers_cells, "imputers-timing": imputers_timing, "recipe-fp32": recipe,
-          "recipe-bf16": recipe, "threads": threads}
+          "recipe-bf16": recipe, "threads": threads, "table-defaults": table_defaults, "breast-cancer": breast_cancer,
+          "pretrained": pretrained}
 SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-paired": "imputers",
           "imputers-cells": "imputers", "imputers-timing": "timing", "recipe-fp32": "fp32",
-          "recipe-bf16": "bf16"}  # the JSON file a table is read from, when not <name>.json
+          "recipe-bf16": "bf16", "table-defaults": "defaults", "breast-cancer": "breast-cancer", "pretrained": "reproduction"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 

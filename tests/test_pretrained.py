@@ -2,11 +2,12 @@
 card, loading them (SHA-256 checked, no code run) and the commands that take a pretrained name."""
 
 import json
-import shutil
 
+import numpy as np
 import pytest
 import torch
 
+import seqimpute
 from seqimpute import SeqImputeError, pretrained, runs
 from seqimpute.cli import main
 from seqimpute.runs import load_checkpoint, load_run_model
@@ -129,6 +130,11 @@ def test_commands_take_a_pretrained_name_where_they_take_a_run_folder(trained, t
                  "--json", str(tmp_path / "e.json")]) == 0
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["mask"] == "mcar:0.7" and res["training"]["updates"] == pretrained.card("gpsi-add-digits-mcar")["training"]["updates"]
+    images = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    images[:, :4] = np.nan
+    filled = seqimpute.impute("gpsi-add-digits-mcar", images, samples=2, seed=0)
+    assert filled.shape == (2, 3, 8, 8) and np.isfinite(filled).all()
+    assert np.array_equal(filled[0, :, 4:], images[:, 4:])  # observed values come back exactly
     assert main(["eval", "no-such-model", "--n", "20"]) == 2
     assert "neither a run folder nor a pretrained model (shipped: gpsi-add-digits-mcar" in capsys.readouterr().err
 

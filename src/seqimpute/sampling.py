@@ -68,7 +68,8 @@ def image_inputs(images, observed, image_shape, dim: int) -> tuple[np.ndarray, n
 
 def impute(run, images, observed=None, samples: int = 1, seed: int = 0, checkpoint: str = "best",
            mean: bool = False, steps: int | None = None, device: str = "cpu", precision: str = "auto") -> np.ndarray:
-    """Fill in ``images`` with the trained model of the run folder ``run`` (what `seqimpute train` wrote).
+    """Fill in ``images`` with the trained model of the run folder ``run`` (what `seqimpute train` wrote), or of
+    the shipped pretrained model of that name (`seqimpute pretrained list`).
 
     ``images``: (N, H, W) or (N, H*W) (or one (H, W) image) of the run's image size, floats in [0, 1] or integer
     grey levels (uint8 0..255, scaled as the data loaders scale them). ``observed``: bool, the shape of ``images``,
@@ -81,10 +82,10 @@ def impute(run, images, observed=None, samples: int = 1, seed: int = 0, checkpoi
     rollouts' noise, ``steps`` the refinement steps T (default: the trained number), ``checkpoint`` "best" or
     "last", ``precision`` the matrix products' ("auto", "bf16", "fp32"; seqimpute.precision)."""
     from .evaluate import check_counts
-    from .runs import load_run_model
+    from .pretrained import load_model
 
     check_counts(samples=samples, steps=steps, seed=seed)
-    model, cfg, _ = load_run_model(run, checkpoint, device=device)
+    model, cfg, _ = load_model(run, checkpoint, device=device)
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     x, known = image_inputs(images, observed, shape, model.dim)
     values = np.repeat(x[None], samples, axis=0)

@@ -95,20 +95,9 @@ def set_values(items: list[str]) -> dict:
     return out
 
 
+
 def load_model(run: str, checkpoint: str = "best", device: str | None = None):
-    """The model a command was given: a run folder (its ``checkpoint``), or the name of a shipped pretrained model
-    (`seqimpute pretrained list`). Returns (model, run config, training record's checkpoint)."""
-    from pathlib import Path
+    """The model a command was given: a run folder or a pretrained model's name (pretrained.load_model)."""
+    from ..pretrained import load_model as load
 
-    from .. import pretrained
-    from ..runs import load_run_model
-
-    if not Path(run).exists():
-        if run in pretrained.names():
-            if checkpoint not in ("best", "last"):
-                raise SeqImputeError(f"a pretrained model has one set of weights; --checkpoint {checkpoint} "
-                                     f"needs a run folder.")
-            return pretrained.load(run, device or "cpu")
-        raise SeqImputeError(f"{run} is neither a run folder nor a pretrained model (shipped: "
-                             f"{', '.join(pretrained.names()) or 'none'}; `seqimpute pretrained list`).")
-    return load_run_model(Path(run), checkpoint, device=device or "cpu")
+    return load(run, checkpoint, device or "cpu")

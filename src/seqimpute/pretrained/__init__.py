@@ -76,6 +76,22 @@ def load(name: str, device="cpu", folder: Path | None = None):
     return model.to(device).eval(), c["config"], runs.weights_only(ck)
 
 
+def load_model(run, checkpoint: str = "best", device="cpu"):
+    """A run folder's model (its ``checkpoint``, runs.load_run_model) or, when no such folder exists, the shipped
+    pretrained model of that name: (model, run config, checkpoint record)."""
+    from ..runs import load_run_model
+
+    if not Path(run).exists():
+        if str(run) in names():
+            if checkpoint not in ("best", "last"):
+                raise SeqImputeError(f"a pretrained model has one set of weights; checkpoint {checkpoint!r} needs a "
+                                     f"run folder.")
+            return load(str(run), device)
+        raise SeqImputeError(f"{run} is neither a run folder nor a pretrained model (shipped: "
+                             f"{', '.join(names()) or 'none'}; `seqimpute pretrained list`).")
+    return load_run_model(Path(run), checkpoint, device=device)
+
+
 def load_pretrained(name: str, device="cpu"):
     """The shipped pretrained model ``name`` (see `seqimpute pretrained list`), ready to impute:
     ``seqimpute.impute(load_pretrained("gpsi-add-mnist-mcar"), x, observed)``."""
@@ -143,7 +159,7 @@ def render_card(c: dict) -> str:
              "", f"- model: {opts}",
              f"- optimiser: {tr['optimizer']}, lr {tr['lr']:g}, warm-up {tr['warmup']}, batch {tr['batch']}, "
              f"seed {tr['seed']}",
-             f"- trained with: `{t['command']}`",
+             f"- trained with: `{t['command']}`" + (f" ({t['note']})" if t.get("note") else ""),
              f"- weights: `{c['weights']}`, {c['dtype']}, {c['size_bytes']:,} bytes, SHA-256 `{c['sha256']}` "
              f"(checked on every load)", "",
              "| test cell | images | samples K | bound (paper units) | MSE | paper's GPSI-add |",
