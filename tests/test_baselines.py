@@ -123,7 +123,7 @@ def test_knn_gemm_equals_brute_force_and_picks_k_from_grid():
             assert torch.equal(knn.neighbours(q[i : i + 1], obs[i : i + 1], k)[0], nn_idx)
             assert torch.allclose(got[i], bank.x[nn_idx].mean(0), atol=1e-6)
     valid = grey_data(40, seed=13, split="valid")
-    chosen = knn.tune(valid, "mcar:0.6")
+    chosen = knn.tune(valid, "mcar:0.6", evaluate)
     assert chosen["k"] in (1, 3, 7) and knn.k == chosen["k"]
     assert chosen["valid_nll"][[1, 3, 7].index(knn.k)] == min(chosen["valid_nll"])
     assert knn.config()["k"] == knn.k  # recorded, so a reloaded model keeps it
@@ -157,7 +157,7 @@ def test_vae_tuned_step_is_the_scored_canvas():
     torch.manual_seed(0)
     vae = VAEImputer(36, hidden=16, z=4, steps=4)
     valid, test = grey_data(30, seed=4, split="valid"), grey_data(30, seed=6, split="test")
-    vae.tune(valid, "mcar:0.6")
+    vae.tune(valid, "mcar:0.6", evaluate)
     assert 1 <= vae.impute_step <= 4 and len(vae.step_valid_nll) == 5
     res = evaluate(vae, test, "mcar:0.6", samples=2)
     assert res["score_paper_units"] == pytest.approx(res["per_step_unguided_nll_paper_units"][vae.impute_step])

@@ -13,7 +13,7 @@ import pytest
 from seqimpute import SeqImputeError
 from seqimpute.cli import main
 from seqimpute.experiments import reproduce
-from seqimpute.experiments.reproduce import Reproduction, _trainable, adapt_mask
+from seqimpute.experiments.reproduce import Reproduction, trainable, adapt_mask
 from seqimpute.models.registry import build_model
 
 
@@ -177,7 +177,7 @@ def test_cpu_preset_budgets_and_families():
                 for m in c.models:
                     p = rep.plan_run(c, m)
                     plans[p.id] = p
-    trained = [p for p in plans.values() if _trainable(p.model)]
+    trained = [p for p in plans.values() if trainable(p.model)]
     assert all(p.cfg.minutes <= (8 if "-T" in p.id else 15) for p in trained)
     assert all(p.cfg.clock == "cpu" for p in trained)  # budgets in CPU time: fair on a shared machine
     assert sum(p.cfg.minutes for p in trained) <= 4.5 * 60

@@ -49,7 +49,7 @@ def baseline_scores(name: str, splits: dict, mask: str, n: int) -> dict:
     reproduce` scores it: fitted on the training split, its settings (kNN's k) chosen on the validation split
     under ``mask``."""
     model = build_model(name, splits["test"].dim).fit(splits["train"])
-    tuned = model.tune(splits["valid"], mask)
+    tuned = model.tune(splits["valid"], mask, evaluate)
     res = evaluate(model, splits["test"], mask, samples=1, n=n)
     res["tuned_on_valid"] = {k: v for k, v in tuned.items() if k == "k"}
     return res

@@ -138,7 +138,7 @@ def _tune_checkpoints(run: Path, cfg: TrainConfig, valid_set) -> None:
         ck = runs.load_checkpoint(path)
         tuned = model_from_config(cfg.model, json.loads(ck["model_config"]))
         tuned.load_state_dict(ck["model"])
-        tuned.to(cfg.device).tune(valid_set, cfg.mask)
+        tuned.to(cfg.device).tune(valid_set, cfg.mask, evaluate)
         ck["model_config"] = json.dumps(tuned.config())
         runs.atomic_save(ck, path)
     if tuned is not None:
@@ -274,7 +274,7 @@ def _write_config(run: Path, cfg: TrainConfig, model: Policy, data, **more) -> N
 def _fit_baseline(run: Path, cfg: TrainConfig, model: Policy, train_set, valid_set) -> dict:
     """A baseline fits in one pass over the training set, then tunes on the validation split (e.g. kNN's k)."""
     model.fit(train_set)
-    model.tune(valid_set, cfg.mask)  # the chosen settings are in config()
+    model.tune(valid_set, cfg.mask, evaluate)  # the chosen settings are in config()
     _write_config(run, cfg, model, train_set)
     runs.save_checkpoint(run / "last.pt", cfg.model, model, step=0, elapsed=0.0, best=math.nan, images=0)
     return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}

@@ -27,7 +27,7 @@ import numpy as np
 from ..data.masks import canonical
 from ..errors import SeqImputeError
 from ..models.registry import spec as model_spec
-from .plan import ROLE_TITLE, Cell, Plan, RunPlan, _merge, _tag, _trainable, generation_anchor
+from .plan import ROLE_TITLE, Cell, Plan, RunPlan, generation_anchor, merge, tag, trainable
 
 VERDICTS = ("holds", "reversed", "not resolved at this budget")
 
@@ -145,23 +145,23 @@ class ClaimsPlan:
 
     def _settings(self, arm: Arm) -> dict:
         c = self.settings
-        s = _merge(c.get("defaults", {}), c.get("models", {}).get(arm.model, {}))
+        s = merge(c.get("defaults", {}), c.get("models", {}).get(arm.model, {}))
         if arm.steps is not None:
             s["model_options"] = {**s.get("model_options", {}), "steps": arm.steps}
-        return self.plan._smoked(s)
+        return self.plan.smoked(s)
 
     def run(self, arm: Arm, seed: int) -> RunPlan:
         """The run of ``arm`` at ``seed`` (the seed's own run only for trained models)."""
-        trained = _trainable(arm.model)
+        trained = trainable(arm.model)
         own = model_spec(arm.model).cls.train_mask  # a VAE trains on complete images: one run serves every mask
         mask = own or (self.plan.mask_for(arm.role, arm.mask) if arm.mask != "full" else "full")
         name = arm.model + (f"-T{arm.steps}" if arm.steps is not None else "")
-        rid = f"claims/{arm.role}/{name}/{_tag(mask)}" + (f"/seed{seed}" if trained else "")
+        rid = f"claims/{arm.role}/{name}/{tag(mask)}" + (f"/seed{seed}" if trained else "")
         if rid not in self.plan.plans:
             s = self._settings(arm)
             if trained:
                 s["seed"] = seed
-            cfg = self.plan._config(rid, arm.role, arm.model, mask, s)
+            cfg = self.plan.config_for(rid, arm.role, arm.model, mask, s)
             self.plan.plans[rid] = RunPlan(rid, arm.role, arm.model, self.plan.runs_dir / rid, cfg,
                                            f"{mask}" + (f", seed {seed}" if trained else ""))
         return self.plan.plans[rid]
@@ -238,11 +238,11 @@ def results(cp: ClaimsPlan, scores: dict[tuple[Arm, int], float | None]) -> dict
     for a in cp.arms:
         per_seed = {s: scores.get((a, s)) for s in cp.seeds}
         run = cp.run(a, cp.seeds[0])
-        got = [v for v in per_seed.values() if v is not None][:None if _trainable(a.model) else 1]  # fitted: one run
+        got = [v for v in per_seed.values() if v is not None][:None if trainable(a.model) else 1]  # fitted: one run
         arm_rows.append({"arm": a.name, "model": a.model, "dataset": ROLE_TITLE[a.role],
                          "data_used": cp.plan.data_for(a.role).name, "mask": mask_label(a.mask),
-                         "mask_spec": cp.plan.mask_for(a.role, a.mask) if a.mask != "full" else "full", "steps": a.steps, "trained": _trainable(a.model),
-                         "updates": run.cfg.updates if _trainable(a.model) else None,
+                         "mask_spec": cp.plan.mask_for(a.role, a.mask) if a.mask != "full" else "full", "steps": a.steps, "trained": trainable(a.model),
+                         "updates": run.cfg.updates if trainable(a.model) else None,
                          "scores": {str(s): v for s, v in per_seed.items()},
                          "mean": float(np.mean(got)) if got else None,
                          "sd": float(np.std(got, ddof=1)) if len(got) > 1 else None,

@@ -22,7 +22,8 @@ from ..files import atomic_write
 from ..models.policy import Policy
 from ..numerics import flush_subnormals
 from ..threads import usable_cores
-from .plan import Cell, Plan, RunPlan, _trainable
+from .claims import ClaimsPlan
+from .plan import Cell, Plan, RunPlan, trainable
 
 
 @dataclass
@@ -41,7 +42,7 @@ def run_state(plan: RunPlan) -> dict:
     last = plan.path / "last.pt"
     cfg = plan.cfg
     state = {"exists": last.exists(), "step": 0, "elapsed_s": 0.0, "complete": False,
-             "budget": {"updates": cfg.updates, "minutes": cfg.minutes} if _trainable(plan.model)
+             "budget": {"updates": cfg.updates, "minutes": cfg.minutes} if trainable(plan.model)
              else "none (fitted, not trained)"}
     if last.exists():
         from ..train import TrainConfig, check_same_run
@@ -49,7 +50,7 @@ def run_state(plan: RunPlan) -> dict:
         check_same_run(plan.path, TrainConfig.stored(plan.path), cfg)
         ck = runs_mod.load_checkpoint(last)
         state["step"], state["elapsed_s"] = int(ck["step"]), float(ck["elapsed"])
-        state["complete"] = (not _trainable(plan.model)
+        state["complete"] = (not trainable(plan.model)
                              or (cfg.updates is not None and state["step"] >= cfg.updates)
                              or (cfg.minutes is not None and state["elapsed_s"] >= cfg.minutes * 60))
     plan.state = state
@@ -64,7 +65,7 @@ def train_command(plan: RunPlan) -> str:
         cmd += {"path": ["--data-path", str(v)], "size": ["--size", str(v)],
                 "scale": ["--scale", str(v)]}.get(k, ["--data-opt", f"{k}={v}"])
     cmd += ["--mask", c.mask, "--run", str(plan.path)]
-    if not _trainable(c.model):  # fitted from the training split, no updates
+    if not trainable(c.model):  # fitted from the training split, no updates
         return shlex.join(cmd)
     if c.updates is not None:
         cmd += ["--updates", str(c.updates)]
@@ -202,7 +203,7 @@ class Scorer:
         model = self._load(plan)
         tuned = {}
         if type(model).tune is not Policy.tune:  # VAE-imp's step, kNN's k: chosen on validation under this mask
-            tuned = model.tune(load_dataset(d.name, "valid", **d.options), mask)
+            tuned = model.tune(load_dataset(d.name, "valid", **d.options), mask, evaluate)
         self.log(f"scoring {plan.id} at {cell.label} ({mask})")
         res = evaluate(model, load_dataset(d.name, "test", **d.options), mask, samples=K, n=n, seed=0)
         res["tuned_on_valid"] = {k: v for k, v in tuned.items() if k in ("impute_step", "k")}
@@ -267,7 +268,7 @@ class Status:
                 "complete": bool(p.state.get("complete")), "last_action": p.action or prev.get("last_action", ""),
                 "this_invocation_wall_s": round(p.wall_s, 2), "command": train_command(p)}
         for e in self.experiments:
-            mine = self.plan.plans_of(e)
+            mine = ClaimsPlan(self.plan).runs() if e == "claims" else self.plan.plans_of(e)
             files = (written or {}).get(e) or status["experiments"].get(e, {}).get("files", [])
             status["experiments"][e] = {"complete": finished and all(p.state.get("complete") for p in mine),
                                         "runs": [p.id for p in mine], "files": files}

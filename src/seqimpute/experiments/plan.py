@@ -97,7 +97,7 @@ class RunPlan:
     wall_s: float = 0.0
 
 
-def _merge(*parts: dict) -> dict:
+def merge(*parts: dict) -> dict:
     out: dict = {}
     for p in parts:
         for k, v in (p or {}).items():
@@ -110,11 +110,11 @@ def _merge(*parts: dict) -> dict:
     return out
 
 
-def _tag(mask: str) -> str:
+def tag(mask: str) -> str:
     return re.sub(r"[^A-Za-z0-9.\-]+", "_", canonical(mask).replace(":", "").replace("|", "+").replace("*", "x"))
 
 
-def _trainable(model: str) -> bool:
+def trainable(model: str) -> bool:
     return bool(model_spec(model).cls.trainable)
 
 
@@ -282,13 +282,13 @@ class Plan:
         ds = p.get("datasets", {}).get(role, {})
         if fig2c:
             c = {k: v for k, v in p.get("fig2c", {}).items() if k not in ("mask", "steps", "not_expressed")}
-            s = _merge(p.get("defaults", {}), ds, c)
+            s = merge(p.get("defaults", {}), ds, c)
         else:
-            s = _merge(p.get("defaults", {}), ds, p.get("models", {}).get(model, {}),
+            s = merge(p.get("defaults", {}), ds, p.get("models", {}).get(model, {}),
                        ds.get("models", {}).get(model, {}))
-        return self._smoked(s)
+        return self.smoked(s)
 
-    def _smoked(self, s: dict) -> dict:
+    def smoked(self, s: dict) -> dict:
         if self.smoke:
             s.update({"updates": self.smoke_updates, "minutes": None, "valid_every": self.smoke_updates,
                       "valid_size": SMOKE["valid_size"], "ckpt_every": self.smoke_updates, "log_every": 1})
@@ -311,9 +311,9 @@ class Plan:
             if kind not in families:
                 raise SeqImputeError(f"preset {self.name} has no {kind} family for {role}.")
             mask = self.mask_for(role, families[kind])
-            return mask, _tag(mask), f"{mask} (one model for the family)"
+            return mask, tag(mask), f"{mask} (one model for the family)"
         mask = self.mask_for(role, cell.mask)
-        return mask, _tag(mask), f"{mask} (this cell)"
+        return mask, tag(mask), f"{mask} (this cell)"
 
     def plan_run(self, cell: Cell, model: str) -> RunPlan:
         """The run that serves ``model`` at ``cell`` (one object per run: cells that share a run share it)."""
@@ -327,12 +327,12 @@ class Plan:
         s = self.settings(role, model, fig2c)
         if fig2c:
             s["model_options"] = {**s.get("model_options", {}), "steps": cell.steps}
-        plan = RunPlan(rid, role, model, self.runs_dir / role / name / tag, self._config(rid, role, model, mask, s),
+        plan = RunPlan(rid, role, model, self.runs_dir / role / name / tag, self.config_for(rid, role, model, mask, s),
                        trained_on)
         self.plans[rid] = plan
         return plan
 
-    def _config(self, rid: str, role: str, model: str, mask: str, s: dict):
+    def config_for(self, rid: str, role: str, model: str, mask: str, s: dict):
         """The TrainConfig of a run from its merged settings."""
         from ..train import TrainConfig
 
@@ -346,7 +346,7 @@ class Plan:
 
     def preset_config(self, plan: RunPlan):
         """The TrainConfig the preset's own settings give a run's model on its data and mask."""
-        return self._config(plan.id, plan.role, plan.model, plan.cfg.mask, self.settings(plan.role, plan.model))
+        return self.config_for(plan.id, plan.role, plan.model, plan.cfg.mask, self.settings(plan.role, plan.model))
 
     def sweep_plans(self) -> list[tuple[str, str, dict, RunPlan]]:
         """(model, candidate, its settings, plan) for every candidate of the preset's [sweep]: each candidate's
@@ -363,16 +363,16 @@ class Plan:
         if kind not in family:
             raise SeqImputeError(f"preset {self.name}: the sweep's family {kind!r} is not in [families.{role}].")
         mask = self.mask_for(role, family[kind])
-        base = _merge(self.preset.get("defaults", {}), self.preset.get("datasets", {}).get(role, {}))
+        base = merge(self.preset.get("defaults", {}), self.preset.get("datasets", {}).get(role, {}))
         out = []
         for model, cands in sw["candidates"].items():
             for name, over in cands.items():
                 if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
                     raise SeqImputeError(f"sweep candidate name {name!r}: use letters, digits, '.', '_' or '-' "
                                          "(it names the run folder).")
-                rid = f"sweep/{role}/{model}/{_tag(mask)}/{name}"
+                rid = f"sweep/{role}/{model}/{tag(mask)}/{name}"
                 if rid not in self.plans:
-                    cfg = self._config(rid, role, model, mask, self._smoked(_merge(base, over)))
+                    cfg = self.config_for(rid, role, model, mask, self.smoked(merge(base, over)))
                     self.plans[rid] = RunPlan(rid, role, model, self.runs_dir / rid, cfg,
                                               f"{mask} (sweep candidate {name})")
                 out.append((model, name, over, self.plans[rid]))
@@ -388,9 +388,7 @@ class Plan:
         if experiment == "sweep":
             return [p for *_, p in self.sweep_plans()]
         if experiment == "claims":
-            from .claims import ClaimsPlan
-
-            return ClaimsPlan(self).runs()
+            raise ValueError("the claims' runs are claims.ClaimsPlan(plan).runs()")  # claims builds on this module
         out = []
         for c in self.cells(experiment):
             if self.data_for(c.role).available:

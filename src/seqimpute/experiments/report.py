@@ -14,6 +14,7 @@ from .. import runs as runs_mod
 from ..files import atomic_write
 from ..data.masks import mask_set
 from ..data.sources import load_dataset
+from ..evaluate import evaluate
 from ..models.policy import Policy
 from .plan import ROLE_TITLE, Cell, Plan, RunPlan
 
@@ -221,7 +222,7 @@ class Report:
         k = min(ev["fig3_images"], len(test.x))
         observed = mask_set(mask, test.name, test.split, len(test.x), test.image_shape, test.dim)[:k]
         if type(model).tune is not Policy.tune:
-            model.tune(load_dataset(d.name, "valid", **d.options), mask)
+            model.tune(load_dataset(d.name, "valid", **d.options), mask, evaluate)
         traj = sample_trajectories(model, test.x[:k], observed, ev["fig3_samples"], seed=0)
         keep = sorted(set(np.linspace(1, T, min(T, 7)).round().astype(int).tolist()))
         grid_rows = [{"x": test.x[i].numpy(), "observed": observed[i].numpy(),

@@ -139,7 +139,7 @@ class KNNImputer(Policy):
         return Rollout([prob_to_logits(self.impute(x, observed)).to(x.device)], None, None, None, False)
 
     @torch.inference_mode()
-    def tune(self, valid, mask: str) -> dict:
+    def tune(self, valid, mask: str, evaluate=None) -> dict:
         """Choose k from ``k_grid`` by the NLL of the imputations on the validation split (paper units)."""
         self._check_fitted()
         x, observed = tune_set(valid, mask)

@@ -230,9 +230,10 @@ class Policy(nn.Module):
         model without a separate guide."""
         return []
 
-    def tune(self, valid, mask: str) -> dict:
+    def tune(self, valid, mask: str, evaluate) -> dict:
         """Settings chosen on the validation ``Dataset`` under the run's ``mask`` after fitting or training (not by
         gradient: kNN's k, VAE-imp's step count). They must appear in ``config()``, so a reloaded model keeps them.
+        ``evaluate``: the evaluator (seqimpute.evaluate.evaluate), passed in so that models never import it.
         Returns what was chosen; the default tunes nothing."""
         return {}
 

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SeqImputeError
-from ..evaluate import evaluate
 from ..nn.layers import DecMLP, GaussMLP
 from ..precision import linear
 from .policy import Policy, Rollout, composite, latent_step
@@ -87,8 +86,9 @@ class VAEImputer(Policy):
         final = self.impute_step if steps is None and self.impute_step is not None and T >= 1 else None
         return Rollout(canvases, None, None, None, False, final_step=final)
 
-    def tune(self, valid, mask: str) -> dict:
-        """Choose the imputation step (1..steps) by the validation NLL of VAE-imp under ``mask`` (paper units)."""
+    def tune(self, valid, mask: str, evaluate) -> dict:
+        """Choose the imputation step (1..steps) by the validation NLL of VAE-imp under ``mask`` (paper units),
+        as ``evaluate`` (seqimpute.evaluate.evaluate) scores it."""
         res = evaluate(self, valid, mask, samples=TUNE_SAMPLES, n=min(len(valid), TUNE_N), batch=500)
         curve = res["per_step_unguided_nll_paper_units"]  # the evaluator's per-step curve, on the validation masks
         self.impute_step = min(range(1, len(curve)), key=lambda t: curve[t])
