@@ -82,8 +82,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "seqimpute", *args, "--run", str(ref)], check=True,
                        stdout=subprocess.DEVNULL)
         targets = sorted(rng.sample(range(1, a.updates), a.kills))  # distinct updates, in the order the run meets them
+        kills = []
         for target in targets:
-            if (run / "last.pt").exists():
             at = kill_at(launch(args, run), run, target, rng.uniform(0, 0.06))
             if at is None:
                 raise SystemExit(f"the run ended before the kill at update {target}")

@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import seqimpute
-import seqimpute.tabular.imputer as imputer_module
+import seqimpute.tabular.training as training_module
 import seqimpute.tabular.early_stopping as early_stopping
 from seqimpute.tabular.early_stopping import IMPROVEMENT
 from seqimpute import SeqImputeError, SequentialImputer
@@ -121,9 +121,9 @@ def test_a_fully_missing_column_is_left_out_with_a_warning_and_an_empty_table_is
 
 def test_non_finite_updates_are_skipped_counted_and_reported(monkeypatch):
     """An update whose loss (or a gradient) is NaN/inf is skipped, counted in n_skipped_updates_, and fit warns."""
-    import seqimpute.tabular.imputer as imputer_module
+    import seqimpute.tabular.training as training_module
 
-    real, calls = imputer_module.training_loss, []
+    real, calls = training_module.training_loss, []
 
     def faulty(policy, *args, **kwargs):
         loss, stats = real(policy, *args, **kwargs)
@@ -134,13 +134,13 @@ def test_non_finite_updates_are_skipped_counted_and_reported(monkeypatch):
             loss = loss + torch.sqrt(0.0 * next(policy.parameters()).sum())
         return loss, stats
 
-    monkeypatch.setattr(imputer_module, "training_loss", faulty)
+    monkeypatch.setattr(training_module, "training_loss", faulty)
     Xm = holes(correlated(40, 3), 0.2)[0]
     with pytest.warns(RuntimeWarning, match="skipped 3 of 6 training updates"):
         imp = small(max_updates=6).fit(Xm)
     assert imp.n_updates_ == 6 and imp.n_skipped_updates_ == 3
     assert np.isfinite(imp.transform(Xm)).all()
-    monkeypatch.setattr(imputer_module, "training_loss", real)
+    monkeypatch.setattr(training_module, "training_loss", real)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert small(max_updates=6).fit(Xm).n_skipped_updates_ == 0
@@ -271,7 +271,7 @@ def test_the_budget_that_stopped_training_is_recorded_and_a_cut_is_warned(monkey
         warnings.simplefilter("error", ConvergenceWarning)
         imp.fit(X)
     assert imp.stopped_by_ == "updates" and imp.n_updates_ == 20
-    monkeypatch.setattr(imputer_module, "time", _FastClock())
+    monkeypatch.setattr(training_module, "time", _FastClock())
     with pytest.warns(ConvergenceWarning, match=r"max_minutes=1 wall-clock cap after \d+ of max_updates=20 updates"):
         imp = small(max_minutes=1.0).fit(X)
     assert imp.stopped_by_ == "minutes" and imp.n_updates_ < 20
@@ -280,7 +280,7 @@ def test_the_budget_that_stopped_training_is_recorded_and_a_cut_is_warned(monkey
 
 
 def test_cli_fit_transform_updates_are_not_cut_by_a_default_cap(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(imputer_module, "time", _FastClock())  # every update "takes" 10 s or more
+    monkeypatch.setattr(training_module, "time", _FastClock())  # every update "takes" 10 s or more
     src = tmp_path / "in.npy"
     np.save(src, holes(correlated(60, 3), 0.2)[0])
     base = ["fit-transform", str(src), str(tmp_path / "o.npy"), "--rollouts", "2", "--quiet"]
@@ -354,8 +354,8 @@ def test_validation_values_are_never_used_in_training(monkeypatch):
 def test_the_auto_budget_grows_with_the_rows():
     imp = SequentialImputer(batch_size=128)
     # 100 epochs of ceil(N / 128) updates, clipped to 1000..2000
-    assert [imp._max_updates(n) for n in (100, 1500, 2000, 10**5)] == [1000, 100 * 12, 100 * 16, 2000]
-    assert SequentialImputer(max_updates=77)._max_updates(10**5) == 77
+    assert [training_module.max_updates(imp, n) for n in (100, 1500, 2000, 10**5)] == [1000, 100 * 12, 100 * 16, 2000]
+    assert training_module.max_updates(SequentialImputer(max_updates=77), 10**5) == 77
 
 
 @pytest.mark.parametrize("kw, match", [({"early_stopping": "yes"}, "early_stopping must be True or False"),

@@ -129,8 +129,12 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
         mean_guess = torch.sigmoid(r.final).view(Ku, B, -1).mean(0)
         tot["sq_err"] += float(((mean_guess - x).pow(2) * (~obs & kn)).sum())
     model.train(was_training)
+    return _report(model, data, mask, tot, per_step_g, per_step_u, len(x_all), K, Ku, T)
 
-    N, D, U = len(x_all), data.dim, tot["missing"]
+
+def _report(model, data, mask, tot: dict, per_step_g, per_step_u, N: int, K: int, Ku: int, T: int) -> dict:
+    """The scores of the evaluation's running totals, in every unit (README "Scores")."""
+    D, U = data.dim, tot["missing"]
     to_paper = lambda total: metrics.paper_units(total, D, U)  # = per-image mean x D / mean |U|
     out = {"model": model.name, "dataset": data.name, "split": data.split, "mask": mask, "n_images": N,
            "samples": K, "unguided_samples": Ku, "steps": T, "dim": D, "imputed_fraction": U / (N * D)}

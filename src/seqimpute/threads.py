@@ -4,6 +4,8 @@ in docs/RESULTS.md ("Threads, processes and the step's share of the peak")."""
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 from pathlib import Path
@@ -67,3 +69,16 @@ def use(threads: int | None = None) -> int:
     n = choose(threads)
     torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def scoped(threads: int | None):
+    """torch's intra-op threads set to ``threads`` for a block (None: left as they are), then restored."""
+    old = torch.get_num_threads()
+    if threads is not None and threads != old:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)

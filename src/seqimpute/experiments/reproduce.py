@@ -30,7 +30,7 @@ from ..errors import SeqImputeError
 from .claims import ClaimsPlan
 from .claims import results as claims_results
 from .execute import Log, Scorer, Status, Trainer, run_state
-from .plan import EXPERIMENTS, Plan, RunPlan, adapt_mask, load_anchors, load_preset, trainable
+from .plan import EXPERIMENTS, Plan, RunPlan, adapt_mask, load_anchors, load_preset
 from .report import Report, rank_sweep, row, sweep_row
 
 __all__ = ["EXPERIMENTS", "Reproduction", "adapt_mask", "load_anchors", "load_preset", "reproduce"]

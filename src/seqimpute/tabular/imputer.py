@@ -28,72 +28,34 @@ are biased toward the observed distribution, as with every imputer that learns o
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
+import contextlib
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, check_random_state
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ..errors import SeqImputeError
-from ..loop import BatchOrder, Budget, train_loop
-from ..models.policy import scored_sum, training_loss
-from ..models.registry import MODELS, build_model, spec
 from ..nn.dist import LOG_2PI, bernoulli_nll, bernoulli_nll_logits
 from ..numerics import subnormals_flushed
-from ..optim import Optimizer
-from ..precision import PRECISIONS, matmul_precision, resolve
-from . import early_stopping, missing, saved
-from .columns import ColumnLayout, check_categorical_features, column_kinds, is_frame
-from .gaussian import MAX_ENTRIES, ConditionalGaussian
+from ..precision import matmul_precision, resolve
+from ..threads import scoped
+from . import missing, params, saved, training
+from .columns import is_frame
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # scikit-learn 1.4-1.5 (tested by .ci/run's lowest-versions stage): the option had its old name
-    def _validate_data(est, X, reset=True, ensure_all_finite=True, skip_check_array=False, **kw):
-        if skip_check_array:
-            return est._validate_data(X, reset=reset, cast_to_ndarray=False)
-        return est._validate_data(X, reset=reset, force_all_finite=ensure_all_finite, **kw)
 
-LIKELIHOODS = ("auto", "bernoulli", "gaussian")
-INITIAL_CANVASES = ("gaussian", "mean")
-_FLOATS = (np.float64, np.float32)
-LOG_VAR_GAIN = 20.0  # log_var = GAIN * raw: Adam moves raw by ~lr per update, so the log-variance moves ~GAIN*lr
-# (a 1e-3 step alone could not leave 0 in a budget of a few hundred updates); it is clamped at LOG_VAR_MIN
-LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor against collapse on near-duplicates
+
+@contextlib.contextmanager
+def _runtime(threads: int | None, precision: str):
+    """A block of fit/transform/sample/score: torch's threads and the products' precision set (seqimpute.threads,
+    seqimpute.precision), subnormals flushed (seqimpute.numerics), all restored after it."""
+    with subnormals_flushed(), matmul_precision(precision), scoped(threads):
+        yield
+
 # precision="auto" on a CPU: fp32 below this hidden width. Measured on an AVX512-BF16 CPU, one thread, batch 128:
 # bf16 updates took 5-15% longer than fp32 at hidden 120 (casts and overhead dominate), 30% less at hidden 500.
 BF16_MIN_HIDDEN = 256
-# The scale of a column whose observed values are all equal, relative to the value: a standardised imputation of
-# any plausible size (|z| < 2^8) moves it by less than half a float64 ulp, so the constant itself is imputed.
-CONSTANT_SCALE = 2.0**-62
 _ROLLOUT_ROWS = 8192  # rows (examples x rollouts) per unguided rollout at transform/sample time
-AUTO_EPOCHS, AUTO_UPDATES = 100, (1000, 2000)  # max_updates="auto": this many epochs, clipped to this range
-
-
-class _Threads:
-    """torch's intra-op thread count set for a block, with subnormals flushed (seqimpute.numerics) and the products'
-    precision set (seqimpute.precision), all restored after it."""
-
-    def __init__(self, n: int | None, precision: str = "fp32"):
-        self.n, self.old = n, None
-        self.flushed, self.products = subnormals_flushed(), matmul_precision(precision)
-
-    def __enter__(self):
-        self.flushed.__enter__()
-        self.products.__enter__()
-        if self.n is not None and self.n != torch.get_num_threads():
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            torch.set_num_threads(self.old)
-        self.products.__exit__(*exc)
-        self.flushed.__exit__(*exc)
 
 
 class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -271,40 +233,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return {"allow_nan": True, "preserves_dtype": [np.float64, np.float32]}
 
     def _check_X(self, X, reset: bool) -> tuple:
-        """(X, Xk, T): X as given with its ``missing_values`` marked (a DataFrame of a mixed layout) or as a float
-        array; Xk, X without the features that had no observed value in fit; and Xk's table T (N, C) of numbers and
-        category codes, NaN = missing (Xk itself for numbers only). ``reset`` (fit): the empty features, the
-        indicator's features and the layout are fitted on X."""
-        X = missing.mark_missing(X, self.missing_values)
-        frame = is_frame(X)
-        if reset:
-            kinds = column_kinds(X, self.categorical_features, X.shape[1]) if frame else None
-            empty = missing.empty_features(X, self.keep_empty_features) if frame else None
-            mixed = kinds is not None and any(k != "numeric" for j, k in enumerate(kinds) if j not in empty)
-        else:
-            mixed = self.layout_.mixed
-        try:
-            if frame and mixed:  # names and width checked; the columns keep their dtypes
-                _validate_data(self, X, reset=reset, skip_check_array=True)
-                if len(X) == 0:
-                    raise SeqImputeError("X has no rows; give at least one row.")
-            else:
-                X = _validate_data(self, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
-        except SeqImputeError:
-            raise
-        except ValueError as e:  # scikit-learn's validation: one line, as a SeqImputeError (still a ValueError)
-            raise SeqImputeError(" ".join(str(e).split())) from None
-        if reset:
-            if empty is None:
-                kinds = column_kinds(X, self.categorical_features, X.shape[1])
-                empty = missing.empty_features(X, self.keep_empty_features)
-            self.empty_features_ = empty
-            self.indicator_features_ = (np.flatnonzero(missing.missing_mask(X).any(axis=0)) if self.add_indicator
-                                        else None)
-        Xk = missing.kept(X, self.empty_features_)
-        if reset:
-            self.layout_ = ColumnLayout.fit(Xk, [k for j, k in enumerate(kinds) if j not in empty])
-        return X, Xk, self.layout_.table(Xk)
+        return missing.check_input(self, X, reset)
 
     def _output(self, X, completed):
         """The output for input X from its kept features' ``completed`` values (seqimpute.tabular.missing.assemble)."""
@@ -319,61 +248,7 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                                          self.indicator_features_)
 
     def _check_params(self) -> None:
-        trainable = [n for n, s in MODELS.items() if s.cls.trainable and s.family != "none" and s.cls.train_mask is None]
-        if self.model not in MODELS or self.model not in trainable:
-            raise SeqImputeError(f"model={self.model!r} is not a trainable policy; choose one of "
-                                 f"{', '.join(trainable)}.")
-        if self.precision not in PRECISIONS:
-            raise SeqImputeError(f"precision={self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
-        if self.initial_canvas not in INITIAL_CANVASES:
-            raise SeqImputeError(f"initial_canvas={self.initial_canvas!r}; choose 'gaussian' or 'mean'.")
-        if self.likelihood not in LIKELIHOODS:
-            raise SeqImputeError(f"likelihood={self.likelihood!r}; choose 'auto', 'bernoulli' or 'gaussian'.")
-        check_categorical_features(self.categorical_features)
-        missing.check_missing_values(self.missing_values)
-        for name in ("add_indicator", "keep_empty_features"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise SeqImputeError(f"{name} must be True or False, got {getattr(self, name)!r}.")
-
-        def positive_int(name, value, allow_none=False):
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                extra = {"max_updates": ", 'auto' or None"}.get(name, " or None" if allow_none else "")
-                raise SeqImputeError(f"{name} must be a positive integer{extra}, got {value!r}.")
-
-        positive_int("hidden", self.hidden, True)
-        positive_int("latent", self.latent, True)
-        positive_int("steps", self.steps)
-        if self.max_updates != "auto":
-            positive_int("max_updates", self.max_updates, True)
-        positive_int("batch_size", self.batch_size)
-        positive_int("n_rollouts", self.n_rollouts)
-        positive_int("n_threads", self.n_threads, True)
-        positive_int("patience", self.patience)
-        if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise SeqImputeError(f"early_stopping must be True or False, got {self.early_stopping!r}.")
-        if isinstance(self.validation_fraction, bool) or not (
-                isinstance(self.validation_fraction, (int, float)) and 0 < self.validation_fraction <= 0.5):
-            raise SeqImputeError(f"validation_fraction must be a share in (0, 0.5], e.g. 0.1, got "
-                                 f"{self.validation_fraction!r}.")
-        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0):
-            raise SeqImputeError(f"max_minutes must be a positive number or None, got {self.max_minutes!r}.")
-        if self.max_updates is None and self.max_minutes is None:
-            raise SeqImputeError("give a training budget: max_updates ('auto', or e.g. 1000) and/or max_minutes "
-                                 "(e.g. 1.0).")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise SeqImputeError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
-        try:
-            lo, hi = (float(v) for v in self.hide_rate)
-        except (TypeError, ValueError):
-            raise SeqImputeError(f"hide_rate must be a pair (low, high) of shares, e.g. (0.1, 0.6); "
-                                 f"got {self.hide_rate!r}.") from None
-        if not (0.0 <= lo <= hi < 1.0 and hi > 0.0):
-            raise SeqImputeError(f"hide_rate must satisfy 0 <= low <= high < 1 with high > 0, e.g. (0.1, 0.6); "
-                                 f"got {self.hide_rate!r}.")
-        if self.model_options is not None and not isinstance(self.model_options, dict):
-            raise SeqImputeError(f"model_options must be a dict or None, got {type(self.model_options).__name__}.")
+        params.check(self)
 
     # ------------------------------------------------------------------------------------------ saving
 
@@ -388,46 +263,6 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return saved.load(cls, folder, device)
 
     # ------------------------------------------------------------------------------------------ scaling
-
-    def _choose_likelihood(self, X: np.ndarray, observed: np.ndarray) -> str:
-        if self.layout_.mixed:
-            if self.likelihood == "bernoulli":
-                raise SeqImputeError("likelihood='bernoulli' is for arrays of values in [0, 1], but X has binary, "
-                                     "integer or categorical columns, which take their own likelihoods; use "
-                                     "likelihood='auto'.")
-            return "mixed"
-        vals = X[observed]
-        in_unit = bool(vals.size == 0 or (vals.min() >= 0.0 and vals.max() <= 1.0))
-        if self.likelihood == "bernoulli":
-            if not in_unit:
-                cols = np.where(np.any(observed & ((np.nan_to_num(X) < 0) | (np.nan_to_num(X) > 1)), axis=0))[0]
-                raise SeqImputeError(
-                    f"likelihood='bernoulli' needs every observed value in [0, 1], but column(s) "
-                    f"{', '.join(map(str, cols[:10]))}{' ...' if len(cols) > 10 else ''} hold values in "
-                    f"{vals.min():g}..{vals.max():g}; use likelihood='gaussian' (or 'auto'), or scale those columns "
-                    f"into [0, 1].")
-            return "bernoulli"
-        if self.likelihood == "gaussian":
-            return "gaussian"
-        return "bernoulli" if in_unit else "gaussian"
-
-    def _fit_scaling(self, T: np.ndarray) -> None:
-        """mean_, scale_ and the fill of never-observed values (W,), from the observed values of each canvas entry
-        of the table T: Gaussian entries standardised, the others (0/1, one-hot) kept."""
-        Xd = self.layout_.canvas(T).astype(np.float64)
-        W = Xd.shape[1]
-        if self.likelihood_ == "bernoulli":
-            self.mean_, self.scale_ = np.zeros(W), np.ones(W)
-            self.fill_ = np.nanmean(Xd, axis=0)
-            return
-        gaussian = self.layout_.gaussian
-        self.mean_ = np.where(gaussian, np.nanmean(Xd, axis=0), 0.0)
-        sd = np.nanstd(Xd, axis=0)
-        # a constant column: a scale so small that any standardised value maps back to the constant itself
-        constant = gaussian & (sd == 0)
-        tiny = CONSTANT_SCALE * np.maximum(np.abs(np.nan_to_num(self.mean_)), 1.0)
-        self.scale_ = np.where(gaussian & np.isfinite(sd) & (sd > 0), sd, np.where(constant, tiny, 1.0))
-        self.fill_ = np.zeros(W)
 
     def _to_model(self, T: np.ndarray):
         """Table (N, C) -> the canvas values (N, W) as a standardised float32 tensor with NaN replaced by the
@@ -466,156 +301,22 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------ fit
 
-    def _build(self, ms, D: int, device: torch.device):
-        """The policy, sized by the number of columns D unless given, initialised from ``seed_``."""
-        options = {"hidden": self.hidden or int(np.clip(4 * D, 64, 500)),
-                   "z": self.latent or int(np.clip(D // 2, 4, 100)), "steps": self.steps}
-        if "write" in ms.option_names():  # LSTM: the write layer follows the hidden width unless given
-            options["write"] = options["hidden"]
-        if self.likelihood_ != "bernoulli":
-            options["link"] = "identity"  # the canvas holds means (and logits, in a mixed table)
-        options.update(self.model_options or {})
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
-            torch.manual_seed(self.seed_)
-            return build_model(self.model, D, None, options).to(device)
-
-    def _threads(self, hidden: int | None = None) -> _Threads:
+    def _threads(self, hidden: int | None = None):
         hidden = hidden if hidden is not None else getattr(getattr(self, "model_", None), "hidden", 0)
         precision = resolve(self.precision, self.device)
         if self.precision == "auto" and torch.device(self.device).type == "cpu" and hidden < BF16_MIN_HIDDEN:
             precision = "fp32"  # small products: bf16's casts of every operand cost more than its faster products
-        if self.n_threads is not None:
-            return _Threads(int(self.n_threads), precision)
-        return _Threads(1 if hidden < 256 else None, precision)
+        n = int(self.n_threads) if self.n_threads is not None else 1 if hidden < 256 else None
+        return _runtime(n, precision)
 
     def fit(self, X, y=None):
         """Train the policy on X, shape (N, D), NaN = missing (a DataFrame: also None/NA). ``y`` is ignored.
-        Returns self."""
+        Returns self. The training is seqimpute.tabular.training's."""
         self._check_params()
         _, _, T = self._check_X(X, reset=True)
         with self._threads(self.hidden or int(np.clip(4 * self.layout_.width, 64, 500))):
-            return self._fit(T)
-
-    def _fit(self, X):
-        """Training on the table X (N, C): numbers and category codes."""
-        observed = ~np.isnan(X)
-        if X.shape[1] == 0:
-            raise SeqImputeError("no column of X has an observed value, so nothing can be learned; give data with "
-                                 "values.")
-        N, D = len(X), self.layout_.width  # D: the canvas entries
-        self.likelihood_ = self._choose_likelihood(X, observed)
-        ms = spec(self.model)
-        if self.likelihood_ == "mixed" and "link" not in ms.option_names():
-            raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, but X has binary, integer or "
-                                 f"categorical columns, whose canvas holds means and logits; use model='gpsi-add' "
-                                 f"or 'gpsi-jump'.")
-        if self.likelihood_ == "gaussian" and "link" not in ms.option_names():
-            raise SeqImputeError(f"model {self.model!r} has a sigmoid output only, so it takes "
-                                 f"likelihood='bernoulli' (values in [0, 1]); for real-valued columns use "
-                                 f"model='gpsi-add' or scale your columns into [0, 1].")
-        rs = check_random_state(self.random_state)
-        self.seed_ = int(rs.randint(0, 2**31 - 1))
-        held = (early_stopping.holdout(observed, float(self.validation_fraction), self.seed_) if self.early_stopping
-                else np.zeros_like(observed))
-        Xt = np.where(held, np.nan, X)  # the training view: validation holes are missing, even to the scaling
-        self._fit_scaling(Xt)
-
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SeqImputeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'.")
-        model = self._build(ms, D, device)
-        raw_lv = torch.nn.Parameter(torch.zeros(D, device=device)) if self.likelihood_ != "bernoulli" else None
-        params = list(model.parameters()) + ([raw_lv] if raw_lv is not None else [])
-
-        def log_var():
-            return None if raw_lv is None else (LOG_VAR_GAIN * raw_lv).clamp(min=LOG_VAR_MIN)
-
-        updates, minutes = self._max_updates(N), self.max_minutes
-        warmup = max(1, (updates or 500) // 20)
-        opt = Optimizer(params, "budget", ms.family, model.l2, float(self.learning_rate), warmup)
-        gen = torch.Generator(device=device).manual_seed(self.seed_)
-        Z, O = self._to_model(Xt)
-        self._fit_start(Z, O)
-        if self._start is not None:  # the untrained policy imputes the conditional mean, with its spread
-            with torch.no_grad():
-                model.writer.out.weight.zero_()  # a silent writer: the canvas stays at the start until trained
-                idx = torch.as_tensor(self.start_entries_, device=device)
-                var = self._start.missing_variance(Z[:, idx], O[:, idx]).clamp(min=math.exp(LOG_VAR_MIN))
-                raw_lv[idx] = (var.log() / LOG_VAR_GAIN).to(raw_lv.dtype)
-        order = BatchOrder(N, int(self.batch_size), self.seed_)
-
-        def batch(step: int) -> tuple:  # rows, their observed values, and those hidden to be imputed and scored
-            idx = order.indices(step).to(device)
-            return Z[idx], O[idx], self._hide(O[idx], gen)
-
-        def objective(z, obs, hidden):
-            inputs = obs & ~hidden  # the hidden values are scored: missing from the input, known in the data
-            r = self._rollout(model, z, inputs, guided=True, generator=gen)  # products: fit's _Threads precision
-            nll = scored_sum(self._nll(z, r.final, log_var(), paper=False), inputs, known=obs)
-            return training_loss(model, r, z, inputs, nll=nll)  # the objective of `seqimpute train`
-
-        bar, losses, skipped = None, [], 0
-        if self.verbose:
-            from tqdm import tqdm
-
-            bar = tqdm(total=updates, unit="upd", desc=f"SequentialImputer {self.model}", mininterval=0.5,
-                       dynamic_ncols=True)
-        # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
-        budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
-        stopper = early_stopping.EarlyStopping(self, model, params, Xt, X, held, int(self.patience), order.per_epoch,
-                                               budget)
-
-        if self._start is not None:  # the untrained policy imputes the conditional mean: the first candidate
-            stopper.after(0)
-
-        def after(step: int, res) -> None:
-            nonlocal skipped
-            skipped += not res.ok
-            if res.fault != "loss":
-                losses.append(res.loss)
-            stopper.after(step)
-            if bar is not None and step % 20 == 0 and losses:
-                bar.set_postfix(loss=f"{float(losses[-1]):.3g}", **stopper.postfix(), refresh=False)
-
-        model.train()
-        step = train_loop(opt, batch, objective, budget, after=after, bar=bar)
-        stopped = budget.stopped_by(step)
-        stopper.finish(step)
-        if bar is not None:
-            bar.close()
-        self.stopped_by_ = stopped
-        if stopped == "minutes" and updates is not None:
-            warnings.warn(f"SequentialImputer stopped at the max_minutes={minutes:g} wall-clock cap after {step} of "
-                          f"max_updates={updates} updates; raise max_minutes, or set it to None to make every "
-                          f"update.", ConvergenceWarning, stacklevel=3)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model_ = model
-        lv = log_var()
-        self.log_var_ = None if lv is None else lv.detach().cpu().numpy().astype(np.float64)
-        self._log_var_t = None if lv is None else lv.detach()
-        self.n_updates_ = step
-        self.n_skipped_updates_ = skipped
-        if skipped:
-            warnings.warn(f"SequentialImputer skipped {skipped} of {step} training updates whose loss or gradient "
-                          f"was not finite (NaN/inf); if many were, lower learning_rate or scale the columns.",
-                          RuntimeWarning, stacklevel=3)
-        self.training_seconds_ = time.perf_counter() - budget.t0
-        tail = losses[-max(1, len(losses) // 10):]
-        self.loss_ = float(torch.stack(tail).mean()) if tail else math.nan
+            training.fit(self, T)
         return self
-
-    def _fit_start(self, Z: torch.Tensor, O: torch.Tensor) -> None:
-        """initial_canvas="gaussian": the conditional Gaussian of the numeric entries (start_entries_; none when the
-        table has none or more than gaussian.MAX_ENTRIES of them, or is Bernoulli), fitted on the training view."""
-        entries = (np.where(self.layout_.gaussian)[0] if self.likelihood_ == "mixed" else np.arange(Z.shape[1])
-                   if self.likelihood_ == "gaussian" else np.zeros(0, dtype=np.int64))
-        self.start_entries_, self._start = None, None
-        if self.initial_canvas == "gaussian" and 0 < len(entries) <= MAX_ENTRIES:
-            self.start_entries_ = entries.astype(np.int64)
-            idx = torch.as_tensor(entries, device=Z.device)
-            self._start = ConditionalGaussian.fit(Z[:, idx], O[:, idx])
 
     def _rollout(self, model, z: torch.Tensor, visible: torch.Tensor, repeat: int = 1, **kw):
         """model.rollout of the rows z (each ``repeat`` times), starting from the conditional-Gaussian canvas when
@@ -628,14 +329,6 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if repeat > 1:
             z, visible, start = (t.repeat(repeat, 1) if t is not None else None for t in (z, visible, start))
         return model.rollout(z, visible, **kw) if start is None else model.rollout(z, visible, start=start, **kw)
-
-    def _max_updates(self, n_rows: int) -> int | None:
-        """The updates budget: ``max_updates``, or for "auto" AUTO_EPOCHS passes over the rows, clipped to
-        AUTO_UPDATES (early stopping usually ends training well before)."""
-        if self.max_updates != "auto":
-            return self.max_updates
-        per_epoch = max(1, math.ceil(n_rows / int(self.batch_size)))
-        return int(np.clip(AUTO_EPOCHS * per_epoch, *AUTO_UPDATES))
 
     # ------------------------------------------------------------------------------------------ rollouts
 

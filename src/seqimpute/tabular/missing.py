@@ -1,7 +1,8 @@
 """scikit-learn's imputer conventions around SequentialImputer's policy, as SimpleImputer and IterativeImputer define
 them: ``missing_values`` (the marker of a missing entry), ``keep_empty_features`` (columns without any observed value
 in fit: dropped from the output, or kept and filled with 0) and ``add_indicator`` (a 0/1 column per feature that had
-missing values in fit, appended to the output, as MissingIndicator(features="missing-only") gives)."""
+missing values in fit, appended to the output, as MissingIndicator(features="missing-only") gives); and
+``check_input``, the estimator's reading of X (scikit-learn's validation, the markers, the column layout)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import warnings
 import numpy as np
 
 from ..errors import SeqImputeError
-from .columns import is_frame
+from .columns import ColumnLayout, column_kinds, is_frame
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # scikit-learn 1.4-1.5 (tested by .ci/run's lowest-versions stage): the option had its old name
+    def _validate_data(est, X, reset=True, ensure_all_finite=True, skip_check_array=False, **kw):
+        if skip_check_array:
+            return est._validate_data(X, reset=reset, cast_to_ndarray=False)
+        return est._validate_data(X, reset=reset, force_all_finite=ensure_all_finite, **kw)
+
+_FLOATS = (np.float64, np.float32)
 
 
 def is_nan_marker(missing_values) -> bool:
@@ -116,3 +127,40 @@ def feature_names_out(names: np.ndarray, empty, keep_empty_features: bool, indic
     keep = names if keep_empty_features or empty is None or not len(empty) else np.delete(names, empty)
     extra = [f"missingindicator_{names[j]}" for j in (indicator if indicator is not None else [])]
     return np.asarray(list(keep) + extra, dtype=object)
+
+
+def check_input(imp, X, reset: bool) -> tuple:
+    """(X, Xk, T): X as given with its ``missing_values`` marked (a DataFrame of a mixed layout) or as a float
+    array; Xk, X without the features that had no observed value in fit; and Xk's table T (N, C) of numbers and
+    category codes, NaN = missing (Xk itself for numbers only). ``reset`` (fit): the empty features, the
+    indicator's features and the layout are fitted on X."""
+    X = mark_missing(X, imp.missing_values)
+    frame = is_frame(X)
+    if reset:
+        kinds = column_kinds(X, imp.categorical_features, X.shape[1]) if frame else None
+        empty = empty_features(X, imp.keep_empty_features) if frame else None
+        mixed = kinds is not None and any(k != "numeric" for j, k in enumerate(kinds) if j not in empty)
+    else:
+        mixed = imp.layout_.mixed
+    try:
+        if frame and mixed:  # names and width checked; the columns keep their dtypes
+            _validate_data(imp, X, reset=reset, skip_check_array=True)
+            if len(X) == 0:
+                raise SeqImputeError("X has no rows; give at least one row.")
+        else:
+            X = _validate_data(imp, X, reset=reset, dtype=_FLOATS, ensure_all_finite="allow-nan", copy=False)
+    except SeqImputeError:
+        raise
+    except ValueError as e:  # scikit-learn's validation: one line, as a SeqImputeError (still a ValueError)
+        raise SeqImputeError(" ".join(str(e).split())) from None
+    if reset:
+        if empty is None:
+            kinds = column_kinds(X, imp.categorical_features, X.shape[1])
+            empty = empty_features(X, imp.keep_empty_features)
+        imp.empty_features_ = empty
+        imp.indicator_features_ = (np.flatnonzero(missing_mask(X).any(axis=0)) if imp.add_indicator
+                                    else None)
+    Xk = kept(X, imp.empty_features_)
+    if reset:
+        imp.layout_ = ColumnLayout.fit(Xk, [k for j, k in enumerate(kinds) if j not in empty])
+    return X, Xk, imp.layout_.table(Xk)
