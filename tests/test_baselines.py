@@ -12,7 +12,7 @@ from seqimpute.cli import main
 from seqimpute.data.sources import Dataset
 from seqimpute.evaluate import evaluate
 from seqimpute.models.baselines import KNNImputer, MeanImputer, prob_to_logits
-from seqimpute.models.policy import fill_in, missing_nll
+from seqimpute.models.policy import composite, missing_nll
 from seqimpute.models.registry import build_model
 from seqimpute.models.template import TemplateMatcher
 from seqimpute.models.vae import VAEImputer
@@ -107,7 +107,7 @@ def test_mean_imputer():
     bank, q = grey_data(50), grey_data(10, seed=3).x
     obs = masks(10, 36)
     m = MeanImputer(36).fit(bank)
-    out = fill_in(q, obs, m.rollout(q, obs, guided=False).final)
+    out = composite(q, obs, torch.sigmoid(m.rollout(q, obs, guided=False).final))
     assert torch.allclose(out, torch.where(obs, q.double(), bank.x.mean(0).double()), atol=1e-9)
 
 
@@ -145,7 +145,7 @@ def test_vae_imp_keeps_known_values_fixed():
     for u in seen:
         assert torch.equal(u[obs], q[obs])  # every composite keeps the known values
     assert torch.all(seen[0][~obs] == 0.5)  # the missing values start at 0.5
-    assert torch.equal(fill_in(q, obs, r.final)[obs], q[obs])
+    assert torch.equal(composite(q, obs, torch.sigmoid(r.final))[obs], q[obs])
     # the guided rollout is one VAE step: KL(q(z|x) || N(0, I)) on a 'full' mask, the ELBO's terms
     g = vae.rollout(q, torch.zeros_like(obs), guided=True, generator=torch.Generator().manual_seed(0))
     mu, lv = encode(q)

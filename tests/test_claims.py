@@ -59,6 +59,15 @@ def test_each_arm_is_shown_beside_the_papers_number():
     assert paper_value(a, Arm("draw-ext-add", "binarized-mnist", "full")) == 85.5
 
 
+def t_interval(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of paired differences, computed here with scipy (not the claims code)."""
+    from scipy import stats
+
+    n, mean = len(diffs), sum(diffs) / len(diffs)
+    half = stats.t.ppf(0.975, n - 1) * stats.tstd(diffs) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def test_results_pair_the_seeds_and_give_each_claim_its_verdict():
     cp = ClaimsPlan(Plan("cpu", smoke=True, data="sklearn-digits"))
     assert cp.seeds == [0, 1]
@@ -73,7 +82,7 @@ def test_results_pair_the_seeds_and_give_each_claim_its_verdict():
     refinement = out["rows"][0]
     assert refinement["claim"] == "refinement" and refinement["verdict"] == HOLDS
     first = refinement["comparisons"][0]
-    mean, lo, hi = interval([80.0 - (100 + i1), 81.5 - (101 + i1)])
+    mean, lo, hi = t_interval([80.0 - (100 + i1), 81.5 - (101 + i1)])
     assert first["diff"] == pytest.approx(mean) and first["ci95"] == [pytest.approx(lo), pytest.approx(hi)]
     assert first["a_mean"] == pytest.approx(80.75) and first["seeds"] == 2
     # a missing score leaves its comparison unmeasured and the claim "not run"
@@ -92,8 +101,13 @@ def test_claims_smoke_measures_every_claim_at_equal_updates_and_resumes(tmp_path
                                                       "beats-baselines", "extended-beats-draw"]
     for r in payload["rows"]:
         assert r["verdict"] in VERDICTS
-        for c in r["comparisons"]:
-            assert c["seeds"] == 2 and c["ci95"][0] <= c["diff"] <= c["ci95"][1]
+        for c in r["comparisons"]:  # each difference and interval recomputed from the arms' own seed scores
+            label = {f"{x['arm']} ({x['dataset']} {x['mask']})": x for x in payload["arms"]}
+            a, b = label[c["a"]], label[c["b"]]
+            seeds = sorted(set(a["scores"]) & set(b["scores"]))
+            mean, lo, hi = t_interval([a["scores"][s] - b["scores"][s] for s in seeds])
+            assert c["seeds"] == len(seeds) == 2
+            assert c["diff"] == pytest.approx(mean) and c["ci95"] == [pytest.approx(lo), pytest.approx(hi)]
     for a in payload["arms"]:
         assert all(v is not None and math.isfinite(v) for v in a["scores"].values())
     assert (res / "claims.md").read_text() == markdown(payload)

@@ -20,7 +20,7 @@ from seqimpute import SeqImputeError, SequentialImputer, load_dataset
 from seqimpute.evaluate import evaluate
 from seqimpute.models import registry
 from seqimpute.models.registry import MODELS, build_model, model_from_config
-from seqimpute.runs import load_checkpoint, load_run_model
+from seqimpute.runs import load_run_model
 from seqimpute.train import TrainConfig, train
 
 NAMES = list(MODELS)

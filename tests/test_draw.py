@@ -6,6 +6,7 @@ importance weights, mask 'full' only, fine-tuning of q alone, the evaluator's bo
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from seqimpute.cli import main
 from seqimpute.evaluate import ROWS_BUDGET, evaluate
 from seqimpute.finetune import finetune
 from seqimpute.models.draw import ExtendedDRAW
-from seqimpute.models.policy import missing_nll, training_loss
+from seqimpute.sampling import sample_prior
+from seqimpute.models.policy import training_loss
 from seqimpute.models.registry import build_model, model_from_config, spec
 from seqimpute.nn.dist import gaussian_kl
 from seqimpute.runs import load_checkpoint, load_run_model
@@ -106,7 +108,8 @@ def test_shapes_and_kl_rows(kind):
     assert all(p.grad is not None for p in m.parameters())
     u = m.rollout(x, obs, guided=False, generator=torch.Generator().manual_seed(0))
     assert u.kl_qp is None and u.log_ratio is None and len(u.canvases) == m.steps + 1
-    assert len(m.generate(6)) == m.steps + 1 and m.generate(6)[-1].shape == (6, D)
+    prior = sample_prior(m, 6, list(range(m.steps + 1)))
+    assert prior.shape == (m.steps + 1, 6, D) and ((prior >= 0) & (prior <= 1)).all()
 
 
 def test_draw_step_priors_are_standard_normal():
@@ -166,9 +169,9 @@ def _poison_guide(m):
 def test_sampling_never_touches_the_encoder(kind):
     m = tiny(kind)
     fired = _poison_guide(m)
-    canvases = m.generate(5, generator=torch.Generator().manual_seed(0))
+    frames = sample_prior(m, 5, list(range(m.steps + 1)), seed=0)
     assert not fired
-    assert all(torch.isfinite(c).all() for c in canvases)
+    assert np.isfinite(frames).all()
     x, obs = batch()
     guided = m.rollout(x, obs, guided=True, generator=torch.Generator().manual_seed(0))
     assert fired and torch.isnan(guided.final).any()  # the poison does reach a guided rollout
@@ -187,27 +190,25 @@ def test_log_ratio_is_minus_the_kl_in_expectation(kind):
     assert abs(float((r.log_ratio + kl).mean())) < 4 * float(err) + 1e-4
 
 
-def test_importance_weighted_estimate_is_below_the_bound():
+def test_importance_weighted_estimate_sits_below_the_bound():
+    """The evaluator's K-sample estimate against its bound (analytic KL): at K=1 they agree in expectation (the
+    sampled log-ratios average to minus the closed-form KL), and at K=20 the estimate lies below. Its convergence to
+    an exact marginal likelihood is checked by quadrature in tests/test_formulas.py."""
     torch.manual_seed(0)
     m = build_model("draw-ext-add", 64, None, {**EXT, "steps": 2})
+    with torch.no_grad():  # away from the initialisation, where q and p nearly agree and every estimate is the bound
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     test = load_dataset("sklearn-digits", "test")
-    # on the same K samples: -log mean_k w_k <= mean_k -log w_k (Jensen), per image
-    x = test.x[:8]
-    K = 20
-    with torch.no_grad():
-        xk, ok = x.repeat(K, 1), torch.zeros(K * 8, 64, dtype=torch.bool)
-        r = m.rollout(xk, ok, guided=True, generator=torch.Generator().manual_seed(0))
-        log_w = (-missing_nll(xk, r.final, ok) + r.log_ratio).view(K, 8)
-    iw = -(torch.logsumexp(log_w, 0) - torch.log(torch.tensor(float(K))))
-    assert (iw <= -log_w.mean(0) + 1e-5).all()
-    # the evaluator's estimate against its bound (analytic KL), in expectation over independent sample sets
-    ests, bounds = [], []
-    for seed in range(3):
-        res = evaluate(m, test, "full", samples=20, n=20, seed=seed)
-        assert res["paper_unit_factor"] == 1.0 and res["bound_paper_units"] == pytest.approx(res["bound_nats_per_image"])
-        ests.append(res["iw_nats_per_image"])
-        bounds.append(res["bound_nats_per_image"])
-    assert sum(ests) / 3 <= sum(bounds) / 3 + 0.01
+    one = [evaluate(m, test, "full", samples=1, n=300, seed=s) for s in range(3)]
+    twenty = [evaluate(m, test, "full", samples=20, n=300, seed=s) for s in range(3)]
+    assert all(r["paper_unit_factor"] == 1.0 and r["bound_paper_units"] == pytest.approx(r["bound_nats_per_image"])
+               for r in one + twenty)
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    bound = mean(one, "bound_nats_per_image")
+    assert abs(mean(one, "iw_nats_per_image") - bound) < 0.01 * bound
+    assert mean(twenty, "iw_nats_per_image") < mean(one, "iw_nats_per_image") - 0.2
+    assert mean(twenty, "iw_nats_per_image") < mean(twenty, "bound_nats_per_image") - 0.2
 
 
 def test_evaluation_batches_stay_bounded_for_large_k(monkeypatch):
@@ -303,4 +304,4 @@ def test_cli_round_trip_train_eval_sample_finetune(tmp_path, capsys):
     # sampling from the trained model uses no encoder
     model, _, _ = load_run_model(run, "last")
     fired = _poison_guide(model)
-    assert all(torch.isfinite(c).all() for c in model.generate(4)) and not fired
+    assert np.isfinite(sample_prior(model, 4, [model.steps])).all() and not fired

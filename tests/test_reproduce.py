@@ -13,7 +13,8 @@ import pytest
 from seqimpute import SeqImputeError
 from seqimpute.cli import main
 from seqimpute.experiments import reproduce
-from seqimpute.experiments.reproduce import Reproduction, trainable, adapt_mask
+from seqimpute.experiments.plan import trainable
+from seqimpute.experiments.reproduce import Reproduction, adapt_mask
 from seqimpute.models.registry import build_model
 
 

@@ -105,11 +105,6 @@ def matmul_precision(precision: str):
         _MATMUL["dtype"] = before
 
 
-def compute_dtype() -> torch.dtype | None:
-    """The dtype the products run in now (None: their operands' own, float32 by default)."""
-    return _MATMUL["dtype"]
-
-
 def for_product(t: torch.Tensor | None) -> torch.Tensor | None:
     """``t`` as an operand of a matrix product: cast to the compute dtype when one is set (floating tensors)."""
     dt = _MATMUL["dtype"]

@@ -129,14 +129,6 @@ class _Generative(Policy):
         a = w_g(torch.cat([z, hG], 1), add=G.inp.bias)
         return gates(a, cG, G.p_i, G.p_f, G.p_o, G.gate_bias)
 
-    @torch.no_grad()
-    def generate(self, n: int, steps: int | None = None, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """``n`` samples from the prior: the canvases c_0..c_T (logits, each (n, D)); sigmoid gives the images."""
-        dev = next(self.parameters()).device
-        x = torch.zeros(n, self.dim, device=dev)
-        return self.rollout(x, torch.zeros_like(x, dtype=torch.bool), guided=False, steps=steps,
-                            generator=generator).canvases
-
 
 class DRAW(_Generative):
     """DRAW without attention. ``dim``: values per image (D). ``enc``/``dec``: the encoder (guide) and generator

@@ -273,7 +273,3 @@ def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor, known: torch.Tens
     KL(q||p)."""
     return missing_nll(x, r.final, observed, known=known) + r.kl_qp.sum(0)
 
-
-def fill_in(x: torch.Tensor, observed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """The filled-in observation: known values kept, missing values = sigmoid(c)."""
-    return composite(x, observed, torch.sigmoid(logits))
