@@ -217,12 +217,21 @@ def pretrained(d: dict) -> list[str]:
     return out
 
 
+def kill_resume(d: dict) -> list[str]:
+    """benchmarks/kill_resume.py: the kills, those inside a checkpoint write, and the comparison at the end."""
+    yes = lambda v: "equal" if v else "DIFFERENT"  # noqa: E731
+    return ["| kills | inside a checkpoint write | final parameters (last / best) | metrics | CPU |",
+            "|---:|---:|---|---|---|",
+            f"| {d['kills']} | {d['mid_write_kills']} | {yes(d['final_last_equal'])} / {yes(d['final_best_equal'])} | "
+            f"{'one history' if d['metrics_equal'] else 'DIFFERENT'} | {d['cpu']} |"]
+
+
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,
           "table1-runs": lambda status: runs(status, "table1"), "soak": soak, "baselines": baselines,
           "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-paired": imputers_paired,
           "imputers-cells": imputers_cells, "imputers-timing": imputers_timing, "recipe-fp32": recipe,
           "recipe-bf16": recipe, "threads": threads, "table-defaults": table_defaults, "breast-cancer": breast_cancer,
-          "pretrained": pretrained}
+          "pretrained": pretrained, "kill-resume": kill_resume}
 SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-paired": "imputers",
           "imputers-cells": "imputers", "imputers-timing": "timing", "recipe-fp32": "fp32",
           "recipe-bf16": "bf16", "table-defaults": "defaults", "breast-cancer": "breast-cancer", "pretrained": "reproduction"}  # the JSON file a table is read from, when not <name>.json
