@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from seqimpute.bench import GemmRecorder, gemm_flops, matmul_peak_gflops
 from seqimpute.models.draw import DRAW
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.optim import Optimizer
 
 

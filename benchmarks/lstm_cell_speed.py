@@ -27,7 +27,7 @@ import time
 import torch
 
 from seqimpute.models.lstm import PRESETS, LSTMImputer
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.optim import Optimizer
 
 DEFAULT_VARIANTS = ["split:none", "fold:none", "fold:compile"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from seqimpute.bench import GemmRecorder, gemm_flops, matmul_peak_gflops
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.models.registry import build_model
 from seqimpute.numerics import flush_subnormals
 from seqimpute.precision import cpu_name, matmul_precision, resolve

@@ -3,7 +3,7 @@ two matmul-peak measurements, at the paper's MNIST sizes:
 
 * ``plain``: per-step F.linear (autograd adds the T per-step weight gradients);
 * ``shared``: SharedLinear (nn/shared.py), the default: each weight's gradient accumulated inside its GEMM;
-* ``graph``: the whole loss as one torch.compile graph (models.policy.WholeStep, the trainer's compile=true);
+* ``graph``: the whole loss as one torch.compile graph (loop.WholeStep, the trainer's compile=true);
   its compile time is reported separately and not in the update times.
 
     python benchmarks/step_paths.py --threads 1 --variants plain shared --models gpsi-add lstm-add draw-ext-add
@@ -20,7 +20,7 @@ from draw_reference import compare_steps
 from seqimpute.bench import GemmRecorder, gemm_flops
 from seqimpute.data.masks import mask_sampler
 from seqimpute.distributed import GuidedLoss
-from seqimpute.models.policy import WholeStep
+from seqimpute.loop import WholeStep
 from seqimpute.models.registry import build_model, spec
 from seqimpute.nn import shared
 from seqimpute.optim import Optimizer

@@ -12,7 +12,8 @@ from seqimpute.cli import main
 from seqimpute.data.sources import Dataset
 from seqimpute.evaluate import evaluate
 from seqimpute.models.baselines import KNNImputer, MeanImputer, prob_to_logits
-from seqimpute.models.policy import composite, missing_nll
+from seqimpute.models.policy import composite
+from seqimpute.models.objectives import missing_nll
 from seqimpute.models.registry import build_model
 from seqimpute.models.template import TemplateMatcher
 from seqimpute.models.vae import VAEImputer

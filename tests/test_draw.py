@@ -16,7 +16,7 @@ from seqimpute.evaluate import ROWS_BUDGET, evaluate
 from seqimpute.finetune import finetune
 from seqimpute.models.draw import ExtendedDRAW
 from seqimpute.sampling import sample_prior
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.models.registry import build_model, model_from_config, spec
 from seqimpute.nn.dist import gaussian_kl
 from seqimpute.runs import load_checkpoint, load_run_model

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from seqimpute.models.gpsi import GPSI
-from seqimpute.models.policy import bound, latent_step, missing_nll, training_loss
+from seqimpute.models.policy import latent_step
+from seqimpute.models.objectives import bound, missing_nll, training_loss
 from seqimpute.nn.dist import bernoulli_nll, gaussian_kl
 from seqimpute.nn.layers import FancyLinear
 from seqimpute.optim import paper_gpsi, paper_lstm

@@ -12,7 +12,8 @@ import torch
 from seqimpute import load_dataset
 from seqimpute.evaluate import evaluate
 from seqimpute.models.lstm import LSTMImputer
-from seqimpute.models.policy import composite, training_loss
+from seqimpute.models.policy import composite
+from seqimpute.models.objectives import training_loss
 from seqimpute.models.registry import build_model, model_from_config, spec
 from seqimpute.nn.dist import gaussian_kl, gaussian_log_prob
 from seqimpute.nn.lstm import PeepholeLSTMCell, gate_function, peephole_gates

@@ -13,7 +13,7 @@ from seqimpute import precision as prec
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from seqimpute.errors import SeqImputeError
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.models.registry import MODELS, build_model
 from seqimpute.nn.shared import SharedLinear
 from seqimpute.runs import read_config, read_metrics, write_config

@@ -21,7 +21,7 @@ import torch
 from seqimpute import distributed, runs
 from seqimpute import train as train_mod
 from seqimpute.cli import main
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.optim import budget
 from seqimpute.runs import load_checkpoint, load_run_model, read_metrics
 from seqimpute.train import TrainConfig, train

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqimpute.models.policy import training_loss
+from seqimpute.models.objectives import training_loss
 from seqimpute.models.registry import build_model
 from seqimpute.nn import shared
 from seqimpute.nn.shared import SharedLinear

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from seqimpute.bench import linear_fit, run_bench, run_sweep
-from seqimpute.models.policy import NoiseRecorder, NoiseTape, WholeStep, latent_step, training_loss
+from seqimpute.models.policy import latent_step
+from seqimpute.models.objectives import training_loss
+from seqimpute.nn.noise import NoiseRecorder, NoiseTape
+from seqimpute.loop import WholeStep
 from seqimpute.models.registry import build_model, spec
 from seqimpute.optim import Optimizer
 from seqimpute.precision import matmul_precision

@@ -39,7 +39,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .precision import cpu_name, fast_bf16, matmul_precision, resolve
 
-from .models.policy import WholeStep, training_loss
+from .models.objectives import training_loss
+
+from .loop import WholeStep
 from .models.registry import build_model, spec
 from .loop import train_step
 from .optim import Optimizer

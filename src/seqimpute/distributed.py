@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from .errors import SeqImputeError
-from .models.policy import training_loss
+from .models.objectives import training_loss
 
 
 def world_size() -> int:

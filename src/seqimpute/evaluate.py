@@ -18,7 +18,8 @@ from .data.sources import Dataset
 from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
 from .precision import matmul_precision, resolve
-from .models.policy import MAX_STEPS, Policy, bound, fill_holes, missing_nll
+from .models.policy import MAX_STEPS, Policy
+from .models.objectives import bound, fill_holes, missing_nll
 
 
 ROWS_BUDGET = 5000  # rollout rows (images x samples) per evaluation batch: memory stays bounded for any K (K <= 20 keeps batch 250)

@@ -27,7 +27,7 @@ from .data.sources import load_dataset
 from .errors import SeqImputeError
 from .evaluate import evaluate
 from .distributed import GuidedLoss
-from .models.policy import fill_holes
+from .models.objectives import fill_holes
 from .loop import CLOCKS, Budget, train_loop
 from .optim import Optimizer
 

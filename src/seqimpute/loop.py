@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from .nn.noise import NoiseRecorder, NoiseTape, normal_noise
 from .optim import Optimizer
 
 # What a minutes budget counts. "cpu": the process's CPU time over all its threads, so on a shared machine a
@@ -136,3 +137,26 @@ def train_loop(opt: Optimizer, batches: Callable[[int], tuple], objective: Calla
         if after is not None:
             after(step, res)
     return step
+
+
+class WholeStep:
+    """``objective(x, observed, generator, *rest)`` (the guided loss; ``rest``: e.g. the trainer's ``known`` mask)
+    run as one torch.compile graph (the trainer's ``--set compile=true``). A graph cannot hold a torch.Generator, so
+    the first call per input shape runs eagerly and records the noise the rollout draws; later calls draw that noise
+    eagerly from the caller's generator, in the same order, and hand it to the graph on a `NoiseTape`: the random
+    stream, and hence the results, are those of the plain path (to float rounding). The first compiled call takes tens of seconds (once per process)."""
+
+    def __init__(self, objective):
+        self.objective = objective
+        self.compiled = torch.compile(objective, dynamic=False)
+        self.draws: dict = {}  # input shape -> the (shape, device, dtype) of every draw of one step
+
+    def __call__(self, x, observed, generator, *rest):
+        key = tuple(x.shape)
+        if key not in self.draws:
+            rec = NoiseRecorder(generator)
+            out = self.objective(x, observed, rec, *rest)
+            self.draws[key] = rec.draws
+            return out
+        tape = NoiseTape([normal_noise(s, generator, d, t) for s, d, t in self.draws[key]])
+        return self.compiled(x, observed, tape, *rest)

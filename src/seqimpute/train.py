@@ -22,7 +22,10 @@ from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
 from .loop import CLOCKS, BatchOrder, Budget, StepResult, train_loop
-from .models.policy import Policy, WholeStep, fill_holes, noise_shard
+from .models.policy import Policy
+from .models.objectives import fill_holes
+from .nn.noise import noise_shard
+from .loop import WholeStep
 from .models.registry import build_model, model_from_config, spec
 from .optim import Optimizer
 from .precision import PRECISIONS, cpu_name, matmul_precision, resolve
@@ -67,7 +70,7 @@ class TrainConfig:
     valid_size: int = 1000
     ckpt_every: int = 500
     log_every: int = 50
-    compile: bool = False  # run the training step's loss as one torch.compile graph (models.policy.WholeStep)
+    compile: bool = False  # run the training step's loss as one torch.compile graph (loop.WholeStep)
     # the matrix products': "auto" (bf16 where the device runs them fast), "bf16" or "fp32"; None: "auto" (and, on
     # resume, "not given": the run keeps its own)
     precision: str | None = None

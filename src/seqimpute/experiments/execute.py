@@ -92,7 +92,7 @@ def workers(jobs: int):
     return cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")), threads
 
 
-class Trainer:
+class RunQueue:
     """Trains (or resumes) the unfinished runs of a plan, ``jobs`` at a time; finished runs are skipped, and with
     ``report_only`` nothing is trained."""
 

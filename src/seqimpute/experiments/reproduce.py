@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import SeqImputeError
 from .claims import ClaimsPlan
 from .claims import results as claims_results
-from .execute import Log, Scorer, Status, Trainer, run_state
+from .execute import Log, RunQueue, Scorer, Status, run_state
 from .plan import EXPERIMENTS, Plan, RunPlan, adapt_mask, load_anchors, load_preset
 from .report import Report, rank_sweep, row, sweep_row
 
@@ -52,7 +52,7 @@ class Reproduction(Plan):
         self.jobs = jobs
         self.command = command
         self.log = Log(f"reproduce {self.name}{' smoke' if self.smoke else ''}", quiet)
-        self.trainer = Trainer(jobs, report_only, quiet, self.log)
+        self.trainer = RunQueue(jobs, report_only, quiet, self.log)
         self.scorer = Scorer(self, jobs, self.log)
         self.report = Report(self, self.out_dir)
 

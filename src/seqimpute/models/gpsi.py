@@ -2,7 +2,7 @@
 
 Each step: composite x~ = m*x + (1-m)*sigmoid(c); the primary p(z|x~) and the guide q(z|[x~, x]) are ReLU MLPs
 giving diagonal Gaussians; z is drawn from q (guided) or p; the writer (omega) maps z to delta; add: c += delta,
-jump: c = delta. Loss and bound come from the shared rollout (models/policy.py).
+jump: c = delta. Loss and bound come from the shared rollout (models/objectives.py).
 
 ``link`` names the canvas's output link: "sigmoid" (the paper's, default: the guess is sigmoid(c), c are logits for a
 Bernoulli likelihood) or "identity" (the guess is c itself, a mean for a Gaussian likelihood on standardised reals,

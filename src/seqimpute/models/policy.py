@@ -2,8 +2,8 @@
 
 A policy refines a canvas c (logits; the guess is sigmoid(c)) over T steps. Guided rollouts draw each step's
 latent from the guide q, which also sees the missing values; unguided rollouts draw from the primary p, which
-sees only the known values. Loss, bound, importance weights and imputations are computed here from a rollout,
-never per model.
+sees only the known values. Loss, bound and importance weights are computed from a rollout (models/objectives.py),
+never per model; the noise the latents draw comes from nn/noise.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import SeqImputeError
-from ..nn.dist import bernoulli_nll, bernoulli_nll_logits, gaussian_log_prob
+from ..nn.dist import gaussian_log_prob
+from ..nn.noise import normal_noise
 
 MAX_STEPS = 10_000  # refinement steps T per rollout (the paper's models use at most 64)
 
@@ -72,61 +73,6 @@ def composite(x: torch.Tensor, observed: torch.Tensor, guess: torch.Tensor) -> t
     return torch.where(observed, x, guess)
 
 
-_NOISE_SHARD: tuple[int, int] | None = None  # (world size, rank) while a data-parallel step runs
-
-
-class noise_shard:
-    """Within this context every rank draws the noise of the whole global batch and keeps its own rows, so N
-    processes with the same generator state reproduce single-process training on the global batch exactly."""
-
-    def __init__(self, world: int, rank: int):
-        self.shard = (world, rank) if world > 1 else None
-
-    def __enter__(self):
-        global _NOISE_SHARD
-        self.prev, _NOISE_SHARD = _NOISE_SHARD, self.shard
-
-    def __exit__(self, *exc):
-        global _NOISE_SHARD
-        _NOISE_SHARD = self.prev
-
-
-class NoiseTape:
-    """Noise drawn ahead, handed out in order: a rollout given a tape as its ``generator`` takes these tensors
-    instead of drawing (a compiled graph cannot hold a torch.Generator; see `WholeStep`)."""
-
-    def __init__(self, draws: list[torch.Tensor]):
-        self.draws, self.i = draws, 0
-
-    def next(self) -> torch.Tensor:
-        eps = self.draws[self.i]
-        self.i += 1
-        return eps
-
-
-class NoiseRecorder:
-    """Draws from ``generator`` as usual and records each draw's (shape, device, dtype)."""
-
-    def __init__(self, generator):
-        self.generator, self.draws = generator, []
-
-
-def normal_noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
-    """N(0, I) noise of ``shape`` (batch first), honouring a data-parallel noise shard. ``generator`` may also be
-    a `NoiseTape` (noise drawn ahead) or a `NoiseRecorder`."""
-    if isinstance(generator, NoiseTape):
-        return generator.next()
-    if isinstance(generator, NoiseRecorder):
-        generator.draws.append((tuple(shape), device, dtype))
-        return normal_noise(shape, generator.generator, device, dtype)
-    if _NOISE_SHARD is None:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    world, rank = _NOISE_SHARD
-    b = shape[0]
-    full = torch.randn((b * world, *shape[1:]), generator=generator, device=device, dtype=dtype)
-    return full[rank * b : (rank + 1) * b]
-
-
 def _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q):
     """The deterministic part of a guided latent step, from the noise: (z, KL(q||p), KL(p||q), log p(z) - log q(z)),
     sums over dims."""
@@ -142,45 +88,6 @@ def _latent_terms(src_mu, src_lv, eps, mu_p, lv_p, mu_q, lv_q):
 
 def _sample_z(src_mu, src_lv, eps):
     return src_mu + torch.exp(0.5 * src_lv) * eps
-
-
-def scored_sum(nll: torch.Tensor, observed: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
-    """Per example (B,), an elementwise NLL summed over the scored values: those missing from the policy's input
-    (``observed`` False) whose true value is ``known`` (None: every value is, complete data). A value the data
-    lack (NaN in the data) is neither seen nor scored."""
-    return nll.masked_fill(observed if known is None else observed | ~known, 0.0).sum(-1)
-
-
-def fill_holes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Data with holes (NaN) as (x with 0 in the holes, ``known``: the values the data hold), for `scored_sum`:
-    neither the policy, its guide nor the loss then meets a NaN. Complete data: (x, None)."""
-    holes = torch.isnan(x)
-    if not holes.any():
-        return x, None
-    return x.masked_fill(holes, 0.0), ~holes
-
-
-class WholeStep:
-    """``objective(x, observed, generator, *rest)`` (the guided loss; ``rest``: e.g. the trainer's ``known`` mask)
-    run as one torch.compile graph (the trainer's ``--set compile=true``). A graph cannot hold a torch.Generator, so
-    the first call per input shape runs eagerly and records the noise the rollout draws; later calls draw that noise
-    eagerly from the caller's generator, in the same order, and hand it to the graph on a `NoiseTape`: the random
-    stream, and hence the results, are those of the plain path (to float rounding). The first compiled call takes tens of seconds (once per process)."""
-
-    def __init__(self, objective):
-        self.objective = objective
-        self.compiled = torch.compile(objective, dynamic=False)
-        self.draws: dict = {}  # input shape -> the (shape, device, dtype) of every draw of one step
-
-    def __call__(self, x, observed, generator, *rest):
-        key = tuple(x.shape)
-        if key not in self.draws:
-            rec = NoiseRecorder(generator)
-            out = self.objective(x, observed, rec, *rest)
-            self.draws[key] = rec.draws
-            return out
-        tape = NoiseTape([normal_noise(s, generator, d, t) for s, d, t in self.draws[key]])
-        return self.compiled(x, observed, tape, *rest)
 
 
 def latent_step(mu_p, lv_p, mu_q, lv_q, guided: bool, generator):
@@ -243,33 +150,3 @@ class Policy(nn.Module):
                                  f"{tuple(x.shape)}; resize your data to the trained size.")
         if observed.shape != x.shape or observed.dtype != torch.bool:
             raise SeqImputeError(f"the mask must be a bool tensor of shape {tuple(x.shape)} (True = observed).")
-
-
-def missing_nll(x: torch.Tensor, logits: torch.Tensor, observed: torch.Tensor, paper: bool = True,
-                known: torch.Tensor | None = None) -> torch.Tensor:
-    """NLL of the missing values under Bernoulli(sigmoid(logits)), per example (B,). ``paper``: the reported,
-    epsilon-clipped form; otherwise the logits form used for training. ``known``: the values the data hold (None:
-    all); the others are not scored (`scored_sum`)."""
-    nll = bernoulli_nll(x, torch.sigmoid(logits)) if paper else bernoulli_nll_logits(x, logits)
-    return scored_sum(nll, observed, known)
-
-
-def training_loss(policy: Policy, r: Rollout, x: torch.Tensor, observed: torch.Tensor,
-                  nll: torch.Tensor | None = None, known: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """The authors' objective, mean over the batch: NLL + w_q KL(q||p) + w_p KL(p||q) (L2 is weight decay).
-
-    ``nll``: the per-example NLL (B,) of the scored values at c_T; by default the Bernoulli NLL (logits form) of
-    the values ``observed`` leaves missing and the data hold (``known``; None: all). `SequentialImputer` passes its
-    own (its likelihood, on the values it hid), so both trainers share this objective."""
-    if nll is None:
-        nll = missing_nll(x, r.final, observed, paper=False, known=known)
-    kl_qp, kl_pq = r.kl_qp.sum(0), r.kl_pq.sum(0)
-    loss = (nll + policy.kl_q_weight * kl_qp + policy.kl_p_weight * kl_pq).mean()
-    return loss, {"nll": nll.mean().detach(), "kl_qp": kl_qp.mean().detach(), "kl_pq": kl_pq.mean().detach()}
-
-
-def bound(r: Rollout, x: torch.Tensor, observed: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
-    """The paper's guided bound per example: NLL of the missing (and ``known``) values at c_T + sum over steps of
-    KL(q||p)."""
-    return missing_nll(x, r.final, observed, known=known) + r.kl_qp.sum(0)
-

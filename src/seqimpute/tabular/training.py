@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_random_state
 
 from ..errors import SeqImputeError
 from ..loop import BatchOrder, Budget, train_loop
-from ..models.policy import scored_sum, training_loss
+from ..models.objectives import scored_sum, training_loss
 from ..models.registry import build_model, spec
 from ..optim import Optimizer
 from . import early_stopping
