@@ -277,6 +277,13 @@ def test_finetuning_changes_only_the_guide(tmp_path):
     changed = {k for k in a if not torch.equal(a[k], b[k])}
     assert changed and changed <= guide
     assert any(k.startswith("encoder") for k in changed) and any(k.startswith("mix_q") for k in changed)
+    # trained as `seqimpute train` trains: the same precision for the updates and the scores, metrics logged per
+    # step; a second call starts again from the checkpoint and its log replaces the first's
+    assert res["precision"] in ("fp32", "bf16")
+    again = finetune(tmp_path / "r", updates=4, batch=32, eval_n=20, progress_bar=False, log_every=2, precision="fp32")
+    assert again["precision"] == "fp32"
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "finetune.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]
 
 
 def test_cli_round_trip_train_eval_sample_finetune(tmp_path, capsys):

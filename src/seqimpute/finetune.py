@@ -7,9 +7,10 @@ Adam quirks as the "lstm" family: eps 1e-6, per-tensor gradient clipping at 10, 
 (about 11 hours on this CPU: give a budget with ``updates`` or ``minutes``).
 
 The result goes to ``finetuned.pt`` (the checkpoint format of runs.py; best.pt and last.pt are never touched) and
-``finetune.json`` (the raw and the fine-tuned bound on the same images, masks and noise); the loss is logged to
-``finetune.jsonl``. Each call starts again
-from the chosen checkpoint (``best`` by default).
+``finetune.json`` (the raw and the fine-tuned bound on the same images, masks and noise), both written atomically;
+the loss is logged to ``finetune.jsonl`` as `seqimpute train` logs metrics.jsonl. It trains as `seqimpute train`
+does: the same loop, batch order (seqimpute.loop.BatchOrder) and products' precision (``precision``, which the
+scores before and after use too). Each call starts again from the chosen checkpoint (``best`` by default).
 """
 
 from __future__ import annotations
@@ -24,28 +25,27 @@ import torch
 from . import runs
 from .data.masks import mask_sampler
 from .data.sources import load_dataset
+from .distributed import GuidedLoss
 from .errors import SeqImputeError
 from .evaluate import evaluate
-from .distributed import GuidedLoss
+from .files import atomic_write
+from .loop import CLOCKS, BatchOrder, Budget, train_loop
 from .models.objectives import fill_holes
-from .loop import CLOCKS, Budget, train_loop
 from .optim import Optimizer
+from .precision import matmul_precision, resolve
 
-LR, LR_DECAY, DECAY_EVERY, BETA1 = 1e-4, 0.95, 2000, 0.9  # beta2 0.99: the "lstm" family
-
-
-def schedule(i: int, progress: float) -> tuple[float, float]:
-    """The authors' fine-tuning schedule: (lr, beta1) at update i."""
-    return LR * LR_DECAY ** (i // DECAY_EVERY), BETA1
+SETTINGS = {"lr": 1e-4, "decay": "x0.95 every 2000", "beta1": 0.9, "beta2": 0.99}  # optim.paper_finetune
+LOG = "finetune.jsonl"
 
 
 def finetune(run: str | Path, updates: int | None = None, minutes: float | None = None, checkpoint: str = "best",
              batch: int = 250, split: str = "test", eval_n: int | None = None, eval_samples: int = 1, seed: int = 0,
-             device: str = "cpu", log_every: int = 100, progress_bar: bool = True, clock: str = "wall") -> dict:
+             device: str = "cpu", log_every: int = 100, progress_bar: bool = True, clock: str = "wall",
+             precision: str = "auto") -> dict:
     """Fine-tune the guide of the model in run folder ``run`` on ``split`` for ``updates`` updates or ``minutes``
     (whichever ends first; ``clock``: "wall" time or this process's "cpu" time), scoring the bound before and
-    after on the first ``eval_n`` images of the split with ``eval_samples`` rollouts each. Returns the summary
-    written to finetune.json."""
+    after on the first ``eval_n`` images of the split with ``eval_samples`` rollouts each, every product at
+    ``precision`` (seqimpute.precision). Returns the summary written to finetune.json."""
     run = Path(run)
     if not updates and not minutes:
         raise SeqImputeError("give a budget: --updates N or --minutes M (the paper's 50,000 updates take hours).")
@@ -61,18 +61,20 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
                              f"(gpsi-*, lstm-*, draw, draw-ext-*).")
     mask = cfg["train"]["mask"]
     data = load_dataset(cfg["train"]["data"], split, **cfg["train"].get("data_options", {}))
-    ev = dict(samples=eval_samples, n=eval_n, seed=seed)
+    precision = resolve(precision, device)
+    ev = dict(samples=eval_samples, n=eval_n, seed=seed, precision=precision)
     raw = evaluate(model, data, mask, **ev)
 
     ids = {id(p) for p in guide}
     for p in model.parameters():
         p.requires_grad_(id(p) in ids)  # p's parameters get no gradient, so nothing can move them
-    opt = Optimizer(guide, "paper", "lstm", model.l2)
-    opt.schedule = schedule
+    opt = Optimizer(guide, "paper", "finetune", model.l2)
     budget = Budget(updates or None, minutes or None, CLOCKS[clock])
     cpu0 = time.process_time()
-    step, skipped = _train_guide(run, model, opt, data, mask, budget, batch, seed, device, log_every,
-                                 f"finetune {name}" if progress_bar else None)
+    (run / LOG).unlink(missing_ok=True)  # each call starts again from the checkpoint: one log per fine-tuning
+    with matmul_precision(precision):
+        step, skipped = _train_guide(run, model, opt, data, mask, budget, batch, seed, device, log_every,
+                                     f"finetune {name}" if progress_bar else None)
     cpu_s = time.process_time() - cpu0
     for p in model.parameters():
         p.requires_grad_(True)
@@ -82,35 +84,30 @@ def finetune(run: str | Path, updates: int | None = None, minutes: float | None 
     keys = ("bound_nats_per_image", "iw_nats_per_image", "bound_paper_units", "kl_nats_per_image")
     summary = {"model": name, "checkpoint": checkpoint, "split": split, "mask": mask, "updates": step,
                "skipped": skipped, "minutes": elapsed / 60, "clock": clock, "batch": B, "images": step * B,
-               "cpu_s": cpu_s, "training": runs.training_record(run, cfg, ck),  # the training before fine-tuning
-               "eval_images": raw["n_images"],
-               "eval_samples": raw["samples"], "settings": {"lr": LR, "decay": f"x{LR_DECAY} every {DECAY_EVERY}",
-                                                           "beta1": BETA1, "beta2": 0.99},
+               "cpu_s": cpu_s, "precision": precision,
+               "training": runs.training_record(run, cfg, ck),  # the training before fine-tuning
+               "eval_images": raw["n_images"], "eval_samples": raw["samples"], "settings": SETTINGS,
                "raw": {k: raw[k] for k in keys if k in raw}, "finetuned": {k: tuned[k] for k in keys if k in tuned}}
     runs.save_checkpoint(run / "finetuned.pt", name, model, step=int(ck.get("step", 0)),
                          elapsed=float(ck.get("elapsed", 0.0)), best=float(ck.get("best", math.nan)),
                          images=ck.get("images"), cpu_s=ck.get("cpu_s"), finetune=json.dumps(summary))
-    (run / "finetune.json").write_text(json.dumps(summary, indent=2))
+    atomic_write(run / "finetune.json", json.dumps(summary, indent=2).encode())
     return summary
 
 
 def _train_guide(run: Path, model, opt: Optimizer, data, mask: str, budget: Budget, batch: int, seed: int, device,
                  log_every: int, bar_title: str | None) -> tuple[int, int]:
-    """The guide's updates on shuffled passes over ``data``, the loss logged to finetune.jsonl (kept apart from
-    the training run's metrics.jsonl). Returns the updates made and how many of them were skipped (a NaN/inf)."""
+    """The guide's updates on shuffled passes over ``data`` (the trainer's batch order), the loss logged to
+    finetune.jsonl (kept apart from the training run's metrics.jsonl). Returns the updates made and how many of
+    them were skipped (a NaN/inf)."""
     sampler = mask_sampler(model.train_mask or mask)
     x_all, known_all = fill_holes(data.x.to(device))  # data with holes: the NaN values are neither seen nor scored
     gen = torch.Generator(device=device).manual_seed(seed)
-    perm_gen = torch.Generator().manual_seed(seed)
-    B = min(batch, len(x_all))
-    perm, pos = None, 0
+    order = BatchOrder(len(x_all), batch, seed)
+    B = order.batch
 
-    def next_batch(step: int) -> tuple:  # a fresh shuffle whenever the current one cannot fill a batch
-        nonlocal perm, pos
-        if perm is None or pos + B > len(perm):
-            perm, pos = torch.randperm(len(x_all), generator=perm_gen), 0
-        pos += B
-        idx = perm[pos - B : pos].to(device)
+    def next_batch(step: int) -> tuple:
+        idx = order.indices(step).to(device)
         observed = sampler.sample(B, data.image_shape, generator=gen, dim=data.dim)
         if known_all is None:
             return x_all[idx], observed
@@ -129,9 +126,8 @@ def _train_guide(run: Path, model, opt: Optimizer, data, mask: str, budget: Budg
             log["lr"] = res.lr
             log["losses"].append(float(res.loss))
         if step % log_every == 0 and log["losses"]:
-            with open(run / "finetune.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "loss": sum(log["losses"]) / len(log["losses"]), "lr": log["lr"],
-                                    "skipped": log["skipped"], "elapsed_s": budget.elapsed}) + "\n")
+            runs.append_metrics(run, {"step": step, "loss": sum(log["losses"]) / len(log["losses"]), "lr": log["lr"],
+                                      "skipped": log["skipped"], "elapsed_s": budget.elapsed}, name=LOG)
             log["losses"] = []
 
     bar = None

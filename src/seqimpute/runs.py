@@ -224,8 +224,9 @@ def truncate_metrics(run: Path, step: int) -> int:
     return len(lines) - len(keep)
 
 
-def append_metrics(run: Path, record: dict) -> None:
-    with open(Path(run) / "metrics.jsonl", "a") as f:
+def append_metrics(run: Path, record: dict, name: str = "metrics.jsonl") -> None:
+    """One JSON line appended to the run's ``name`` (a crash can cut only the last line, which readers skip)."""
+    with open(Path(run) / name, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 

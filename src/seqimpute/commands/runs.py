@@ -166,6 +166,7 @@ def add_finetune(sub) -> None:
     p.add_argument("--samples", type=int, default=1, help="rollouts per image for the bounds (default 1)")
     add_seed(p)
     add_device(p)
+    add_precision(p)
     add_quiet(p, "no progress bar")
     add_data_root(p)
     p.set_defaults(func=cmd_finetune)
@@ -176,7 +177,8 @@ def cmd_finetune(args) -> int:
 
     res = finetune(args.run, updates=args.updates, minutes=args.minutes, checkpoint=args.checkpoint,
                    batch=args.batch, eval_n=args.n, eval_samples=args.samples, seed=args.seed,
-                   device=args.device or "cpu", progress_bar=not args.quiet, clock=args.clock)
+                   device=args.device or "cpu", progress_bar=not args.quiet, clock=args.clock,
+                   precision=args.precision)
     raw, tuned = res["raw"], res["finetuned"]
     print(f"fine-tuned q of {res['model']} ({args.checkpoint}) for {res['updates']} updates "
           f"({res['minutes']:.1f} min) on {res['split']}; p unchanged")
