@@ -27,8 +27,8 @@ PY
 
 # 2. the step against the matmul peak, at the paper's MNIST sizes and at the recipe's
 for p in fp32 bf16; do
-  timeout 120 seqimpute bench --device cuda --model gpsi-add --model lstm-add --set precision=$p --json "$OUT/bench-$p.json"
-  timeout 60 seqimpute bench --device cuda --model gpsi-add --set precision=$p --set hidden=500 --set steps=6 \
+  timeout 120 seqimpute bench --device cuda --model gpsi-add --model lstm-add --precision $p --json "$OUT/bench-$p.json"
+  timeout 60 seqimpute bench --device cuda --model gpsi-add --precision $p --set hidden=500 --set steps=6 \
     --json "$OUT/bench-recipe-$p.json"
 done
 

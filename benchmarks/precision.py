@@ -1,4 +1,4 @@
-"""`seqimpute train`'s rate at the default precision (auto) against --set precision=fp32, interleaved in one process.
+"""`seqimpute train`'s rate at the default precision (auto) against --precision fp32, interleaved in one process.
 
 Each round trains every model once at each precision (a fresh run folder, the real training loop), alternating fp32
 and the default, and times the float32 and bfloat16 matmul peaks (2048^3, per wall and per CPU second). Two rates per

@@ -27,7 +27,7 @@ ROOT = Path("runs/precision")
 # name -> (model, mask, budget)
 PAIRS = {"gpsi-add-mcar80": ("gpsi-add", "mcar:0.8", ["--updates", "3000"]),
          "lstm-add-sq14": ("lstm-add", "square:14", ["--updates", "1000"]),
-         "gpsi-add-mcar80-cpu15": ("gpsi-add", "mcar:0.8", ["--minutes", "15", "--set", "clock=cpu"])}
+         "gpsi-add-mcar80-cpu15": ("gpsi-add", "mcar:0.8", ["--minutes", "15", "--clock", "cpu"])}
 EVAL = ["--split", "test", "--n", "2000", "--samples", "10", "--checkpoint", "last"]
 
 
@@ -35,7 +35,7 @@ def runs():
     for pair, (model, mask, budget) in PAIRS.items():
         for prec in ("bf16", "fp32"):
             name = f"{pair}-{prec}"
-            extra = ["--set", "precision=fp32"] if prec == "fp32" else []  # bf16: the default (auto) on this CPU
+            extra = ["--precision", "fp32"] if prec == "fp32" else []  # bf16: the default (auto) on this CPU
             train = ["seqimpute", "train", "--model", model, "--data", "mnist", "--mask", mask, *budget, "--seed", "0",
                      "--run", str(ROOT / name), "--quiet", *extra]
             ev = ["seqimpute", "eval", str(ROOT / name), *EVAL, "--json", str(ROOT / f"{name}.test-last.json"),

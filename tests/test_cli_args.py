@@ -63,3 +63,13 @@ def test_help_and_argument_errors_do_not_import_torch():
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("command", [["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.5",
+                                      "--updates", "1"], ["bench", "--model", "gpsi-add", "--steps", "1"]])
+@pytest.mark.parametrize("key, flag", [("precision", "--precision fp32"), ("clock", "--clock cpu")])
+def test_a_setting_with_its_own_flag_has_one_spelling(tmp_path, capsys, command, key, flag):
+    value = flag.split()[1]
+    argv = command + (["--run", str(tmp_path / "r")] if command[0] == "train" else []) + ["--set", f"{key}={value}"]
+    assert main(argv) == 2
+    assert f"give {flag} instead of --set {key}=" in capsys.readouterr().err

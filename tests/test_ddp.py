@@ -13,7 +13,7 @@ from seqimpute.train import TrainConfig, train
 
 ARGS = ["--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.7", "--updates", "4", "--batch", "64",
         "--quiet", "--set", "hidden=32", "--set", "z=8", "--set", "steps=3", "--set", "warmup=2",
-        "--set", "precision=fp32"]  # float32 equality: bf16 products round differently at the two shard shapes
+        "--precision", "fp32"]  # float32 equality: bf16 products round differently at the two shard shapes
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),

@@ -199,7 +199,7 @@ def test_cli_resume_changes_runtime_settings_only(tmp_path, capsys):
     assert main(["train", "--run", str(run), "--set", "hidden=8", "--quiet"]) == 2  # a model option
     assert "(hidden differ)" in capsys.readouterr().err
     # the starting command again (same settings), with a runtime setting changed
-    assert main(["train", "--run", str(run), "--set", "hidden=16", "--set", "lr=0.001", "--set", "precision=fp32",
+    assert main(["train", "--run", str(run), "--set", "hidden=16", "--set", "lr=0.001", "--precision", "fp32",
                  "--quiet"]) == 0
     assert "fp32 products" in capsys.readouterr().out
     assert read_config(run)["runtime"]["precision"] == "fp32"

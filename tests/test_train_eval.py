@@ -160,7 +160,7 @@ def test_cli_impute_refuses_images_of_the_wrong_size(tmp_path, capsys):
 
 
 def test_cpu_clock_budget_counts_process_time(tmp_path, monkeypatch):
-    """--set clock=cpu: the --minutes budget runs on the process's CPU time, not the wall clock."""
+    """--clock cpu: the --minutes budget runs on the process's CPU time, not the wall clock."""
     import seqimpute.train as tr
 
     ticks = iter(range(0, 10**6, 30))  # every read of the CPU clock advances 30 "seconds"
@@ -180,7 +180,7 @@ def test_eval_json_records_the_training_it_rests_on(tmp_path):
     run = tmp_path / "run"
     base = ["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.5", "--run", str(run),
             "--batch", "40", "--quiet", "--set", "hidden=16", "--set", "z=4", "--set", "steps=2",
-            "--set", "clock=cpu", "--set", "valid_every=1000", "--set", "valid_size=20"]
+            "--clock", "cpu", "--set", "valid_every=1000", "--set", "valid_size=20"]
     c0 = time.process_time()
     assert main(base + ["--updates", "6"]) == 0
     first = torch.load(run / "last.pt", weights_only=True)["cpu_s"]
@@ -216,7 +216,7 @@ def test_a_budget_given_on_resume_replaces_the_stored_ones_and_the_run_says_what
     run = str(tmp_path / "r")
     assert main(["train", "--model", "gpsi-add", "--data", "sklearn-digits", "--mask", "mcar:0.7", "--run", run,
                  "--minutes", "2", "--batch", "32", "--quiet", "--set", "hidden=8", "--set", "z=2",
-                 "--set", "steps=2", "--set", "clock=cpu", "--set", "valid_size=20"]) == 0
+                 "--set", "steps=2", "--clock", "cpu", "--set", "valid_size=20"]) == 0
     assert "stopped: 2 CPU-minutes spent (the --minutes budget)\n" in capsys.readouterr().out
     assert _stops(run) == [(4, "minutes")]
 

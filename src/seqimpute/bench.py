@@ -213,7 +213,7 @@ def bench_model(name: str, sizes: str = "mnist", batch: int = 250, device="cpu",
                 bank: int = BASELINE_BANK) -> dict:
     """Training images/s, matmul GFLOP/s of the step, peak memory, and imputation (unguided rollout) images/s.
     ``dim``: values per example (default: the preset's image size). ``compile``/``precision``: the whole-step
-    graph and the products' precision (train.py's ``--set compile=true`` / ``--set precision=...``), which the
+    graph and the products' precision (train's ``--set compile=true`` / ``--precision ...``), which the
     imputation rate uses too (as `seqimpute eval` / `impute` do)."""
     precision = resolve(precision, device)
     image_shape = SIZE_SHAPES.get(sizes, (28, 28)) if dim is None else _image_shape(dim)

@@ -1,6 +1,6 @@
 """The precision of the matrix products: bfloat16 where the device runs them fast, float32 elsewhere.
 
-``precision`` (train's ``--set precision=...``, bench, the presets, ``SequentialImputer(precision=...)``):
+``precision`` (``--precision`` on every command, the presets, ``SequentialImputer(precision=...)``):
 
 * ``"fp32"``  every product in float32 (the reference);
 * ``"bf16"``  every forward and backward matrix product in bfloat16 (float32 accumulation inside the product);

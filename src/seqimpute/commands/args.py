@@ -42,9 +42,26 @@ def add_device(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--device", help=help)  # None in the namespace means cpu (each command's `args.device or "cpu"`)
 
 
-def add_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],  # precision.PRECISIONS
-                   help="of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32")
+def add_precision(p: argparse.ArgumentParser, default: str | None = "auto", help: str | None = None) -> None:
+    """The products' precision: one spelling on every command (and ``precision=`` on SequentialImputer)."""
+    p.add_argument("--precision", default=default, choices=["auto", "bf16", "fp32"],  # precision.PRECISIONS
+                   help=help or "of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32")
+
+
+def add_clock(p: argparse.ArgumentParser, default: str | None = "wall", help: str | None = None) -> None:
+    """What a --minutes budget counts: one spelling on every command that takes one."""
+    p.add_argument("--clock", default=default, choices=["wall", "cpu"],
+                   help=help or "what --minutes counts: wall time (default) or this process's CPU time")
+
+
+# Settings with a flag of their own: --set must not be a second spelling of them.
+OWN_FLAGS = {"precision": "--precision", "clock": "--clock"}
+
+
+def refuse_own_flags(values: dict) -> None:
+    for key, flag in OWN_FLAGS.items():
+        if key in values:
+            raise SeqImputeError(f"{key} has a flag of its own: give {flag} {values[key]} instead of --set {key}=...")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:

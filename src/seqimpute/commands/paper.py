@@ -3,7 +3,7 @@ figures)."""
 
 from __future__ import annotations
 
-from .args import add_data_root, add_device, add_precision, add_quiet, add_run, add_threads
+from .args import add_clock, add_data_root, add_device, add_precision, add_quiet, add_run, add_threads
 
 DEMO_MINUTES = 7.0  # training budget of `seqimpute demo`, in wall-clock minutes: the whole demo in under 9
 
@@ -14,9 +14,8 @@ def add_demo(sub) -> None:
     add_run(p, "run folder (default runs/demo; resumed when it exists)", default="runs/demo")
     p.add_argument("--minutes", type=float, default=DEMO_MINUTES, help=f"training budget (default {DEMO_MINUTES:g}: "
                    "the whole demo in under 9 minutes on an idle 2-core machine)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what --minutes counts: wall (default; "
-                   "an idle machine) or cpu, the training process's CPU time (a shared machine: the same work however "
-                   "busy the other cores are)")
+    add_clock(p, "wall", "what --minutes counts: wall (default; an idle machine) or cpu, the training process's CPU "
+              "time (a shared machine: the same work however busy the other cores are)")
     p.add_argument("--n", type=int, default=2000, help="test images to score (default 2000)")
     add_threads(p)
     add_precision(p)

@@ -8,7 +8,7 @@ import math
 from ..errors import SeqImputeError
 from .args import (
     add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_run, add_seed, add_set,
-    add_threads, data_options, load_model, set_values,
+    add_clock, add_threads, data_options, load_model, refuse_own_flags, set_values,
 )
 
 
@@ -21,10 +21,14 @@ def add_train(sub) -> None:
     p.add_argument("--updates", type=int, help="total updates of the run (training stops at whichever budget it "
                    "reaches first; on resume, the budgets given replace the stored ones)")
     p.add_argument("--minutes", type=float, help="total training budget in minutes (default 30 when no "
-                   "--updates): wall clock, or the process's CPU time with --set clock=cpu")
+                   "--updates): wall clock, or the process's CPU time with --clock cpu")
+    add_clock(p, None, "what --minutes counts: wall time (default) or this process's CPU time (the same work on a "
+              "busy machine)")
     p.add_argument("--batch", type=int, default=250)
     add_seed(p)
     add_device(p, "cpu (default), cuda, cuda:1, ...")
+    add_precision(p, None, "of the matrix products: auto (default: bf16 where the device runs it fast), bf16, fp32; "
+                  "on resume, the new setting applies from there on (logged)")
     p.add_argument("--sizes", help="size preset: mnist, tfd, svhn (default: by the data's size)")
     add_set(p, "override a model or training option, e.g. --set hidden=200 --set optimizer=paper")
     add_threads(p)
@@ -39,7 +43,9 @@ def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
     train_keys = TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options", "sizes",
                                          "updates", "minutes", "batch", "seed", "device"}
     model_opts, train_opts = {}, {}
-    for key, parsed in set_values(items).items():
+    values = set_values(items)
+    refuse_own_flags(values)
+    for key, parsed in values.items():
         if key in model_keys:
             model_opts[key] = parsed
         elif key in train_keys:
@@ -61,7 +67,8 @@ def cmd_train(args) -> int:
     run = Path(args.run)
     if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
         cfg = None
-        if args.updates is not None or args.minutes is not None or args.device is not None or args.set:
+        if args.updates is not None or args.minutes is not None or args.device is not None or args.set or \
+                args.precision is not None or args.clock is not None:
             stored = TrainConfig.stored(run)
             model_opts, train_opts = _parse_sets(args.set, spec(stored.model).option_names())
             # the command that started the run may be given again; a runtime setting may change (precision=fp32)
@@ -78,6 +85,10 @@ def cmd_train(args) -> int:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
             stored.updates, stored.minutes = args.updates, args.minutes  # neither given: train keeps the stored ones
             stored.device = args.device or stored.device
+            stored.precision = args.precision or stored.precision
+            if args.clock is not None and args.clock != stored.clock:
+                raise SeqImputeError(f"{run} counts its --minutes on the {stored.clock} clock; it cannot change on "
+                                     f"resume: start a new run folder for --clock {args.clock}.")
             cfg = stored
         print(f"resuming {run}")
         summary = train(run, cfg, progress_bar=not args.quiet)
@@ -88,7 +99,8 @@ def cmd_train(args) -> int:
         model_opts, train_opts = _parse_sets(args.set, spec(args.model).option_names())
         cfg = TrainConfig(model=args.model, data=args.data, mask=args.mask, data_options=data_options(args),
                           sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
-                          batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts)
+                          batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts,
+                          **{k: v for k, v in (("precision", args.precision), ("clock", args.clock)) if v is not None})
         summary = train(run, cfg, progress_bar=not args.quiet)
     stopped = _stopped_line(summary)
     if stopped:
@@ -158,8 +170,7 @@ def add_finetune(sub) -> None:
     p.add_argument("run")
     p.add_argument("--updates", type=int, help="fine-tuning updates (the paper: 50000)")
     p.add_argument("--minutes", type=float, help="time budget (whichever of --updates/--minutes ends first)")
-    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                   help="what --minutes counts: wall time (default) or this process's CPU time")
+    add_clock(p)
     add_checkpoint(p, ["best", "last"], "start from (default best)")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--n", type=int, help="score the bounds on the first N test images only (default all)")

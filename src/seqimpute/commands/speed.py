@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import SeqImputeError
-from .args import add_device, add_set, set_values
+from .args import add_device, add_precision, add_set, refuse_own_flags, set_values
 
 
 def add_bench(sub) -> None:
@@ -19,7 +19,8 @@ def add_bench(sub) -> None:
     p.add_argument("--sweep", choices=["T", "D", "batch"],
                    help="cost of one model (--model, default gpsi-add) as T (1..32), D (784, 1024, 2304) or the batch grows")
     p.add_argument("--values", help="comma-separated sweep points instead of the defaults, e.g. 1,2,4,8")
-    add_set(p, "a model option for every model, or compile=true / precision=auto|bf16|fp32 (as the trainer's)")
+    add_set(p, "a model option for every model, or compile=true (as the trainer's)")
+    add_precision(p)
     add_device(p)
     p.add_argument("--json", help="write the figures to this JSON file")
     p.set_defaults(func=cmd_bench)
@@ -30,7 +31,8 @@ def cmd_bench(args) -> int:
     from ..models.registry import MODELS, spec
 
     overrides = set_values(args.set)
-    compile_, precision = bool(overrides.pop("compile", False)), overrides.pop("precision", "auto")
+    refuse_own_flags(overrides)
+    compile_, precision = bool(overrides.pop("compile", False)), args.precision
     device = args.device or "cpu"
     if torch_device_is_cuda(device):
         import torch

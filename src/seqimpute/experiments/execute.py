@@ -81,7 +81,7 @@ def train_command(plan: RunPlan) -> str:
     for k in ("clock", "optimizer", "lr", "warmup", "valid_every", "valid_size", "ckpt_every"):
         cmd += ["--set", f"{k}={getattr(c, k)}"]
     if c.precision is not None:
-        cmd += ["--set", f"precision={c.precision}"]
+        cmd += ["--precision", c.precision]
     return shlex.join(cmd)
 
 
