@@ -219,7 +219,9 @@ class Plan:
         """The cells of an experiment, each with the paper's numbers from the packaged anchors."""
         if experiment not in EXPERIMENTS:
             raise SeqImputeError(f"unknown experiment {experiment!r}; choose {', '.join(EXPERIMENTS)} or all.")
-        return getattr(self, f"_cells_{experiment}")()
+        cells = {"table1": self._cells_table1, "fig2": self._cells_fig2, "fig2c": self._cells_fig2c,
+                 "fig3": self._cells_fig3, "fig1": self._cells_fig1}
+        return cells[experiment]()
 
     def _extra_models(self, experiment: str, default: list[str]) -> list[str]:
         return self.preset.get("experiments", {}).get(experiment, {}).get("extra_models", default)

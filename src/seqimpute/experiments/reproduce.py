@@ -65,13 +65,15 @@ class Reproduction(Plan):
             if alone in experiments:
                 if experiments != [alone]:
                     raise SeqImputeError(f"run the {alone} on its own: seqimpute reproduce {alone} --preset NAME.")
-                return getattr(self, f"run_{alone}")()
+                return self.run_sweep() if alone == "sweep" else self.run_claims()
         cells = {e: self.cells(e) for e in experiments}
         pairs = {e: self.pairs(cells[e]) for e in experiments}  # (cell, model, plan | None)
         plans = list(dict.fromkeys(p for ps in pairs.values() for *_, p in ps if p is not None))
         status = self._train_recorded(experiments, plans)
         rows = self._score_rows(experiments, pairs)
-        written = {e: getattr(self.report, f"write_{e}")(rows[e], pairs[e]) for e in experiments}
+        writers = {"table1": self.report.write_table1, "fig2": self.report.write_fig2, "fig2c": self.report.write_fig2c,
+                   "fig1": self.report.write_fig1, "fig3": self.report.write_fig3}
+        written = {e: writers[e](rows[e], pairs[e]) for e in experiments}
         return self._finish(status, plans, rows, written)
 
     def _score_rows(self, experiments: list[str], pairs: dict) -> dict:
