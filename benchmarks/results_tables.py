@@ -18,6 +18,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from seqimpute.reporting import md_table  # noqa: E402
+
 
 def _num(v) -> str:
     return "" if v is None else f"{v:.1f}"
@@ -37,11 +40,8 @@ def grid(rows: list[dict], key, heads: list[str]) -> list[str]:
     groups: dict[tuple, dict] = {}
     for r in rows:
         groups.setdefault(key(r), {})[r["model"]] = r
-    out = ["| " + " | ".join(heads + models) + " |", "|" + "---|" * len(heads) + "---:|" * len(models)]
-    for k, by_model in groups.items():
-        out.append("| " + " | ".join([str(x) for x in k] + [_cell(by_model[m]) if m in by_model else ""
-                                                              for m in models]) + " |")
-    return out
+    body = [[*k, *(_cell(by_model[m]) if m in by_model else "" for m in models)] for k, by_model in groups.items()]
+    return md_table(heads + models, body, "l" * len(heads) + "r" * len(models))
 
 
 def table1(d: dict) -> list[str]:
@@ -58,15 +58,15 @@ def fig2c(d: dict) -> list[str]:
     """One row per T; per model its score (the paper's) and the updates its run made in the budget."""
     models = list(dict.fromkeys(r["model"] for r in d["rows"]))
     cells = {(r["steps"], r["model"]): r for r in d["rows"]}
-    out = ["| T | " + " | ".join(f"{m} (paper) | updates" for m in models) + " |",
-           "|---:|" + "---:|---:|" * len(models)]
+    body = []
     for t in dict.fromkeys(r["steps"] for r in d["rows"]):
-        row = [str(t)]
+        row = [t]
         for m in models:
             r = cells.get((t, m))
-            row += [_cell(r), str(r.get("run_step", ""))] if r else ["", ""]
-        out.append("| " + " | ".join(row) + " |")
-    return out
+            row += [_cell(r), r.get("run_step", "")] if r else ["", ""]
+        body.append(row)
+    head = ["T"] + [h for m in models for h in (f"{m} (paper)", "updates")]
+    return md_table(head, body, "r" * len(head))
 
 
 def runs(status: dict, experiment: str) -> list[str]:
@@ -76,26 +76,24 @@ def runs(status: dict, experiment: str) -> list[str]:
 
 
 def sweep(d: dict) -> list[str]:
-    out = ["| model | candidate | changes from the defaults | updates | best valid bound | vs best | |",
-           "|---|---|---|---:|---:|---:|---|"]
+    body = []
     for r in d["rows"]:
         changes = "; ".join(f"{k} {json.dumps(v)}" for k, v in r["changes"].items()) or "none"
         mark = ", ".join(x for x in ("**best**" if r["best"] else "", "preset" if r["preset_choice"] else "") if x)
         vs = "" if r["vs_best"] is None else f"{r['vs_best']:+.1f}"
-        out.append(f"| {r['model']} | {r['candidate']} | {changes} | {r['run_step']} | {_num(r['best_valid'])} | "
-                   f"{vs} | {mark} |")
-    return out
+        body.append([r["model"], r["candidate"], changes, r["run_step"], _num(r["best_valid"]), vs, mark])
+    return md_table(["model", "candidate", "changes from the defaults", "updates", "best valid bound", "vs best", ""],
+                    body, "lllrrrl")
 
 
 def soak(d: dict) -> list[str]:
     """benchmarks/soak.py's samples at 1k, 2k and every 2k updates: RSS, CPU time per update, wall-clock rate."""
     keep = [r for r in d["samples"] if r["step"] in (1000, 2000) or r["step"] % 2000 == 0]
-    fmt = lambda v, f: "-" if v is None else format(v, f)
-    return ["| updates | " + " | ".join(f"{r['step'] // 1000}k" for r in keep) + " |",
-            "|---|" + "---:|" * len(keep),
-            "| RSS, MB | " + " | ".join(fmt(r["rss_mb"], ".1f") for r in keep) + " |",
-            "| CPU ms per update | " + " | ".join(fmt(r["cpu_ms_per_update"], ".2f") for r in keep) + " |",
-            "| wall-clock images/s | " + " | ".join(fmt(r["images_per_s"], ".0f") for r in keep) + " |"]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    return md_table(["updates", *(f"{r['step'] // 1000}k" for r in keep)],
+                    [["RSS, MB", *(fmt(r["rss_mb"], ".1f") for r in keep)],
+                     ["CPU ms per update", *(fmt(r["cpu_ms_per_update"], ".2f") for r in keep)],
+                     ["wall-clock images/s", *(fmt(r["images_per_s"], ".0f") for r in keep)]], "l" + "r" * len(keep))
 
 
 def _bench(name: str):
@@ -136,94 +134,80 @@ def imputers_timing(d: dict) -> list[str]:
 
 def claims(d: dict) -> list[str]:
     """`reproduce claims`: one row per claim, its verdict and each comparison's difference with its 95% interval."""
-    out = ["| claim | paper | verdict | A - B over seeds, 95% interval (lower is better) |", "|---|---|---|---|"]
+    body = []
     for r in d["rows"]:
         comps = "; ".join(f"{c['a']} vs {c['b']}: " + ("not run" if c["diff"] is None else
                           f"{c['diff']:+.1f} [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] ({c['verdict']})")
                           for c in r["comparisons"])
-        out.append(f"| {r['title']} | {r['source']} | **{r['verdict']}** | {comps} |")
-    return out
+        body.append([r["title"], r["source"], f"**{r['verdict']}**", comps])
+    return md_table(["claim", "paper", "verdict", "A - B over seeds, 95% interval (lower is better)"], body, "llll")
 
 
 def vs_fp32(d: dict) -> list[str]:
     """benchmarks/precision_quality.py rerun: each trained cell at fp32 and at bf16 in the same CPU-minute budget."""
-    out = ["| experiment | dataset | mask | model | fp32: score | updates | bf16: score | updates | bf16 - fp32 | "
-           "updates x |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in d["rows"]:
-        model = r["model"] + (f" T={r['steps']}" if r.get("steps") else "")
-        out.append(f"| {r['experiment']} | {r['dataset']} | {r['mask']} | {model} | {_num(r['fp32'])} | "
-                   f"{r['fp32_updates']} | {_num(r['bf16'])} | {r['bf16_updates']} | {r['diff']:+.1f} | "
-                   f"{r['update_ratio']:.2f} |")
-    return out
+    body = [[r["experiment"], r["dataset"], r["mask"], r["model"] + (f" T={r['steps']}" if r.get("steps") else ""),
+             _num(r["fp32"]), r["fp32_updates"], _num(r["bf16"]), r["bf16_updates"], f"{r['diff']:+.1f}",
+             f"{r['update_ratio']:.2f}"] for r in d["rows"]]
+    return md_table(["experiment", "dataset", "mask", "model", "fp32: score", "updates", "bf16: score", "updates",
+                     "bf16 - fp32", "updates x"], body, "llllrrrrrr")
 
 
 def recipe(d: dict) -> list[str]:
     """benchmarks/recipe.py: each GPSI-add recipe's validation bound at 1, 2.5 and 5 wall-minutes, best first."""
-    out = [f"| recipe ({d['precision']}, {d['threads']} threads) | updates in {d['minutes']:g} min | bound at 1 min | "
-           f"at 2.5 min | at {d['minutes']:g} min (best) |", "|---|---:|---:|---:|---:|"]
+    body = []
     for name, r in sorted(d["recipes"].items(), key=lambda kv: kv[1]["best_valid_bound_paper_units"]):
         at = [min((c["valid_bound_paper_units"] for c in r["curve"] if c["elapsed_s"] <= t + 1), default=None)
               for t in (60, 150)]
-        out.append(f"| {name} | {r['updates']:,} | {_num(at[0]) or '-'} | {_num(at[1]) or '-'} | "
-                   f"{r['best_valid_bound_paper_units']:.1f} |")
-    return out
+        body.append([name, f"{r['updates']:,}", _num(at[0]) or "-", _num(at[1]) or "-",
+                     f"{r['best_valid_bound_paper_units']:.1f}"])
+    return md_table([f"recipe ({d['precision']}, {d['threads']} threads)", f"updates in {d['minutes']:g} min",
+                     "bound at 1 min", "at 2.5 min", f"at {d['minutes']:g} min (best)"], body, "lrrrr")
 
 
 def threads(d: dict) -> list[str]:
     """benchmarks/threads.py: training updates per wall-second at each precision and thread count."""
     counts = sorted({k.split("/")[1] for k in d["updates_per_s"]}, key=int)
-    precs = list(dict.fromkeys(k.split("/")[0] for k in d["updates_per_s"]))
-    out = ["| precision | " + " | ".join(f"{t} thread{'s' * (t != '1')}" for t in counts) + " | speed-up |",
-           "|---|" + "---:|" * (len(counts) + 1)]
-    for p in precs:
+    body = []
+    for p in dict.fromkeys(k.split("/")[0] for k in d["updates_per_s"]):
         rates = [d["updates_per_s"][f"{p}/{t}"] for t in counts]
-        out.append(f"| {p} | " + " | ".join(f"{r:.2f}" for r in rates) + f" | {rates[-1] / rates[0]:.2f}x |")
-    return out
+        body.append([p, *(f"{r:.2f}" for r in rates), f"{rates[-1] / rates[0]:.2f}x"])
+    return md_table(["precision", *(f"{t} thread{'s' * (t != '1')}" for t in counts), "speed-up"], body,
+                    "l" + "r" * (len(counts) + 1))
 
 
 def table_defaults(d: dict) -> list[str]:
     """benchmarks/table_defaults.py: RMSE and CPU seconds of each setting on each generated table."""
     tables = list(dict.fromkeys(r["table"] for r in d["rows"]))
-    settings = list(dict.fromkeys(r["setting"] for r in d["rows"]))
     at = {(r["table"], r["setting"]): r for r in d["rows"]}
-    out = ["| setting | " + " | ".join(tables) + " |", "|---|" + "---:|" * len(tables)]
-    for name in settings:
-        out.append(f"| {name} | " + " | ".join(f"{at[t, name]['rmse']:.3f} ({at[t, name]['cpu_s']:.2f} s)"
-                                               for t in tables) + " |")
-    return out
+    body = [[name, *(f"{at[t, name]['rmse']:.3f} ({at[t, name]['cpu_s']:.2f} s)" for t in tables)]
+            for name in dict.fromkeys(r["setting"] for r in d["rows"])]
+    return md_table(["setting", *tables], body, "l" + "r" * len(tables))
 
 
 def breast_cancer(d: dict) -> list[str]:
     """benchmarks/breast_cancer.py: per MCAR rate, each setting's RMSE and mean / largest CPU seconds."""
     rates = list(dict.fromkeys(r["rate"] for r in d["rows"]))
-    settings = list(dict.fromkeys(r["setting"] for r in d["rows"]))
     at = {(r["rate"], r["setting"]): r for r in d["rows"]}
-    out = ["| setting | " + " | ".join(f"MCAR {r:.0%}" for r in rates) + " |", "|---|" + "---:|" * len(rates)]
-    for name in settings:
-        out.append(f"| {name} | " + " | ".join(
-            f"{at[r, name]['rmse']:.3f} ({at[r, name]['cpu_s']:.2f} / {at[r, name]['cpu_s_max']:.2f} s)"
-            for r in rates) + " |")
-    return out
+    body = [[name, *(f"{at[r, name]['rmse']:.3f} ({at[r, name]['cpu_s']:.2f} / {at[r, name]['cpu_s_max']:.2f} s)"
+                     for r in rates)] for name in dict.fromkeys(r["setting"] for r in d["rows"])]
+    return md_table(["setting", *(f"MCAR {r:.0%}" for r in rates)], body, "l" + "r" * len(rates))
 
 
 def pretrained(d: dict) -> list[str]:
     """benchmarks/pretrain.py report: each shipped model's test bound per MNIST cell beside the paper's GPSI-add
     and the cpu preset's GPSI-add."""
-    out = ["| cell | shipped model | updates | shipped GPSI-add | paper GPSI-add | cpu preset GPSI-add |",
-           "|---|---|---:|---:|---:|---:|"]
-    for r in d["rows"]:
-        out.append(f"| {r['cell']} | {r['name']} | {r['updates']:,} | {r['bound_paper_units']:.1f} | "
-                   f"{_num(r['paper'])} | {_num(r['cpu_preset'])} |")
-    return out
+    body = [[r["cell"], r["name"], f"{r['updates']:,}", f"{r['bound_paper_units']:.1f}", _num(r["paper"]),
+             _num(r["cpu_preset"])] for r in d["rows"]]
+    return md_table(["cell", "shipped model", "updates", "shipped GPSI-add", "paper GPSI-add", "cpu preset GPSI-add"],
+                    body, "llrrrr")
 
 
 def kill_resume(d: dict) -> list[str]:
     """benchmarks/kill_resume.py: the kills, those inside a checkpoint write, and the comparison at the end."""
     yes = lambda v: "equal" if v else "DIFFERENT"  # noqa: E731
-    return ["| kills | inside a checkpoint write | final parameters (last / best) | metrics | CPU |",
-            "|---:|---:|---|---|---|",
-            f"| {d['kills']} | {d['mid_write_kills']} | {yes(d['final_last_equal'])} / {yes(d['final_best_equal'])} | "
-            f"{'one history' if d['metrics_equal'] else 'DIFFERENT'} | {d['cpu']} |"]
+    return md_table(["kills", "inside a checkpoint write", "final parameters (last / best)", "metrics", "CPU"],
+                    [[d["kills"], d["mid_write_kills"], f"{yes(d['final_last_equal'])} / {yes(d['final_best_equal'])}",
+                      "one history" if d["metrics_equal"] else "DIFFERENT", d["cpu"]]], "rrlll")
 
 
 TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "fig1": by_mask, "sweep": sweep,

@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "seqimpute"
 # Lowest first. A module belongs to the first layer whose prefix names it (a package name covers its modules).
 LAYERS = [
     ("leaves", ["seqimpute", "seqimpute.errors", "seqimpute.files", "seqimpute.numerics", "seqimpute.precision",
-                "seqimpute.threads", "seqimpute.metrics", "seqimpute.plots"]),
+                "seqimpute.threads", "seqimpute.metrics", "seqimpute.plots", "seqimpute.reporting"]),
     ("nn", ["seqimpute.nn"]),
     ("data", ["seqimpute.data"]),
     ("models", ["seqimpute.models"]),

@@ -173,3 +173,13 @@ def test_the_recipe_reading_quotes_the_gaps_at_t2():
                  if "-T2-" in k and k != "h500-T2-b250-lr2e-3"]
     text = " ".join(DOC.read_text().split())
     assert f"they end {min(gaps):.1f}-{max(gaps):.1f} units behind hidden 500, batch 250" in text
+
+
+def test_the_one_table_helper():
+    from seqimpute.reporting import md_table
+
+    assert md_table(["a", "b"], [[1, "x"], ["", 2.5]], "lr") == ["| a | b |", "|---|---:|", "| 1 | x |", "|  | 2.5 |"]
+    with pytest.raises(ValueError, match="a row has 1 cells for 2 columns"):
+        md_table(["a", "b"], [[1]], "lr")
+    with pytest.raises(ValueError, match="align needs one of l/r per column"):
+        md_table(["a", "b"], [], "l")

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.masks import canonical
 from ..errors import SeqImputeError
+from ..reporting import md_table
 from ..models.registry import spec as model_spec
 from .plan import ROLE_TITLE, Cell, Plan, RunPlan, generation_anchor, merge, tag, trainable
 
@@ -287,28 +288,29 @@ def markdown(payload: dict) -> list[str]:
           f"({', '.join(map(str, s['seeds']))}); each is scored from its last checkpoint on the evaluator's fixed "
           f"seeded test masks ({s['test_images'] or 'all'} test images, {s['samples']} rollouts each). A comparison "
           "is the mean over seeds of the paired difference A - B with its 95% t-interval; lower is better. "
-          f"`not above` and `close to` allow {s['tolerance']:.0%} of B's score.", "",
-          "| claim | paper | verdict | comparison (A vs B) | seeds | A | B | A - B | 95% interval | comparison verdict |",
-          "|---|---|---|---|---:|---:|---:|---:|---|---|"]
+          f"`not above` and `close to` allow {s['tolerance']:.0%} of B's score.", ""]
+    comparisons = []
     for r in payload["rows"]:
         for i, c in enumerate(r["comparisons"]):
             ci = "-" if c["ci95"] is None else f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}]"
             margin = f" by {c['margin']:.0%}" if c["margin"] else ""
             head = [f"{r['claim']}: {r['title']}", r["source"], f"**{r['verdict']}**"] if i == 0 else ["", "", ""]
-            md.append("| " + " | ".join(head + [f"{c['a']} {KIND_TEXT[c['kind']]}{margin} {c['b']}", str(c["seeds"]),
-                                              _num(c["a_mean"]), _num(c["b_mean"]), _num(c["diff"], "{:+.1f}"), ci,
-                                              c["verdict"]]) + " |")
-    md += ["", "## The runs", "", "| model | dataset | mask | updates | " +
-           " | ".join(f"seed {x}" for x in s["seeds"]) + " | mean | sd | paper |",
-           "|---|---|---|---:|" + "---:|" * (len(s["seeds"]) + 3)]
+            comparisons.append(head + [f"{c['a']} {KIND_TEXT[c['kind']]}{margin} {c['b']}", c["seeds"],
+                                       _num(c["a_mean"]), _num(c["b_mean"]), _num(c["diff"], "{:+.1f}"), ci,
+                                       c["verdict"]])
+    md += md_table(["claim", "paper", "verdict", "comparison (A vs B)", "seeds", "A", "B", "A - B", "95% interval",
+                    "comparison verdict"], comparisons, "llllrrrrll")
+    runs = []
     for a in payload["arms"]:
         per = [_num(a["scores"].get(str(x))) for x in s["seeds"]]
         if not a["trained"]:
             per = [_num(a["mean"])] + ["(same)"] * (len(per) - 1)
         data = a["dataset"] + (f" ({a['data_used']})" if a["data_used"] != a["dataset"].lower().replace(" ", "-")
                                else "")
-        md.append(f"| {a['arm']} | {data} | {a['mask']} | {a['updates'] or 'fitted'} | " + " | ".join(per) +
-                  f" | {_num(a['mean'])} | {_num(a['sd'], '{:.2f}')} | {_num(a['paper'])} |")
+        runs.append([a["arm"], data, a["mask"], a["updates"] or "fitted", *per, _num(a["mean"]),
+                     _num(a["sd"], "{:.2f}"), _num(a["paper"])])
+    md += ["", "## The runs", "", *md_table(["model", "dataset", "mask", "updates", *(f"seed {x}" for x in s["seeds"]),
+                                             "mean", "sd", "paper"], runs, "lllr" + "r" * (len(s["seeds"]) + 3))]
     md += ["", "The paper's numbers come from runs of 200,000-250,000 updates; they are shown for scale, not "
            "compared: the verdicts rest on the runs above alone."]
     return md

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs as runs_mod
+from ..reporting import md_table
 from ..files import atomic_write
 from ..data.masks import mask_set
 from ..data.sources import load_dataset
@@ -96,7 +97,7 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def _md_row(r: dict, dataset: bool = True, mask: bool = True) -> str:
+def _md_row(r: dict, dataset: bool = True, mask: bool = True) -> list[str]:
     note = []
     if r.get("status") not in ("complete", "not run", None):
         note.append(r["status"])
@@ -108,10 +109,9 @@ def _md_row(r: dict, dataset: bool = True, mask: bool = True) -> str:
         note.append(f"oracle step (paper's VAE-imp rule): {r['ours_oracle_step']:.1f} at step {r['oracle_best_step']}")
     diff = "-" if r.get("diff") is None else f"{r['diff']:+.1f}"
     ours = "not run" if r.get("status") == "not run" else _fmt(r.get("ours"))
-    cells = ([r["dataset"] + (f" ({r['data_used']})" if r.get("stand_in") else "")] if dataset else []) + \
-            ([r["mask"]] if mask else []) + [r["model"], ours, _fmt(r.get("paper")), diff, r.get("trained_on", "-"),
-                                             "; ".join(n for n in note if n)]
-    return "| " + " | ".join(cells) + " |"
+    return ([r["dataset"] + (f" ({r['data_used']})" if r.get("stand_in") else "")] if dataset else []) + \
+        ([r["mask"]] if mask else []) + [r["model"], ours, _fmt(r.get("paper")), diff, r.get("trained_on", "-"),
+                                         "; ".join(n for n in note if n)]
 
 
 def _notes(rows) -> list[str]:
@@ -119,13 +119,13 @@ def _notes(rows) -> list[str]:
     return [f"- {n}" for n in notes]
 
 
-def _sweep_md_row(r: dict) -> str:
+def _sweep_md_row(r: dict) -> list:
     mark = ", ".join(x for x in ("best" if r["best"] else "", "the preset's setting" if r["preset_choice"]
                                  else "", "" if r["run_complete"] else "incomplete run") if x)
     changes = "; ".join(f"{k} {json.dumps(v)}" for k, v in r["changes"].items()) or "none"
     vs = "-" if r["vs_best"] is None else f"{r['vs_best']:+.1f}"
-    return (f"| {r['model']} | {r['candidate']} | {changes} | {r['run_step']} | {r['run_minutes']:.1f} | "
-            f"{_fmt(r['best_valid'])} | {vs} | {mark} |")
+    return [r["model"], r["candidate"], changes, r["run_step"], f"{r['run_minutes']:.1f}", _fmt(r["best_valid"]), vs,
+            mark]
 
 
 # ---------------------------------------------------------------------------------------------------- writers
@@ -295,11 +295,11 @@ def markdown(payload: dict) -> str:
         return "\n".join([f"# {title}", "", f"**{payload['label']}**", "", *claims_markdown(payload)]) + "\n"
     md = [f"# {title}", "", f"**{payload['label']}**", ""] + ([payload["units"], ""] if name != "fig3" else [])
     if name == "table1":
-        md += ["| dataset | mask | model | ours | paper | ours - paper | trained on | note |",
-               "|---|---|---|---:|---:|---:|---|---|", *[_md_row(r) for r in rows], "", *_notes(rows)]
+        md += [*md_table(["dataset", "mask", "model", "ours", "paper", "ours - paper", "trained on", "note"],
+                         [_md_row(r) for r in rows], "lllrrrll"), "", *_notes(rows)]
     elif name == "fig2":
-        md += ["| mask | model | ours | paper | ours - paper | trained on | note |", "|---|---|---:|---:|---:|---|---|"]
-        md += [_md_row(r, dataset=False) for r in rows]
+        md += md_table(["mask", "model", "ours", "paper", "ours - paper", "trained on", "note"],
+                       [_md_row(r, dataset=False) for r in rows], "llrrrll")
         for f in figures:
             md += ["", f"![Fig 2({f.removeprefix('fig2').removesuffix('.png')})]({f})"]
         md += ["", "Solid: ours; dashed: the paper's plotted values (same colour).", "", *_notes(rows)]
@@ -307,14 +307,14 @@ def markdown(payload: dict) -> str:
         if payload.get("not_expressed"):
             md += ["Camera-ready settings not expressed by this preset: " + "; ".join(payload["not_expressed"]) + ".",
                    ""]
-        md += ["| T | model | ours | paper | ours - paper | trained on | note |", "|---:|---|---:|---:|---:|---|---|"]
-        md += [f"| {r['steps']} " + _md_row(r, dataset=False, mask=False) for r in rows]
+        md += md_table(["T", "model", "ours", "paper", "ours - paper", "trained on", "note"],
+                       [[r["steps"], *_md_row(r, dataset=False, mask=False)] for r in rows], "rlrrrll")
         for f in figures:
             md += ["", f"![Fig 2(c)]({f})", "", "Solid: ours; dashed: the paper's plotted values."]
         md += ["", *_notes(rows)]
     elif name == "fig1":
-        md += ["| model | ours | paper (raw, before fine-tuning q) | ours - paper | trained on | note |",
-               "|---|---:|---:|---:|---|---|", *[_md_row(r, dataset=False, mask=False) for r in rows]]
+        md += md_table(["model", "ours", "paper (raw, before fine-tuning q)", "ours - paper", "trained on", "note"],
+                       [_md_row(r, dataset=False, mask=False) for r in rows], "lrrrll")
         for f in figures:
             md += ["", f"![{f.removeprefix('fig1_').removesuffix('.png')} samples]({f})"]
         md += ["", *_notes(rows)]
@@ -331,8 +331,8 @@ def _sweep_markdown(rows: list[dict], sw: dict) -> list[str]:
           f"({rows[0]['trained_on']}: the {sw.get('family', 'square')} family) and is scored by its best "
           f"validation bound (the training run's own validation: {rows[0]['valid_size']} validation images, one "
           "rollout each, fixed seeded masks). The test split is never used to choose.",
-          "", "| model | candidate | changes from the defaults | updates | budget used (min) | best valid bound "
-          "| vs best | |", "|---|---|---|---:|---:|---:|---:|---|", *[_sweep_md_row(r) for r in rows]]
+          "", *md_table(["model", "candidate", "changes from the defaults", "updates", "budget used (min)",
+                         "best valid bound", "vs best", ""], [_sweep_md_row(r) for r in rows], "lllrrrrl")]
     off = [m for m in dict.fromkeys(r["model"] for r in rows)
            if any(r["best"] for r in rows if r["model"] == m)
            and not any(r["best"] and r["preset_choice"] for r in rows if r["model"] == m)]
