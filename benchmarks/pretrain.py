@@ -119,7 +119,8 @@ def cmd_publish(name: str) -> None:
 
 
 def cmd_curve(name: str) -> None:
-    """The test bound of the weights `history` kept, at the family's first cell: results/pretrained/curve-NAME.json."""
+    """The test bound of the weights `history` kept, at MCAR-80 or MAR-14: results/pretrained/curve-NAME.json
+    (points already there are kept, so it can run while the training goes on)."""
     from seqimpute.data.sources import load_dataset
     from seqimpute.evaluate import evaluate
     from seqimpute.models.registry import model_from_config
@@ -127,8 +128,12 @@ def cmd_curve(name: str) -> None:
 
     cell = MODELS[name]["cells"][2 if name.endswith("mcar") else 0]  # MCAR-80 (Table 1's MNIST cells are MAR)
     data = load_dataset(MODELS[name]["data"], "test")
-    points = []
+    out = RESULTS / f"curve-{name}.json"
+    points = json.loads(out.read_text())["points"] if out.exists() else []  # scored already: kept
+    done = {p["updates"] for p in points}
     for path in sorted((RUNS / name / "history").glob("*.safetensors")):
+        if int(path.stem) in done:
+            continue
         ck = runs.load_safetensors_checkpoint(path)
         model = model_from_config(ck["model_name"], json.loads(ck["model_config"]))
         model.load_state_dict(ck["model"])
@@ -136,8 +141,9 @@ def cmd_curve(name: str) -> None:
         points.append({"updates": int(ck["step"]), "training_s": float(ck["elapsed"]),
                        "cpu_s": ck.get("cpu_s"), "bound_paper_units": res["bound_paper_units"]})
         print(f"{name} {cell} update {points[-1]['updates']}: {res['bound_paper_units']:.2f}", flush=True)
+    points.sort(key=lambda p: p["updates"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"curve-{name}.json").write_text(json.dumps({
+    out.write_text(json.dumps({
         "name": name, "cell": cell, "n": 2000, "samples": 10, "cpu": cpu_name(), "paper": paper_score(cell),
         "note": "weights kept during the one run (its learning rate follows the run's schedule to its last update)",
         "command": f"python benchmarks/pretrain.py curve {name}", "points": points}, indent=2) + "\n")

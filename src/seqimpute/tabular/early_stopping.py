@@ -50,10 +50,12 @@ class EarlyStopping:
     units for Bernoulli), of the mean of unguided rollouts there (VALIDATION_ROLLOUTS of them, with the same noise
     at every evaluation so that scores differ by the parameters alone): what transform returns for numbers. A binary
     or categorical value's error is 1 - the mean probability of its true value (ColumnLayout.errors). Only a score
-    IMPROVEMENT below the best counts as progress; the parameters of the lowest score are kept."""
+    ``improvement`` (a share) below the best counts as progress; the parameters of the lowest score are kept."""
 
-    def __init__(self, imp, model, params, X_train, X, held, patience: int, per_epoch: int, budget: Budget):
+    def __init__(self, imp, model, params, X_train, X, held, patience: int, per_epoch: int, budget: Budget,
+                 improvement: float = IMPROVEMENT):
         self.imp, self.model, self.params, self.budget, self.patience = imp, model, params, budget, patience
+        self.improvement = improvement
         self.rows = np.where(held.any(axis=1))[0]
         self.X_in = X_train[self.rows]
         self.held = held[self.rows]
@@ -74,7 +76,7 @@ class EarlyStopping:
         s = self.score()
         self.updates.append(step)
         self.scores.append(s)
-        progress = s < self.best[0] * (1 - IMPROVEMENT)
+        progress = s < self.best[0] * (1 - self.improvement)
         if s < self.best[0]:
             self.best = (s, step, [p.detach().clone() for p in self.params])
         self.since = 0 if progress else self.since + 1

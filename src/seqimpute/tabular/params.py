@@ -36,7 +36,7 @@ def check(imp) -> None:
         if value is None and allow_none:
             return
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            extra = {"max_updates": ", 'auto' or None"}.get(name, " or None" if allow_none else "")
+            extra = {"max_updates": ", 'auto' or None", "patience": " or 'auto'"}.get(name, " or None" if allow_none else "")
             raise SeqImputeError(f"{name} must be a positive integer{extra}, got {value!r}.")
 
     positive_int("hidden", imp.hidden, True)
@@ -47,7 +47,8 @@ def check(imp) -> None:
     positive_int("batch_size", imp.batch_size)
     positive_int("n_rollouts", imp.n_rollouts)
     positive_int("n_threads", imp.n_threads, True)
-    positive_int("patience", imp.patience)
+    if imp.patience != "auto":
+        positive_int("patience", imp.patience)
     if not isinstance(imp.early_stopping, (bool, np.bool_)):
         raise SeqImputeError(f"early_stopping must be True or False, got {imp.early_stopping!r}.")
     if isinstance(imp.validation_fraction, bool) or not (

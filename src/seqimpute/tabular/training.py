@@ -27,6 +27,7 @@ LOG_VAR_MIN = -9.0  # a standard deviation of 1% of the column's: a floor agains
 # any plausible size (|z| < 2^8) moves it by less than half a float64 ulp, so the constant itself is imputed.
 CONSTANT_SCALE = 2.0**-62
 AUTO_EPOCHS, AUTO_UPDATES = 100, (1000, 2000)  # max_updates="auto": this many epochs, clipped to this range
+PATIENCE_FROM_START, PATIENCE_FROM_MEAN = 5, 10  # patience="auto" (the estimator's docstring says why)
 
 
 def fit(imp, X: np.ndarray) -> None:
@@ -96,7 +97,10 @@ def _train(imp, model, raw_lv, ms, Z, O, Xt, X, held) -> None:
                    dynamic_ncols=True)
     # the schedule follows the updates when they are given, so a fit repeats whatever the machine's speed
     budget = Budget(updates, minutes, time.perf_counter, by_updates=True)
-    stopper = early_stopping.EarlyStopping(imp, model, params, Xt, X, held, int(imp.patience), order.per_epoch, budget)
+    start = imp._start is not None
+    patience = int(imp.patience) if imp.patience != "auto" else (PATIENCE_FROM_START if start else PATIENCE_FROM_MEAN)
+    stopper = early_stopping.EarlyStopping(imp, model, params, Xt, X, held, patience, order.per_epoch, budget,
+                                           improvement=early_stopping.IMPROVEMENT if start else 0.0)
     if imp._start is not None:  # the untrained policy imputes the conditional mean: the first candidate
         stopper.after(0)
     losses, skipped = [], [0]
