@@ -16,15 +16,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import SeqImputeError
-from ..files import atomic_write
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from ..files import atomic_write, sha256_of
 
 
 def verify_sha256(path: Path, expected: str) -> None:

@@ -7,11 +7,11 @@ SHA-256 before they are read. `benchmarks/pretrain.py publish` writes both files
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ..errors import SeqImputeError
+from ..files import sha256_of
 
 SHIPPED = Path(__file__).parent
 CARD_VERSION = 1
@@ -40,14 +40,6 @@ def card(name: str, folder: Path | None = None) -> dict:
     return c
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load(name: str, device="cpu", folder: Path | None = None):
     """Pretrained model ``name`` (float32 parameters), its run config and its training record, shaped like
     runs.load_run_model's answer. The weights' SHA-256 must match the card's; a damaged or foreign file is one
@@ -60,7 +52,7 @@ def load(name: str, device="cpu", folder: Path | None = None):
     path = folder / c["weights"]
     if not path.exists():
         raise SeqImputeError(f"{path} is missing (the card {name}.json names it); reinstall seqimpute.")
-    digest = sha256(path)
+    digest = sha256_of(path)
     if digest != c["sha256"]:
         raise SeqImputeError(f"{path} does not match its card (SHA-256 {digest[:12]}..., the card says "
                              f"{c['sha256'][:12]}...): the file is damaged or was replaced; reinstall seqimpute.")
@@ -110,7 +102,7 @@ def write(name: str, ck: dict, config: dict, training: dict, folder: Path | None
                                               for k, v in ck["model"].items()})
     path = folder / f"{name}.safetensors"
     runs.save_safetensors_checkpoint(half, path)
-    c = {"card_version": CARD_VERSION, "name": name, "weights": path.name, "sha256": sha256(path),
+    c = {"card_version": CARD_VERSION, "name": name, "weights": path.name, "sha256": sha256_of(path),
          "dtype": "float16", "size_bytes": path.stat().st_size, "config": config, "training": training,
          "scores": {}}
     _write_card(folder, c)
