@@ -10,6 +10,7 @@ import torch
 import seqimpute
 from seqimpute import SeqImputeError, pretrained, runs
 from seqimpute.cli import main
+from seqimpute.files import sha256_of
 from seqimpute.runs import load_checkpoint, load_run_model
 from seqimpute.train import TrainConfig, train
 
@@ -108,7 +109,7 @@ def test_a_changed_damaged_or_missing_weights_file_is_refused(trained, tmp_path)
         pretrained.load("gpsi-add-digits-mcar", folder=tmp_path)
     path.write_bytes(good[: len(good) // 3])  # cut, and the card updated to match: the file itself is refused
     card = json.loads((tmp_path / "gpsi-add-digits-mcar.json").read_text())
-    (tmp_path / "gpsi-add-digits-mcar.json").write_text(json.dumps({**card, "sha256": pretrained.sha256(path)}))
+    (tmp_path / "gpsi-add-digits-mcar.json").write_text(json.dumps({**card, "sha256": sha256_of(path)}))
     with pytest.raises(SeqImputeError, match="not a seqimpute safetensors checkpoint"):
         pretrained.load("gpsi-add-digits-mcar", folder=tmp_path)
     with pytest.raises(SeqImputeError, match="not a pretrained model.*gpsi-add-digits-mcar"):
