@@ -50,6 +50,8 @@ def run_state(plan: RunPlan) -> dict:
         check_same_run(plan.path, TrainConfig.stored(plan.path), cfg)
         ck = runs_mod.load_checkpoint(last)
         state["step"], state["elapsed_s"] = int(ck["step"]), float(ck["elapsed"])
+        runtime = runs_mod.read_config(plan.path).get("runtime", {})  # what the run trained with, and where
+        state["precision"], state["cpu"] = runtime.get("precision"), runtime.get("cpu")
         state["complete"] = (not trainable(plan.model)
                              or (cfg.updates is not None and state["step"] >= cfg.updates)
                              or (cfg.minutes is not None and state["elapsed_s"] >= cfg.minutes * 60))
@@ -265,6 +267,7 @@ class Status:
                 "path": str(p.path), "model": p.model, "data": p.cfg.data, "mask": p.cfg.mask,
                 "trained_on": p.trained_on, "budget": p.state.get("budget"), "step": p.state.get("step", 0),
                 "training_minutes": round(p.state.get("elapsed_s", 0.0) / 60, 3),
+                "precision": p.state.get("precision"), "cpu": p.state.get("cpu"),
                 "complete": bool(p.state.get("complete")), "last_action": p.action or prev.get("last_action", ""),
                 "this_invocation_wall_s": round(p.wall_s, 2), "command": train_command(p)}
         for e in self.experiments:
