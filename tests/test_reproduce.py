@@ -66,7 +66,9 @@ def test_cpu_fig2_smoke_then_rerun_skips(tmp_path):
     assert status["experiments"]["fig2"]["complete"] is True
     assert status["runs"] and all(r["complete"] and r["last_action"] == "trained" for r in status["runs"].values())
     assert all(r["command"].startswith("seqimpute train ") for r in status["runs"].values())
-    assert all(r["precision"] in ("fp32", "bf16") and r["cpu"] for r in status["runs"].values())  # what each ran on
+    assert all(r["cpu"] for r in status["runs"].values())  # where each ran, and the trained ones' products
+    assert all(r["precision"] in ("fp32", "bf16") for r in status["runs"].values() if "/tm-" not in r["path"]
+               and not r["path"].endswith(("mean/all-cells", "knn/all-cells")))
     assert "seqimpute reproduce fig2 --preset cpu" in status["invocations"][0]["command"]
     ckpt = runs / "cpu-smoke-sklearn-digits" / "mnist" / "gpsi-add" / "mcar0.5-0.95" / "last.pt"
     mtime = ckpt.stat().st_mtime_ns

@@ -278,7 +278,7 @@ def _fit_baseline(run: Path, cfg: TrainConfig, model: Policy, train_set, valid_s
     """A baseline fits in one pass over the training set, then tunes on the validation split (e.g. kNN's k)."""
     model.fit(train_set)
     model.tune(valid_set, cfg.mask, evaluate)  # the chosen settings are in config()
-    _write_config(run, cfg, model, train_set)
+    _write_config(run, cfg, model, train_set, runtime={"threads": torch.get_num_threads(), "cpu": cpu_name()})
     runs.save_checkpoint(run / "last.pt", cfg.model, model, step=0, elapsed=0.0, best=math.nan, images=0)
     return {"run": str(run), "step": 0, "elapsed_s": 0.0, "best_valid_bound_paper_units": math.nan}
 
