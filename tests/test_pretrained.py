@@ -147,3 +147,16 @@ def test_every_shipped_model_loads_and_matches_its_card():
         assert model.name == c["config"]["model"]["name"]
         assert c["scores"], f"{name} ships without test scores"
         assert c["training"]["updates"] > 0
+
+
+def test_the_reproduction_table_reads_the_shipped_cards():
+    """results/pretrained/reproduction.json (docs/RESULTS.md's table) holds each shipped card's test scores."""
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "results" / "pretrained" / "reproduction.json").read_text())
+    rows = {(r["name"], r["cell"]): r for r in doc["rows"]}
+    cards = {(name, cell): s for name in pretrained.names() for cell, s in pretrained.card(name)["scores"].items()}
+    assert rows.keys() == cards.keys() and cards
+    for key, s in cards.items():
+        assert rows[key]["bound_paper_units"] == s["bound_paper_units"] and rows[key]["paper"] == s["paper"]
+        assert rows[key]["updates"] == pretrained.card(key[0])["training"]["updates"]

@@ -183,3 +183,26 @@ def test_the_one_table_helper():
         md_table(["a", "b"], [[1]], "lr")
     with pytest.raises(ValueError, match="align needs one of l/r per column"):
         md_table(["a", "b"], [], "l")
+
+
+def test_the_pretrained_reading_quotes_the_reproduction_json():
+    rows = {r["cell"]: r for r in json.loads((ROOT / "results" / "pretrained" / "reproduction.json").read_text())["rows"]}
+    doc = " ".join(DOC.read_text().split())
+    mar = [f"{rows[c]['bound_paper_units']:.1f} against {rows[c]['paper']:g}" for c in ("MAR-14", "MAR-16")]
+    assert f"both MAR cells ({mar[0]}, {mar[1]})" in doc
+    assert all(rows[c]["bound_paper_units"] < rows[c]["paper"] for c in ("MAR-14", "MAR-16"))
+    mcar = ["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"]
+    gaps = [rows[c]["bound_paper_units"] - rows[c]["paper"] for c in mcar]
+    assert f"by {min(gaps):.1f}-{max(gaps):.1f} units" in doc and min(gaps) > 0
+    assert (" / ".join(f"{rows[c]['bound_paper_units']:.1f}" for c in mcar) + " against " +
+            " / ".join(f"{rows[c]['paper']:g}" for c in mcar)) in doc
+    assert {r["updates"] for r in rows.values()} == {30000} and "after 30,000 updates" in doc
+    from seqimpute import pretrained
+
+    hours = sorted(pretrained.card(n)["training"]["cpu_hours"] for n in pretrained.names())
+    assert f"({hours[0]:.1f}-{hours[-1]:.1f} CPU-hours each)" in doc
+    curve = {q["updates"]: q["bound_paper_units"] for q in json.loads(
+        (ROOT / "results" / "pretrained" / "curve-gpsi-add-mnist-mcar.json").read_text())["points"]}
+    assert f"({curve[16000] - curve[30000]:.1f} units from 16,000 to 30,000 updates)" in doc
+    below = [rows[c]["cpu_preset"] - rows[c]["bound_paper_units"] for c in rows]
+    assert f"Both are {min(below):.0f}-{max(below):.0f} units below the `cpu` preset" in doc
