@@ -202,6 +202,13 @@ def pretrained(d: dict) -> list[str]:
                     body, "llrrrr")
 
 
+def imputers_wide(d: dict) -> list[str]:
+    """benchmarks/wide_table.py: each imputer's RMSE and seconds on the wide MNIST table."""
+    body = [[name, f"{r['rmse']:.4f}", f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}",
+             f"{r['updates']:,} ({r['stopped_by']})" if "updates" in r else ""] for name, r in d["rows"].items()]
+    return md_table(["imputer", "RMSE (grey levels)", "wall s", "CPU s", "updates (stopped by)"], body, "lrrrl")
+
+
 def kill_resume(d: dict) -> list[str]:
     """benchmarks/kill_resume.py: the kills, those inside a checkpoint write, and the comparison at the end."""
     yes = lambda v: "equal" if v else "DIFFERENT"  # noqa: E731
@@ -215,10 +222,12 @@ TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "
           "vs-fp32": vs_fp32, "imputers-summary": imputers_summary, "imputers-paired": imputers_paired,
           "imputers-cells": imputers_cells, "imputers-timing": imputers_timing, "recipe-fp32": recipe,
           "recipe-bf16": recipe, "threads": threads, "table-defaults": table_defaults, "breast-cancer": breast_cancer,
-          "pretrained": pretrained, "kill-resume": kill_resume}
+          "pretrained": pretrained, "kill-resume": kill_resume,
+          "imputers-wide": imputers_wide}
 SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-paired": "imputers",
           "imputers-cells": "imputers", "imputers-timing": "timing", "recipe-fp32": "fp32",
-          "recipe-bf16": "bf16", "table-defaults": "defaults", "breast-cancer": "breast-cancer", "pretrained": "reproduction"}  # the JSON file a table is read from, when not <name>.json
+          "recipe-bf16": "bf16", "table-defaults": "defaults", "breast-cancer": "breast-cancer", "pretrained": "reproduction",
+          "imputers-wide": "mnist-5000"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 
