@@ -206,3 +206,12 @@ def test_the_pretrained_reading_quotes_the_reproduction_json():
     assert f"({curve[16000] - curve[30000]:.1f} units from 16,000 to 30,000 updates)" in doc
     below = [rows[c]["cpu_preset"] - rows[c]["bound_paper_units"] for c in rows]
     assert f"Both are {min(below):.0f}-{max(below):.0f} units below the `cpu` preset" in doc
+
+
+def test_the_wide_table_reading_quotes_its_json():
+    d = json.loads((ROOT / "results" / "imputers-wide" / "mnist-5000.json").read_text())["rows"]
+    doc = " ".join(DOC.read_text().split())
+    seq, knn = d["SequentialImputer"], d["KNNImputer"]
+    assert "It fits in under 4 minutes of wall time on 2 cores" in doc and seq["wall_s"] < 240
+    assert f"using its whole budget of {seq['updates']:,} updates" in doc and seq["stopped_by"] == "updates"
+    assert "kNN still imputes these images better" in doc and knn["rmse"] < seq["rmse"]
