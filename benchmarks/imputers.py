@@ -81,6 +81,8 @@ from scipy.optimize import bisect
 from scipy.special import expit
 from scipy.stats import rankdata, wasserstein_distance
 
+from seqimpute.reporting import md_table
+
 P_INPUTS = 0.3  # share of the columns that drive the MAR / MNAR logistic models (OT-imputation's p_obs / p_params)
 MECHANISMS = ("mcar", "mar", "mnar", "mnar_self")
 DATASETS = ("breast_cancer", "wine", "diabetes", "iris", "digits", "mnist")
@@ -366,11 +368,11 @@ def paired_lines(doc: dict, a: str = "sequential") -> list[str]:
     p = paired(doc["records"], a)
     if not p:
         return []
-    L = [f"| {a} against | cells won | tied | lost |", "|---|---:|---:|---:|"]
+    body = []
     for b in _order(p):
         v = [x["verdict"] for x in p[b].values()]
-        L.append(f"| {b} | {v.count('win')} | {v.count('tie')} | {v.count('loss')} |")
-    return L
+        body.append([b, v.count("win"), v.count("tie"), v.count("loss")])
+    return md_table([f"{a} against", "cells won", "tied", "lost"], body, "lrrr")
 
 
 def _cov(v) -> str:
@@ -399,8 +401,7 @@ def header(doc: dict, title: str) -> list[str]:
 def summary_lines(doc: dict) -> list[str]:
     """The summary table: mean rank, cells worse than mean, median seconds and 90% coverage per imputer."""
     s = summary(doc["records"])
-    L = ["| imputer | mean rank | cells worse than mean | median seconds (wall / CPU) | median 90% coverage |",
-         "|---|---:|---:|---:|---:|"]
+    body = []
     for i in s["imputers"]:
         mr = s["mean_rank"][i]
         ran = [v[i] for v in s["means"].values() if i in v]
@@ -408,8 +409,10 @@ def summary_lines(doc: dict) -> list[str]:
         secs = (f"{np.median([x['seconds'] for x in ran]):.2f} / {np.median([x['cpu_seconds'] for x in ran]):.2f}"
                 if ran else "-")
         covs = [x["coverage90"] for x in ran if not np.isnan(x["coverage90"])]
-        L.append(f"| {i} | {'-' if mr is None else f'{mr:.2f}'} | {len(s['worse_than_mean'][i])} / {n_cells} | "
-                 f"{secs} | {_cov(float(np.median(covs)) if covs else None)} |")
+        body.append([i, "-" if mr is None else f"{mr:.2f}", f"{len(s['worse_than_mean'][i])} / {n_cells}", secs,
+                     _cov(float(np.median(covs)) if covs else None)])
+    L = md_table(["imputer", "mean rank", "cells worse than mean", "median seconds (wall / CPU)",
+                  "median 90% coverage"], body, "lrrrr")
     skipped = {}
     for c, by_imp in s["not_run"].items():
         for i, why in by_imp.items():
@@ -490,17 +493,16 @@ def timing_lines(doc: dict) -> list[str]:
     recs = doc["records"]
     imps = _order(r["imputer"] for r in recs)
     sizes = sorted({(r["rows"], r["cols"]) for r in recs})
-    L = ["| rows | columns | " + " | ".join(f"{i}: wall / CPU s" for i in imps) + " | sequential updates | "
-         "load average |", "|---:|---:|" + "---:|" * len(imps) + "---:|---:|"]
+    body = []
     for size in sizes:
         by_imp = {r["imputer"]: r for r in recs if (r["rows"], r["cols"]) == size}
         cells = ["-" if i not in by_imp else "not run" if "not_run" in by_imp[i] else
                  f"{_secs(by_imp[i]['seconds'])} / {_secs(by_imp[i]['cpu_seconds'])}" for i in imps]
         upd = by_imp.get("sequential", {}).get("updates")
         loads = [r["load_average"] for r in by_imp.values() if r.get("load_average") is not None]
-        L.append(f"| {size[0]} | {size[1]} | " + " | ".join(cells) + f" | {'' if upd is None else upd} | "
-                 f"{f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'} |")
-    return L
+        body.append([*size, *cells, "" if upd is None else upd, f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"])
+    return md_table(["rows", "columns", *(f"{i}: wall / CPU s" for i in imps), "sequential updates", "load average"],
+                    body, "r" * (len(imps) + 4))
 
 
 def timing_markdown(doc: dict) -> str:
