@@ -22,6 +22,7 @@ import torch
 
 from seqimpute import load_dataset
 from seqimpute.data.masks import mask_set
+from seqimpute.reporting import md_table
 from seqimpute.evaluate import evaluate
 from seqimpute.models.baselines import KNNImputer, MeanImputer
 from seqimpute.models.template import TemplateMatcher
@@ -134,9 +135,8 @@ def markdown(result: dict) -> str:
     cols = ["mean", "knn", "tm-hon", "tm-orc", "vae-imp", "vae-imp oracle"]
     have = {n for row in result["scores"].values() for n in row}
     cols = [c for c in cols if c in have or (c == "vae-imp oracle" and "vae-imp" in have)]
-    head = "| mask | " + " | ".join(f"{c} (ours / paper)" if PAPER_NAMES.get(c.split()[0]) else f"{c} (ours)"
-                                     for c in cols) + " |"
-    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    head = ["mask", *(f"{c} (ours / paper)" if PAPER_NAMES.get(c.split()[0]) else f"{c} (ours)" for c in cols)]
+    body = []
     for label, row in result["scores"].items():
         paper = result["paper"].get(label, {})
         cells = []
@@ -158,8 +158,8 @@ def markdown(result: dict) -> str:
             if pname and c != "vae-imp":  # the paper's VAE-imp number is the oracle one
                 cell += f" / {paper[pname]}" if pname in paper else " / -"
             cells.append(cell)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        body.append([label, *cells])
+    return "\n".join(md_table(head, body, "l" * len(head))) + "\n"
 
 
 if __name__ == "__main__":

@@ -430,8 +430,7 @@ def cell_lines(doc: dict) -> list[str]:
     L = []
     for ds in datasets:
         n, d = shapes.get(ds) or load_table(ds).shape
-        L += [f"### {ds} ({n} x {d})", "", "| mechanism | rate | missing | seeds | " + " | ".join(imps + cov) + " |",
-              "|---|---:|---:|---:|" + "---:|" * len(imps + cov)]
+        body = []
         for c in sorted((c for c in s["means"] if c[0] == ds), key=lambda c: (MECHANISMS.index(c[1]), c[2])):
             v, skipped = s["means"][c], s["not_run"].get(c, {})
             best = min(x["rmse"] for x in v.values())
@@ -445,12 +444,13 @@ def cell_lines(doc: dict) -> list[str]:
                 cellstr.append(f"{'**' + r + '**' if v[i]['rmse'] == best else r} / {v[i]['wasserstein']:.4f}")
             if cov:
                 cellstr.append(_cov(v["sequential"]["coverage90"]) if "sequential" in v else "")
-            L.append(f"| {c[1]} | {c[2]:g} | {any_v['realised_rate']:.2f} | {any_v['n_seeds']} | "
-                     + " | ".join(cellstr) + " |")
+            body.append([c[1], f"{c[2]:g}", f"{any_v['realised_rate']:.2f}", any_v["n_seeds"], *cellstr])
+        L += [f"### {ds} ({n} x {d})", "", *md_table(["mechanism", "rate", "missing", "seeds", *imps, *cov], body,
+                                                      "lrrr" + "r" * len(imps + cov))]
         reasons = {f"{i} ({why})" for c, by_imp in s["not_run"].items() if c[0] == ds for i, why in by_imp.items()}
         L += [""] + [f"Not run: {r}." for r in sorted(reasons)] + [""] if reasons else [""]
-    L += ["Seconds (fit + transform, wall / CPU, mean over the cells of each table):", "",
-          "| table | " + " | ".join(imps) + " |", "|---|" + "---:|" * len(imps)]
+    L += ["Seconds (fit + transform, wall / CPU, mean over the cells of each table):", ""]
+    body = []
     for ds in datasets:
         row = []
         for i in imps:
@@ -458,8 +458,8 @@ def cell_lines(doc: dict) -> list[str]:
             skipped = any(i in by_imp for c, by_imp in s["not_run"].items() if c[0] == ds)
             row.append(f"{np.mean([w for w, _ in secs]):.2f} / {np.mean([c for _, c in secs]):.2f}" if secs
                        else "not run" if skipped else "")
-        L.append(f"| {ds} | " + " | ".join(row) + " |")
-    return L
+        body.append([ds, *row])
+    return L + md_table(["table", *imps], body, "l" + "r" * len(imps))
 
 
 def markdown(doc: dict) -> str:
