@@ -160,3 +160,15 @@ def test_the_reproduction_table_reads_the_shipped_cards():
     for key, s in cards.items():
         assert rows[key]["bound_paper_units"] == s["bound_paper_units"] and rows[key]["paper"] == s["paper"]
         assert rows[key]["updates"] == pretrained.card(key[0])["training"]["updates"]
+
+
+def test_pretrained_command_mistakes_are_one_line(capsys):
+    assert main(["pretrained", "show"]) == 2
+    assert "name the model to show" in capsys.readouterr().err
+    assert main(["pretrained", "list", "gpsi-add-mnist-mcar"]) == 2
+    assert "takes no name" in capsys.readouterr().err
+    assert main(["pretrained", "show", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a pretrained model" in err and err.count("\n") == 1
+    with pytest.raises(SeqImputeError, match="one set of weights"):
+        pretrained.load_model(pretrained.names()[0], "finetuned")
