@@ -46,7 +46,7 @@ MODELS = {
                            "cells": ["MAR-14", "MAR-16"], "args": RECIPE, "note": RESUMED},
 }
 RUN_SETTINGS = ["--set", "valid_every=2000", "--set", "valid_size=1000", "--set", "ckpt_every=1000", "--quiet"]
-HISTORY_STEPS = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000, 25000, 30000, 35000, 40000]
+HISTORY_STEPS = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000, 25000, 30000]
 
 
 def train_command(name: str, threads: int) -> list[str]:
@@ -82,13 +82,19 @@ def cmd_history(name: str, poll_s: float = 10.0) -> None:
         time.sleep(poll_s)
 
 
-PAPER = {"mcar": dict(zip(["MCAR-60", "MCAR-70", "MCAR-80", "MCAR-90"], [74.5, 77.8, 80.5, 85.0])),  # Fig 2(a)
-         "mar": {"MAR-14": 177, "MAR-16": 175}}  # Table 1; both GPSI-add, as docs/PAPER.md quotes them
-EVAL = ["--n", "2000", "--samples", "10"]  # the cpu preset's test cells: the first 2000 test images, K=10
+EVAL_N, EVAL_K = 2000, 10  # the cpu preset's test cells: the first 2000 test images, K=10
+EVAL = ["--n", str(EVAL_N), "--samples", str(EVAL_K)]
 
 
 def paper_score(cell: str):
-    return {**PAPER["mcar"], **PAPER["mar"]}.get(cell)
+    """The paper's GPSI-add at an MNIST cell, from the packaged anchors: Fig 2(a) for MCAR, Table 1 for MAR."""
+    from seqimpute.experiments import load_anchors
+
+    a = load_anchors()
+    fig = a["fig2_mnist_mcar"]
+    mcar = {f"MCAR-{round(100 * r)}": v for r, v in zip(fig["drop_rates"], fig["GPSI-add"])}
+    mar = {cell: row["GPSI-add"] for cell, row in a["table1"]["MNIST"].items()}
+    return {**mcar, **mar}.get(cell)
 
 
 def cmd_publish(name: str) -> None:
@@ -123,7 +129,6 @@ def cmd_curve(name: str) -> None:
     (points already there are kept, so it can run while the training goes on)."""
     from seqimpute.data.sources import load_dataset
     from seqimpute.evaluate import evaluate
-    from seqimpute.models.registry import model_from_config
     from seqimpute.precision import cpu_name
 
     cell = MODELS[name]["cells"][2 if name.endswith("mcar") else 0]  # MCAR-80 (Table 1's MNIST cells are MAR)
@@ -135,16 +140,15 @@ def cmd_curve(name: str) -> None:
         if int(path.stem) in done:
             continue
         ck = runs.load_safetensors_checkpoint(path)
-        model = model_from_config(ck["model_name"], json.loads(ck["model_config"]))
-        model.load_state_dict(ck["model"])
-        res = evaluate(model.eval(), data, cell, samples=10, n=2000, seed=0)
+        model = runs.model_of_checkpoint(ck, ck["model_name"], path)
+        res = evaluate(model.eval(), data, cell, samples=EVAL_K, n=EVAL_N, seed=0)
         points.append({"updates": int(ck["step"]), "training_s": float(ck["elapsed"]),
                        "cpu_s": ck.get("cpu_s"), "bound_paper_units": res["bound_paper_units"]})
         print(f"{name} {cell} update {points[-1]['updates']}: {res['bound_paper_units']:.2f}", flush=True)
     points.sort(key=lambda p: p["updates"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "name": name, "cell": cell, "n": 2000, "samples": 10, "cpu": cpu_name(), "paper": paper_score(cell),
+        "name": name, "cell": cell, "n": EVAL_N, "samples": EVAL_K, "cpu": cpu_name(), "paper": paper_score(cell),
         "note": "weights kept during the one run (its learning rate follows the run's schedule to its last update)",
         "command": f"python benchmarks/pretrain.py curve {name}", "points": points}, indent=2) + "\n")
 

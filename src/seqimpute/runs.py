@@ -257,10 +257,25 @@ def training_record(run: Path, cfg: dict, ck: dict) -> dict:
             "training_s": float(ck.get("elapsed", 0.0)), "cpu_s": ck.get("cpu_s")}
 
 
-def load_run_model(run: Path, which: str = "best", device="cpu"):
-    """The trained model of a run folder (``best`` falls back to ``last``) and its config."""
+def model_of_checkpoint(ck: dict, name: str, path: Path):
+    """The ``name`` model checkpoint ``ck`` (read from ``path``) holds: built from its stored configuration, checked
+    like user options (checkpoints are untrusted), with its parameters loaded (cast to the model's dtype)."""
     from .models.registry import model_from_config
 
+    try:
+        model = model_from_config(name, json.loads(ck["model_config"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # ValueError covers JSONDecodeError
+        raise SeqImputeError(f"{path} holds an unusable model configuration ({type(e).__name__}: {e}); "
+                             f"use another checkpoint or retrain.") from None
+    try:
+        model.load_state_dict(ck["model"])
+    except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+        raise SeqImputeError(f"{path} does not fit the {name} model ({str(e).splitlines()[0] if str(e) else type(e).__name__}).") from None
+    return model
+
+
+def load_run_model(run: Path, which: str = "best", device="cpu"):
+    """The trained model of a run folder (``best`` falls back to ``last``) and its config."""
     run = Path(run)
     cfg = read_config(run)
     path = run / f"{which}.pt"
@@ -273,15 +288,7 @@ def load_run_model(run: Path, which: str = "best", device="cpu"):
     if ck.get("model_name") != name:
         raise SeqImputeError(f"{path} holds a {ck.get('model_name')} model but {run}/config.toml says {name}; "
                              f"the run folder is mixed up: retrain or restore the matching files.")
-    try:
-        model = model_from_config(name, json.loads(ck["model_config"]))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:  # ValueError covers JSONDecodeError
-        raise SeqImputeError(f"{path} holds an unusable model configuration ({type(e).__name__}: {e}); "
-                             f"use another checkpoint or retrain.") from None
-    try:
-        model.load_state_dict(ck["model"])
-    except (KeyError, TypeError, AttributeError, RuntimeError) as e:
-        raise SeqImputeError(f"{path} does not fit the {name} model ({str(e).splitlines()[0] if str(e) else type(e).__name__}).") from None
+    model = model_of_checkpoint(ck, name, path)
     if not model.trainable:  # baselines keep the training set out of the checkpoint and refit from the data
         from .data.sources import load_dataset
 

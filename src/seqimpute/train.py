@@ -21,12 +21,11 @@ from .errors import SeqImputeError, require_whole
 from .numerics import subnormals_flushed
 from .evaluate import check_mask_allowed, evaluate
 from . import distributed
-from .loop import CLOCKS, BatchOrder, Budget, StepResult, train_loop
+from .loop import CLOCKS, BatchOrder, Budget, StepResult, WholeStep, train_loop
 from .models.policy import Policy
 from .models.objectives import fill_holes
 from .nn.noise import noise_shard
-from .loop import WholeStep
-from .models.registry import build_model, model_from_config, spec
+from .models.registry import build_model, spec
 from .optim import Optimizer
 from .precision import PRECISIONS, cpu_name, matmul_precision, resolve
 
@@ -139,8 +138,7 @@ def _tune_checkpoints(run: Path, cfg: TrainConfig, valid_set) -> None:
         if not path.exists():
             continue
         ck = runs.load_checkpoint(path)
-        tuned = model_from_config(cfg.model, json.loads(ck["model_config"]))
-        tuned.load_state_dict(ck["model"])
+        tuned = runs.model_of_checkpoint(ck, cfg.model, path)
         tuned.to(cfg.device).tune(valid_set, cfg.mask, evaluate)
         ck["model_config"] = json.dumps(tuned.config())
         runs.atomic_save(ck, path)

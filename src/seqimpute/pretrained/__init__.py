@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from ..errors import SeqImputeError
-from ..files import sha256_of
+from ..files import atomic_write, sha256_of
+from ..reporting import md_table
 
 SHIPPED = Path(__file__).parent
 CARD_VERSION = 1
@@ -45,7 +46,6 @@ def load(name: str, device="cpu", folder: Path | None = None):
     runs.load_run_model's answer. The weights' SHA-256 must match the card's; a damaged or foreign file is one
     SeqImputeError."""
     from .. import runs
-    from ..models.registry import model_from_config
 
     folder = Path(folder or SHIPPED)
     c = card(name, folder)
@@ -60,11 +60,7 @@ def load(name: str, device="cpu", folder: Path | None = None):
     model_name = c["config"]["model"]["name"]
     if ck.get("model_name") != model_name:
         raise SeqImputeError(f"{path} holds a {ck.get('model_name')} model, not the card's {model_name}.")
-    model = model_from_config(model_name, json.loads(ck["model_config"]))
-    try:
-        model.load_state_dict({k: v.float() for k, v in ck["model"].items()})
-    except (RuntimeError, AttributeError) as e:
-        raise SeqImputeError(f"{path} does not fit the {model_name} model ({str(e).splitlines()[0]}).") from None
+    model = runs.model_of_checkpoint(ck, model_name, path)  # the half-precision weights load as float32
     return model.to(device).eval(), c["config"], runs.weights_only(ck)
 
 
@@ -85,8 +81,8 @@ def load_model(run, checkpoint: str = "best", device="cpu"):
 
 
 def load_pretrained(name: str, device="cpu"):
-    """The shipped pretrained model ``name`` (see `seqimpute pretrained list`), ready to impute:
-    ``seqimpute.impute(load_pretrained("gpsi-add-mnist-mcar"), x, observed)``."""
+    """The shipped pretrained model ``name`` (see `seqimpute pretrained list`): a Policy in eval mode, float32.
+    To fill images with it, give its name where a run folder goes: ``seqimpute.impute("gpsi-add-mnist-mcar", x)``."""
     return load(name, device)[0]
 
 
@@ -118,8 +114,6 @@ def add_scores(name: str, cell: str, scores: dict, folder: Path | None = None) -
 
 
 def _write_card(folder: Path, c: dict) -> None:
-    from ..files import atomic_write
-
     atomic_write(folder / f"{c['name']}.json", (json.dumps(c, indent=2) + "\n").encode())
 
 
@@ -131,7 +125,8 @@ def render_list(folder: Path | None = None) -> str:
     """`seqimpute pretrained list`: one line per shipped model."""
     rows = []
     for name in names(folder):
-        c, t = card(name, folder), card(name, folder)["training"]
+        c = card(name, folder)
+        t = c["training"]
         rows.append([name, c["config"]["train"]["data"], c["config"]["train"]["mask"], f"{t['updates']:,}",
                      f"{t['cpu_hours']:.2f}", t["precision"], _score_text(c)])
     if not rows:
@@ -154,11 +149,10 @@ def render_card(c: dict) -> str:
              f"- trained with: `{t['command']}`" + (f" ({t['note']})" if t.get("note") else ""),
              f"- weights: `{c['weights']}`, {c['dtype']}, {c['size_bytes']:,} bytes, SHA-256 `{c['sha256']}` "
              f"(checked on every load)", "",
-             "| test cell | images | samples K | bound (paper units) | MSE | paper's GPSI-add |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for cell, s in c["scores"].items():
-        paper = "" if s.get("paper") is None else f"{s['paper']:g}"
-        lines.append(f"| {cell} | {s['n']} | {s['samples']} | {s['bound_paper_units']:.1f} | {s['mse']:.4f} | {paper} |")
+             *md_table(["test cell", "images", "samples K", "bound (paper units)", "MSE", "paper's GPSI-add"],
+                       [[cell, s["n"], s["samples"], f"{s['bound_paper_units']:.1f}", f"{s['mse']:.4f}",
+                         "" if s.get("paper") is None else f"{s['paper']:g}"] for cell, s in c["scores"].items()],
+                       "lrrrrr")]
     if c["scores"]:
         lines += ["", f"Scored with: `{next(iter(c['scores'].values()))['command']}` (one call per cell)."]
     return "\n".join(lines)
