@@ -111,10 +111,3 @@ def set_values(items: list[str]) -> dict:
             out[key] = value.strip()
     return out
 
-
-
-def load_model(run: str, checkpoint: str = "best", device: str | None = None):
-    """The model a command was given: a run folder or a pretrained model's name (pretrained.load_model)."""
-    from ..pretrained import load_model as load
-
-    return load(run, checkpoint, device or "cpu")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import SeqImputeError
-from .args import add_checkpoint, add_data_root, add_device, add_precision, add_seed, load_model
+from .args import add_checkpoint, add_data_root, add_device, add_precision, add_seed
 
 
 def add_impute(sub) -> None:
@@ -33,11 +33,12 @@ def cmd_impute(args) -> int:
     from ..data.formats import read_images
     from ..sampling import image_inputs, sample_trajectories
     from ..plots import trajectory_grid
+    from ..pretrained import load_model
 
     for name in ("columns", "max_images"):
         if getattr(args, name) < 1:
             raise SeqImputeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
-    model, cfg, _ = load_model(args.run, args.checkpoint, args.device)
+    model, cfg, _ = load_model(args.run, args.checkpoint, device=args.device or "cpu")
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     if shape is None:
         raise SeqImputeError("`seqimpute impute` draws image grids; for tables use seqimpute.SequentialImputer.")
@@ -98,10 +99,11 @@ def _step_list(text: str | None, T: int) -> list[int]:
 def cmd_sample(args) -> int:
     from ..sampling import sample_prior
     from ..plots import sample_grid
+    from ..pretrained import load_model
 
     if args.n < 1:
         raise SeqImputeError(f"--n must be positive, got {args.n}.")
-    model, cfg, _ = load_model(args.run, args.checkpoint, args.device)
+    model, cfg, _ = load_model(args.run, args.checkpoint, device=args.device or "cpu")
     shape = tuple(cfg["data"].get("image_shape") or []) or None
     if shape is None:
         raise SeqImputeError("`seqimpute sample` draws images; this run's data are a table, not images.")

@@ -8,7 +8,7 @@ import math
 from ..errors import SeqImputeError
 from .args import (
     add_checkpoint, add_data_args, add_data_root, add_device, add_precision, add_quiet, add_run, add_seed, add_set,
-    add_clock, add_threads, data_options, load_model, refuse_own_flags, set_values,
+    add_clock, add_threads, data_options, refuse_own_flags, set_values,
 )
 
 
@@ -146,9 +146,10 @@ def add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     from ..data.sources import load_dataset
     from ..evaluate import evaluate, format_table
+    from ..pretrained import load_model
     from ..runs import training_record
 
-    model, cfg, ck = load_model(args.run, args.checkpoint, args.device)
+    model, cfg, ck = load_model(args.run, args.checkpoint, device=args.device or "cpu")
     dopts = {**cfg["train"].get("data_options", {}), **{k: v for k, v in data_options(args).items() if v}}
     data = load_dataset(args.data or cfg["train"]["data"], args.split, **dopts)
     res = evaluate(model, data, args.mask or cfg["train"]["mask"], samples=args.samples, steps=args.steps,
