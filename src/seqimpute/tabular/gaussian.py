@@ -68,13 +68,15 @@ class ConditionalGaussian:
         # so that a batched solve handles every pattern of holes at once (the missing entries solve to zero).
         eye = torch.eye(len(S), dtype=S.dtype, device=S.device)
         A = S * v[:, :, None] * v[:, None, :] + eye * (1 - v + RIDGE * v)[:, None, :]
-        w = torch.linalg.solve(A, ((z - self.mean) * v).unsqueeze(-1)).squeeze(-1)
-        cond = self.mean + w @ S  # S symmetric: S @ w per row
-        filled = torch.where(visible, z, cond)
-        if not spread:
+        b = ((z - self.mean) * v).unsqueeze(-1)
+        Sv = S[None] * v[:, :, None] if spread else None  # visible rows of S: the columns of S_ov
+        # one factorisation per row for both right-hand sides: A^-1 (z - mean)_o and A^-1 S_o.
+        solved = torch.linalg.solve(A, b if Sv is None else torch.cat([b, Sv], -1))
+        w = solved[..., 0]
+        filled = torch.where(visible, z, self.mean + w @ S)  # S symmetric: S @ w per row
+        if Sv is None:
             return filled, None
-        Sv = S[None] * v[:, :, None]  # visible rows of S: the columns of S_ov
-        K = torch.linalg.solve(A, Sv)  # A^-1 S_o. per row
+        K = solved[..., 1:]
         u = 1 - v
         cov_u = (S[None] - Sv.transpose(1, 2) @ K) * u[:, :, None] * u[:, None, :]
         return filled, cov_u.sum(0)

@@ -321,14 +321,20 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             training.fit(self, T)
         return self
 
-    def _rollout(self, model, z: torch.Tensor, visible: torch.Tensor, repeat: int = 1, **kw):
+    def _start_canvas(self, z: torch.Tensor, visible: torch.Tensor) -> torch.Tensor | None:
+        """The first canvas of the rows z given their ``visible`` entries: the conditional-Gaussian mean at the
+        start entries, 0 elsewhere (None without a Gaussian start)."""
+        if self._start is None:
+            return None
+        idx = torch.as_tensor(self.start_entries_, device=z.device)
+        start = torch.zeros_like(z)
+        start[:, idx] = self._start.conditional_mean(z[:, idx], visible[:, idx]).to(z.dtype)
+        return start
+
+    def _rollout(self, model, z: torch.Tensor, visible: torch.Tensor, repeat: int = 1, start=None, **kw):
         """model.rollout of the rows z (each ``repeat`` times), starting from the conditional-Gaussian canvas when
-        the imputer has one."""
-        start = None
-        if self._start is not None:
-            idx = torch.as_tensor(self.start_entries_, device=z.device)
-            start = torch.zeros_like(z)
-            start[:, idx] = self._start.conditional_mean(z[:, idx], visible[:, idx]).to(z.dtype)
+        the imputer has one (``start``: that canvas, when the caller computed it already)."""
+        start = self._start_canvas(z, visible) if start is None else start
         if repeat > 1:
             z, visible, start = (t.repeat(repeat, 1) if t is not None else None for t in (z, visible, start))
         return model.rollout(z, visible, **kw) if start is None else model.rollout(z, visible, start=start, **kw)
@@ -460,9 +466,10 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         K = min(int(self.n_rollouts), 10)
         lv = self._log_var_t
         jac = torch.as_tensor(np.log(self.scale_), dtype=torch.float32, device=Z.device)
-        total = 0.0
+        total, visible = 0.0, O & ~hidden
+        start = self._start_canvas(Z, visible)  # the same for every rollout
         for _ in range(K):
-            r = self._rollout(self.model_, Z, O & ~hidden, guided=True, generator=gen)
+            r = self._rollout(self.model_, Z, visible, start=start, guided=True, generator=gen)
             nll = self._nll(Z, r.final, lv, paper=True)
             if self.likelihood_ != "bernoulli":
                 nll = nll + jac  # 0 at binary and categorical entries (scale 1)

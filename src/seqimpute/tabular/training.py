@@ -206,8 +206,8 @@ def build_policy(imp, ms, D: int, device: torch.device):
 def fit_start(imp, Z: torch.Tensor, O: torch.Tensor) -> None:
     """initial_canvas="gaussian": the conditional Gaussian of the numeric entries (start_entries_; none when the
     table has none or more than gaussian.MAX_ENTRIES of them, or is Bernoulli), fitted on the training view."""
-    entries = (np.where(imp.layout_.gaussian)[0] if imp.likelihood_ == "mixed" else np.arange(Z.shape[1])
-               if imp.likelihood_ == "gaussian" else np.zeros(0, dtype=np.int64))
+    # a Bernoulli table has no Gaussian entries; otherwise the layout's (every entry of a table of numbers)
+    entries = np.flatnonzero(imp.layout_.gaussian) if imp.likelihood_ != "bernoulli" else np.zeros(0, np.int64)
     imp.start_entries_, imp._start = None, None
     if imp.initial_canvas == "gaussian" and 0 < len(entries) <= MAX_ENTRIES:
         imp.start_entries_ = entries.astype(np.int64)
