@@ -10,8 +10,6 @@ standardised columns and CPU seconds per fit + transform on one thread. Writes r
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from sklearn import datasets
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer
 
+from breast_cancer import trial  # one trial for both (hide, fit, transform, score)
 from seqimpute import SequentialImputer
 from seqimpute.precision import cpu_name
 
@@ -45,21 +44,11 @@ def tables() -> dict[str, np.ndarray]:
             "swiss roll (3)": r, "classification (15)": c, "friedman1 + target (9)": np.c_[f, y]}
 
 
-def trial(make, X: np.ndarray, seed: int) -> tuple[float, float]:
-    hidden = np.random.default_rng(seed).random(X.shape) < RATE
-    cpu = time.process_time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = make(seed).fit_transform(np.where(hidden, np.nan, X))
-    cpu = time.process_time() - cpu
-    return float(np.sqrt(np.mean((((out - X) / X.std(0))[hidden]) ** 2))), cpu
-
-
 def main() -> None:
     rows = []
     for table, X in tables().items():
         for name, make in SETTINGS.items():
-            runs = [trial(make, X, seed) for seed in SEEDS]
+            runs = [trial(make, X, seed, RATE)[:2] for seed in SEEDS]
             rows.append({"table": table, "setting": name, "rmse": float(np.mean([r for r, _ in runs])),
                          "cpu_s": float(np.mean([c for _, c in runs]))})
             print(f"{table:24s} {name:28s} RMSE {rows[-1]['rmse']:.4f}  CPU-s {rows[-1]['cpu_s']:.2f}", flush=True)
