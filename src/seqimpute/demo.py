@@ -16,7 +16,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
 
 from .data.masks import mask_set
 from .data.sources import get_dataset, load_dataset

@@ -5,7 +5,6 @@ in docs/RESULTS.md ("Threads, processes and the step's share of the peak")."""
 from __future__ import annotations
 
 import contextlib
-
 import math
 import os
 from pathlib import Path
