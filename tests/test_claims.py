@@ -5,9 +5,11 @@ a re-run that trains nothing)."""
 import json
 import math
 
+import numpy as np
 import pytest
 
 from seqimpute.cli import main
+from seqimpute.experiments.claims import markdown as claims_markdown
 from seqimpute.experiments.claims import (VERDICTS, Arm, ClaimsPlan, claim_verdict, interval, paper_value,
                                           results, verdict)
 from seqimpute.experiments.plan import Plan, load_anchors
@@ -107,7 +109,10 @@ def test_claims_smoke_measures_every_claim_at_equal_updates_and_resumes(tmp_path
             seeds = sorted(set(a["scores"]) & set(b["scores"]))
             mean, lo, hi = t_interval([a["scores"][s] - b["scores"][s] for s in seeds])
             assert c["seeds"] == len(seeds) == 2
-            assert c["diff"] == pytest.approx(mean) and c["ci95"] == [pytest.approx(lo), pytest.approx(hi)]
+            assert c["diff"] == pytest.approx(mean) and c["t95"] == [pytest.approx(lo), pytest.approx(hi)]
+            # the interval the verdict uses spans both the t-interval and the bootstrap over images and seeds
+            (blo, bhi), (clo, chi) = c["bootstrap95"], c["ci95"]
+            assert clo == pytest.approx(min(lo, blo)) and chi == pytest.approx(max(hi, bhi))
     for a in payload["arms"]:
         assert all(v is not None and math.isfinite(v) for v in a["scores"].values())
     assert (res / "claims.md").read_text() == markdown(payload)
@@ -133,3 +138,78 @@ def test_claims_runs_alone_and_needs_a_claims_table(tmp_path):
     preset.write_text('name = "nc"\n[defaults]\nupdates = 1\n')
     with pytest.raises(SeqImputeError, match=r"no \[claims\] table"):
         ClaimsPlan(Plan(str(preset), smoke=True, data="sklearn-digits"))
+
+
+def _records(scores, hidden, dim=10):
+    return [{"score_nats": list(map(float, sc)), "hidden": list(map(float, hidden)), "dim": dim} for sc in scores]
+
+
+def test_bootstrap_collapses_without_noise_and_matches_the_normal_interval_of_one_seed():
+    from seqimpute.experiments.claims import bootstrap_interval
+
+    hidden = np.full(500, 5.0)
+    # no image or seed noise: A is 1 nat per image above B everywhere, i.e. dim * 1/5 = 2 paper units
+    a, b = _records([np.full(500, 3.0)] * 3, hidden), _records([np.full(500, 2.0)] * 3, hidden)
+    lo, hi = bootstrap_interval(a, b, draws=200)
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    # one seed, constant holes: the mean of per-image differences, whose 95% interval is mean +- 1.96 sd / sqrt(N)
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.5, 2.0, 500)
+    a, b = _records([2.0 + d], hidden), _records([np.full(500, 2.0)], hidden)
+    lo, hi = bootstrap_interval(a, b, draws=4000)
+    half = 1.96 * d.std(ddof=1) / math.sqrt(500) * 10 / 5
+    centre = d.mean() * 10 / 5
+    assert lo == pytest.approx(centre - half, abs=0.15 * half) and hi == pytest.approx(centre + half, abs=0.15 * half)
+    assert bootstrap_interval(a, b, draws=300) == bootstrap_interval(a, b, draws=300)  # seeded
+
+
+def test_results_with_per_image_scores_widen_the_interval_and_table_every_tolerance():
+    from seqimpute.experiments.claims import TOLERANCES, bootstrap_interval
+
+    cp = ClaimsPlan(Plan("cpu-long", smoke=True, data="sklearn-digits"))
+    assert [c.id for c in cp.claims] == ["refinement"]  # cpu-long tests the refinement claim alone
+    rng = np.random.default_rng(0)
+    hidden = np.full(200, 6.0)
+    base = rng.normal(20.0, 4.0, 200)  # the same images' difficulty for every arm and seed
+    level = {1: 3.0, 5: 0.0, 10: 0.02, 15: 0.05}  # nats per image above the T=5 arm
+    per_image, scores = {}, {}
+    for a in cp.arms:
+        for s in cp.seeds:
+            sc = base + level[a.steps] + rng.normal(0, 0.5, 200) + 0.01 * s
+            per_image[a, s] = _records([sc], hidden, dim=64)[0]
+            scores[a, s] = 64 * sc.sum() / hidden.sum()
+    out = results(cp, scores, per_image)
+    assert out["settings"]["interval"] == "bootstrap" and out["settings"]["tolerances"] == list(TOLERANCES)
+    row = out["rows"][0]
+    for c in row["comparisons"]:
+        arm = {x.label(): x for x in cp.arms}
+        boot = bootstrap_interval([per_image[arm[c["a"]], s] for s in cp.seeds],
+                                  [per_image[arm[c["b"]], s] for s in cp.seeds])
+        assert c["bootstrap95"] == [pytest.approx(boot[0]), pytest.approx(boot[1])]
+        assert c["ci95"][0] <= min(c["t95"][0], boot[0]) + 1e-9 and c["ci95"][1] >= max(c["t95"][1], boot[1]) - 1e-9
+        assert c["by_tolerance"][TOLERANCES.index(0.01)] == c["verdict"]
+        if c["kind"] == "not-higher":  # a larger allowance never turns a verdict against the claim
+            order = [VERDICTS.index(v) for v in c["by_tolerance"]]
+            assert c["by_tolerance"][-1] == HOLDS and order[0] >= order[-1]
+    assert row["by_tolerance"][TOLERANCES.index(0.01)] == row["verdict"]
+    md = "\n".join(claims_markdown(out))
+    assert "## The verdicts at other tolerances" in md and "bootstrap over seeds and test images" in md
+
+
+def test_a_preset_extends_another_and_claims_only_names_known_claims(tmp_path):
+    from seqimpute.errors import SeqImputeError
+    from seqimpute.experiments.plan import load_preset
+
+    cpu, long = load_preset("cpu"), load_preset("cpu-long")
+    assert long["name"] == "cpu-long" and long["claims"]["defaults"]["updates"] == 5000
+    assert long["claims"]["defaults"]["batch"] == cpu["claims"]["defaults"]["batch"]  # the rest inherited
+    assert long["defaults"] == cpu["defaults"] and long["claims"]["eval"]["n"] == 2000
+    mine = tmp_path / "mine.toml"
+    mine.write_text('extends = "cpu"\n[claims]\nonly = ["refinment"]\n')
+    assert load_preset(str(mine))["name"] == "mine"
+    with pytest.raises(SeqImputeError, match="only = .*refinment.* must name claims among refinement, "):
+        ClaimsPlan(Plan(str(mine), smoke=True, data="sklearn-digits"))
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'extends = "{loop}"\n')
+    with pytest.raises(SeqImputeError, match="extends itself"):
+        load_preset(str(loop))

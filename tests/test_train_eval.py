@@ -49,6 +49,28 @@ def test_extending_a_finished_run_continues_it(tmp_path):
     assert out["step"] == 30
 
 
+def test_init_starts_a_new_run_from_another_runs_weights_with_a_fresh_optimiser(tmp_path):
+    train(tmp_path / "a", cfg(updates=20), progress_bar=False)
+    out = train(tmp_path / "c", cfg(updates=10, init=str(tmp_path / "a")), progress_bar=False)
+    assert out["step"] == 10  # its own count of updates, a fresh schedule
+    with pytest.raises(SeqImputeError, match="cannot start from .hidden=32 where this run has 16"):
+        train(tmp_path / "d", cfg(updates=5, model_options={**SMALL, "hidden": 16}, init=str(tmp_path / "a")),
+              progress_bar=False)
+    with pytest.raises(SeqImputeError, match="neither a run folder nor a pretrained model"):
+        train(tmp_path / "e", cfg(updates=5, init=str(tmp_path / "nowhere")), progress_bar=False)
+
+
+def test_init_weights_are_where_the_new_run_starts(tmp_path):
+    train(tmp_path / "a", cfg(updates=20), progress_bar=False)
+    src, _, _ = load_run_model(tmp_path / "a", "best")
+    train(tmp_path / "b", cfg(updates=1, lr=1e-12, warmup=0, init=str(tmp_path / "a")), progress_bar=False)
+    b, _, _ = load_run_model(tmp_path / "b", "last")
+    fresh = build_model("gpsi-add", 64, None, SMALL).state_dict()
+    for k, v in b.state_dict().items():  # one update at a vanishing learning rate: the init's weights, not fresh ones
+        assert torch.allclose(v, src.state_dict()[k], atol=1e-6), k
+    assert any(not torch.allclose(v, fresh[k]) for k, v in b.state_dict().items())
+
+
 def test_a_few_hundred_updates_lower_the_bound(tmp_path):
     valid = load_dataset("sklearn-digits", "valid")
     torch.manual_seed(0)
@@ -57,6 +79,22 @@ def test_a_few_hundred_updates_lower_the_bound(tmp_path):
     model, _, _ = load_run_model(tmp_path / "r")
     after = evaluate(model, valid, "mcar:0.7", samples=2)["bound_paper_units"]
     assert after < 0.9 * before
+
+
+@pytest.mark.parametrize("name", ["gpsi-add", "mean"])
+def test_per_image_scores_add_up_to_the_score_and_leave_it_unchanged(name):
+    from seqimpute.metrics import paper_units
+
+    test = load_dataset("sklearn-digits", "test")
+    torch.manual_seed(0)
+    model = build_model(name, 64, None, SMALL if name == "gpsi-add" else {})
+    model.fit(load_dataset("sklearn-digits", "train"))
+    plain = evaluate(model, test, "mcar:0.7", samples=3, n=90, batch=40)
+    res = evaluate(model, test, "mcar:0.7", samples=3, n=90, batch=40, per_image=True)
+    scores, hidden = res.pop("per_image").values()
+    assert res == plain  # the same seeded draws: asking for the records changes no score
+    assert len(scores) == len(hidden) == 90 and sum(hidden) == pytest.approx(res["imputed_fraction"] * 90 * 64)
+    assert paper_units(sum(scores), 64, sum(hidden)) == pytest.approx(res["score_paper_units"], rel=1e-6)  # float32 batch sums
 
 
 def test_bound_is_not_below_the_importance_weighted_estimate(tmp_path):

@@ -57,7 +57,7 @@ def _check_masks(observed: torch.Tensor, spec: str) -> None:
 @torch.inference_mode()
 def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: int | None = None,
              n: int | None = None, batch: int = 250, seed: int = 0, device=None, progress: bool = False,
-             unguided_samples: int | None = None, precision: str = "auto") -> dict:
+             unguided_samples: int | None = None, precision: str = "auto", per_image: bool = False) -> dict:
     """Score ``model`` on the first ``n`` examples of ``data`` (all by default) with the fixed mask set of
     (data, mask). Returns a dict of scores (see README "Scores").
 
@@ -66,13 +66,17 @@ def evaluate(model: Policy, data: Dataset, mask: str, samples: int = 10, steps: 
     unguided figures need no more than the paper's 10 (a third of the cost at K=100). Otherwise it is K (those
     models are scored by their unguided NLL). On data with holes (NaN) the scores count only the hidden values the
     data hold (``imputed_fraction``: their share). ``precision``: of the matrix products (seqimpute.precision; bf16
-    bounds were within 0.003% of fp32 ones on trained models, benchmarks/RESULTS.md section J)."""
+    bounds were within 0.003% of fp32 ones on trained models, benchmarks/RESULTS.md section J). ``per_image``: also
+    return each image's score in nats and its count of scored hidden values (``per_image``: ``score_nats``,
+    ``hidden``), from which any resample of the images gets its score in paper units (a bootstrap)."""
     products = matmul_precision(resolve(precision, device or next(model.parameters(), torch.empty(0)).device))
     with subnormals_flushed(), products:  # subnormal weights are slow on the CPU (seqimpute.numerics)
-        return _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples)
+        return _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples,
+                         per_image)
 
 
-def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples) -> dict:
+def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progress, unguided_samples,
+              per_image) -> dict:
     check_counts(samples=samples, steps=steps, n=n, batch=batch, seed=seed)
     check_mask_allowed(model.allowed_masks, model.name, mask)
     device = torch.device(device or next(model.parameters(), torch.empty(0)).device)
@@ -100,6 +104,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
     tot = {k: 0.0 for k in ("bound", "iw", "unguided", "kl", "sq_err", "missing")}
     per_step_g = torch.zeros(T + 1, dtype=torch.float64)
     per_step_u = torch.zeros(T + 1, dtype=torch.float64)
+    images = {"score_nats": [], "hidden": []}  # per_image: each image's score (the bound, else the unguided NLL)
     it = range(0, len(x_all), batch)
     if progress:
         from tqdm import tqdm
@@ -117,6 +122,7 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
             nll = missing_nll(xk, r.final, ok, known=kk)
             b = bound(r, xk, ok, known=kk)
             tot["bound"] += float(b.sum()) / K
+            images["score_nats"] += b.view(K, B).double().mean(0).tolist() if per_image else []
             tot["kl"] += float(r.kl_qp.sum()) / K
             log_w = (-nll + r.log_ratio).view(K, B).double()
             tot["iw"] += float(-(torch.logsumexp(log_w, 0) - math.log(K)).sum())
@@ -124,13 +130,20 @@ def _evaluate(model, data, mask, samples, steps, n, batch, seed, device, progres
                                        dtype=torch.float64)
         xk, ok, kk = xk[: Ku * B], ok[: Ku * B], kk[: Ku * B]  # the first Ku of the K copies
         r = model.rollout(xk, ok, guided=False, steps=steps, generator=gen)
-        tot["unguided"] += float(missing_nll(xk, r.final, ok, known=kk).sum()) / Ku
+        unguided = missing_nll(xk, r.final, ok, known=kk)
+        tot["unguided"] += float(unguided.sum()) / Ku
+        if per_image:
+            images["hidden"] += (~obs & kn).sum(1).tolist()
+            images["score_nats"] += [] if model.has_bound else unguided.view(Ku, B).double().mean(0).tolist()
         per_step_u += torch.tensor([float(missing_nll(xk, c, ok, known=kk).sum()) / Ku for c in r.canvases],
                                    dtype=torch.float64)
         mean_guess = torch.sigmoid(r.final).view(Ku, B, -1).mean(0)
         tot["sq_err"] += float(((mean_guess - x).pow(2) * (~obs & kn)).sum())
     model.train(was_training)
-    return _report(model, data, mask, tot, per_step_g, per_step_u, len(x_all), K, Ku, T)
+    out = _report(model, data, mask, tot, per_step_g, per_step_u, len(x_all), K, Ku, T)
+    if per_image:
+        out["per_image"] = images
+    return out
 
 
 def _report(model, data, mask, tot: dict, per_step_g, per_step_u, N: int, K: int, Ku: int, T: int) -> dict:

@@ -73,6 +73,9 @@ class TrainConfig:
     # the matrix products': "auto" (bf16 where the device runs them fast), "bf16" or "fp32"; None: "auto" (and, on
     # resume, "not given": the run keeps its own)
     precision: str | None = None
+    # a new run's starting weights: a run folder (its best checkpoint) or a pretrained model's name; the optimiser
+    # and its schedule start fresh (a warm start, not a resume)
+    init: str | None = None
 
     @classmethod
     def fields(cls) -> set[str]:
@@ -108,6 +111,8 @@ class TrainConfig:
             raise SeqImputeError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
         if self.clock not in CLOCKS:
             raise SeqImputeError(f"clock must be 'wall' or 'cpu', not {self.clock!r}.")
+        if self.init is not None and not isinstance(self.init, str):
+            raise SeqImputeError(f"init must be a run folder or a pretrained model's name, got {self.init!r}.")
         for name in ("model", "data", "mask", "device", "optimizer"):
             if not isinstance(getattr(self, name), str):
                 raise SeqImputeError(f"{name} must be a string, got {getattr(self, name)!r}.")
@@ -187,6 +192,8 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     else:
         torch.manual_seed(cfg.seed)  # parameter init
         model, ck = build_model(cfg.model, train_set.dim, cfg.sizes, cfg.model_options), None
+        if cfg.init:
+            _start_from(model, cfg)
     if not model.trainable:  # baselines: fitting is a pass over the training set, no updates
         return _fit_baseline(run, cfg, model, train_set, valid_set)
     if model.dim != train_set.dim:
@@ -226,6 +233,21 @@ def _train(run: Path, cfg: TrainConfig | None, progress_bar: bool, quiet: bool, 
     t.start()
     t.step = train_loop(t.opt, batch, loss, t.budget, t.step, world, t.fault, t.after, t.bar)
     return t.finish()
+
+
+def _start_from(model: Policy, cfg: TrainConfig) -> None:
+    """Load ``cfg.init``'s weights into the new run's ``model``, which must be the same model with the same sizes."""
+    from .pretrained import load_model
+
+    src, src_cfg, _ = load_model(cfg.init, "best")
+    name = src_cfg["model"]["name"]
+    if name != cfg.model or src.config() != model.config():
+        mine = model.config()
+        diff = [f"{k}={v} where this run has {mine.get(k)}" for k, v in src.config().items() if mine.get(k) != v]
+        raise SeqImputeError(f"--init {cfg.init} holds a {name} model that this {cfg.model} run cannot start from "
+                             f"({'; '.join(diff) or 'another model'}): give the same --model and sizes (--set ...) "
+                             f"or another --init.")
+    model.load_state_dict(src.state_dict())
 
 
 def _settled_config(run: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, bool]:

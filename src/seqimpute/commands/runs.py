@@ -18,6 +18,8 @@ def add_train(sub) -> None:
     add_data_args(p, data_required=False)
     p.add_argument("--mask", help="mask spec, e.g. mcar:0.8, MAR-14, square:12-18")
     add_run(p, "run folder (resumed when it exists)")
+    p.add_argument("--init", help="start a new run from these weights: a run folder (its best checkpoint) or a "
+                   "pretrained model's name (same model and sizes); the optimiser and schedule start fresh")
     p.add_argument("--updates", type=int, help="total updates of the run (training stops at whichever budget it "
                    "reaches first; on resume, the budgets given replace the stored ones)")
     p.add_argument("--minutes", type=float, help="total training budget in minutes (default 30 when no "
@@ -41,7 +43,7 @@ def _parse_sets(items: list[str], model_keys: set[str]) -> tuple[dict, dict]:
     from ..train import TrainConfig
 
     train_keys = TrainConfig.fields() - {"model", "data", "mask", "data_options", "model_options", "sizes",
-                                         "updates", "minutes", "batch", "seed", "device"}
+                                         "updates", "minutes", "batch", "seed", "device", "init"}
     model_opts, train_opts = {}, {}
     values = set_values(items)
     refuse_own_flags(values)
@@ -68,7 +70,7 @@ def cmd_train(args) -> int:
     if (run / "last.pt").exists():  # resume: the stored config rules; new totals and runtime settings apply
         cfg = None
         if args.updates is not None or args.minutes is not None or args.device is not None or args.set or \
-                args.precision is not None or args.clock is not None:
+                args.precision is not None or args.clock is not None or args.init is not None:
             stored = TrainConfig.stored(run)
             model_opts, train_opts = _parse_sets(args.set, spec(stored.model).option_names())
             # the command that started the run may be given again; a runtime setting may change (precision=fp32)
@@ -81,6 +83,9 @@ def cmd_train(args) -> int:
                                      f"the others.")
             for key, value in train_opts.items():
                 setattr(stored, key, value)
+            if args.init is not None and args.init != stored.init:
+                raise SeqImputeError(f"{run} already started (from {stored.init or 'fresh weights'}); --init applies "
+                                     f"to a new run only: choose another --run folder.")
             if args.model and args.model != stored.model:
                 raise SeqImputeError(f"{run} holds a {stored.model} run, not {args.model}; choose another --run folder.")
             stored.updates, stored.minutes = args.updates, args.minutes  # neither given: train keeps the stored ones
@@ -99,7 +104,7 @@ def cmd_train(args) -> int:
         model_opts, train_opts = _parse_sets(args.set, spec(args.model).option_names())
         cfg = TrainConfig(model=args.model, data=args.data, mask=args.mask, data_options=data_options(args),
                           sizes=args.sizes, model_options=model_opts, updates=args.updates, minutes=args.minutes,
-                          batch=args.batch, seed=args.seed, device=args.device or "cpu", **train_opts,
+                          batch=args.batch, seed=args.seed, device=args.device or "cpu", init=args.init, **train_opts,
                           **{k: v for k, v in (("precision", args.precision), ("clock", args.clock)) if v is not None})
         summary = train(run, cfg, progress_bar=not args.quiet)
     stopped = _stopped_line(summary)

@@ -4,7 +4,9 @@ The paper compared its models at equal numbers of updates; at fixed CPU-minutes 
 and a finding can come out reversed for that reason alone. Here every run of a claim trains for the same number of
 updates (the preset's ``[claims]``), with the same seeds, and is scored on the evaluator's fixed seeded test masks
 from its last checkpoint. A comparison "A below B" is measured per seed (paired: same seed, same test holes) and
-summarised by the mean difference A - B and its 95% t-interval over seeds. Verdicts:
+summarised by the mean difference A - B and a 95% interval: the t-interval over seeds and, where the runs' per-image
+scores are at hand, the hull of it and a bootstrap over seeds and test images (one draw of the images for every
+seed, since all seeds are scored on the same images), so that the images' sampling noise counts too. Verdicts:
 
 - ``lower`` (A below B by more than ``margin`` of B): holds when the interval lies below -margin x |B|, reversed
   when it lies above 0;
@@ -15,6 +17,7 @@ summarised by the mean difference A - B and its 95% t-interval over seeds. Verdi
 
 Otherwise the comparison is not resolved at this budget. A claim holds when all its comparisons hold, is reversed
 when any is reversed, and is otherwise not resolved. Lower scores are better (paper units, docs/PAPER.md §10).
+How the verdicts move with the tolerance is tabled at TOLERANCES.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from ..models.registry import spec as model_spec
 from .plan import ROLE_TITLE, Cell, Plan, RunPlan, generation_anchor, merge, tag, trainable
 
 VERDICTS = ("holds", "reversed", "not resolved at this budget")
+TOLERANCES = (0.0, 0.005, 0.01, 0.02, 0.05)  # the verdicts' sensitivity table: "not above" / "close" allowances
+BOOTSTRAP_DRAWS = 4000
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,14 @@ class ClaimsPlan:
         self.tolerance = float(c.get("tolerance", 0.01))
         self.wide = float(c.get("wide", 0.1))
         self.claims = claims(self.wide)
+        only = c.get("only")
+        if only is not None:  # a subset of the claims (e.g. one tested at a longer budget)
+            known = [x.id for x in self.claims]
+            unknown = [x for x in only if x not in known]
+            if unknown or not only:
+                raise SeqImputeError(f"preset {plan.name}: [claims] only = {only!r} must name claims among "
+                                     f"{', '.join(known)}.")
+            self.claims = [x for x in self.claims if x.id in only]
         self.arms = arms(self.claims)
         ev = dict(c.get("eval", {}))
         # a smoke run scores as every smoke run does (the plan's cut-down eval settings)
@@ -197,6 +210,26 @@ def interval(diffs: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def bootstrap_interval(a: list[dict], b: list[dict], draws: int = BOOTSTRAP_DRAWS,
+                       seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile interval of the mean over seeds of A - B in paper units, resampling the seeds and the
+    test images (with replacement; one image draw shared by every seed and both arms: the same images, paired).
+    ``a``, ``b``: per seed, the evaluator's ``per_image`` record (score_nats, hidden) on the same images, with the
+    data's values per image (dim)."""
+    rng, dim = np.random.default_rng(seed), a[0]["dim"]
+    S, N = len(a), len(a[0]["score_nats"])
+    sa, sb = (np.array([r["score_nats"] for r in x], dtype=float) for x in (a, b))  # (S, N)
+    ha, hb = (np.array([r["hidden"] for r in x], dtype=float) for x in (a, b))
+    out = np.empty(draws)
+    for i in range(draws):
+        imgs, seeds = rng.integers(0, N, N), rng.integers(0, S, S)
+        w = np.bincount(imgs, minlength=N).astype(float)  # each image's count in the draw
+        per_seed = dim * ((sa @ w) / (ha @ w) - (sb @ w) / (hb @ w))
+        out[i] = per_seed[seeds].mean()
+    lo, hi = np.percentile(out, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def verdict(kind: str, lo: float, hi: float, scale: float, tolerance: float, margin: float) -> str:
     """The verdict of a comparison from its interval (see the module docstring); ``scale`` is |B|."""
     if kind == "lower":
@@ -233,8 +266,11 @@ def paper_value(anchors: dict, arm: Arm) -> float | None:
     return anchors["table1"]["MNIST"].get(label, {}).get(name)
 
 
-def results(cp: ClaimsPlan, scores: dict[tuple[Arm, int], float | None]) -> dict:
-    """claims.json's content from every (arm, seed) score: the arms' rows and one row per claim."""
+def results(cp: ClaimsPlan, scores: dict[tuple[Arm, int], float | None], per_image: dict | None = None) -> dict:
+    """claims.json's content from every (arm, seed) score: the arms' rows and one row per claim. ``per_image``: by
+    (arm, seed), the evaluator's per-image record with its data's values per image (``dim``), for the bootstrap
+    over images (without them, the t-interval over seeds alone)."""
+    per_image = per_image or {}
     arm_rows = []
     for a in cp.arms:
         per_seed = {s: scores.get((a, s)) for s in cp.seeds}
@@ -261,20 +297,35 @@ def results(cp: ClaimsPlan, scores: dict[tuple[Arm, int], float | None]) -> dict
                 a_s, b_s = zip(*pairs)
                 mean, lo, hi = interval([x - y for x, y in pairs])
                 row.update({"a_mean": float(np.mean(a_s)), "b_mean": float(np.mean(b_s)), "diff": mean,
-                            "ci95": [lo, hi], "verdict": verdict(cmp.kind, lo, hi, abs(float(np.mean(b_s))),
-                                                                 cp.tolerance, cmp.margin)})
+                            "t95": [lo, hi]})
+                images = [(per_image.get((cmp.a, s)), per_image.get((cmp.b, s))) for s in cp.seeds]
+                if all(x is not None and y is not None for x, y in images):
+                    boot = bootstrap_interval(*zip(*images))
+                    row["bootstrap95"] = list(boot)
+                    lo, hi = min(lo, boot[0]), max(hi, boot[1])
+                scale = abs(row["b_mean"])
+                row.update({"ci95": [lo, hi], "verdict": verdict(cmp.kind, lo, hi, scale, cp.tolerance, cmp.margin),
+                            "by_tolerance": [verdict(cmp.kind, lo, hi, scale, t, cmp.margin) for t in TOLERANCES]})
             comps.append(row)
         vs = [r["verdict"] for r in comps]
+        by_t = [claim_verdict([r["by_tolerance"][i] for r in comps]) if all("by_tolerance" in r for r in comps)
+                else "not run" for i in range(len(TOLERANCES))]
         rows.append({"claim": c.id, "title": c.title, "source": c.source, "comparisons": comps,
-                     "verdict": "not run" if "not run" in vs else claim_verdict(vs)})
+                     "verdict": "not run" if "not run" in vs else claim_verdict(vs), "by_tolerance": by_t})
     return {"label": cp.label, "rows": rows, "arms": arm_rows,
             "settings": {"seeds": cp.seeds, "tolerance": cp.tolerance, "wide": cp.wide, "test_images": cp.n,
-                         "samples": cp.samples, "claims": {k: v for k, v in cp.settings.items() if k != "eval"}}}
+                         "samples": cp.samples, "tolerances": list(TOLERANCES),
+                         "interval": "bootstrap" if per_image else "t",
+                         "claims": {k: v for k, v in cp.settings.items() if k != "eval"}}}
 
 
 # ---------------------------------------------------------------------------------------------------- Markdown
 
 KIND_TEXT = {"lower": "below", "not-higher": "not above", "close": "close to"}
+INTERVAL_TEXT = {"t": "its 95% t-interval over seeds",
+                 "bootstrap": "a 95% interval that counts the test images' sampling noise too: the hull of the "
+                              "t-interval over seeds and a bootstrap over seeds and test images (one image draw "
+                              f"for all seeds, {BOOTSTRAP_DRAWS} draws)"}
 
 
 def _num(v, fmt="{:.1f}") -> str:
@@ -287,8 +338,8 @@ def markdown(payload: dict) -> list[str]:
     md = [f"Every trained run makes the same number of updates (the table of runs below), one run per seed "
           f"({', '.join(map(str, s['seeds']))}); each is scored from its last checkpoint on the evaluator's fixed "
           f"seeded test masks ({s['test_images'] or 'all'} test images, {s['samples']} rollouts each). A comparison "
-          "is the mean over seeds of the paired difference A - B with its 95% t-interval; lower is better. "
-          f"`not above` and `close to` allow {s['tolerance']:.0%} of B's score.", ""]
+          f"is the mean over seeds of the paired difference A - B with {INTERVAL_TEXT[s.get('interval', 't')]}; "
+          f"lower is better. `not above` and `close to` allow {s['tolerance']:.0%} of B's score.", ""]
     comparisons = []
     for r in payload["rows"]:
         for i, c in enumerate(r["comparisons"]):
@@ -309,8 +360,25 @@ def markdown(payload: dict) -> list[str]:
                                else "")
         runs.append([a["arm"], data, a["mask"], a["updates"] or "fitted", *per, _num(a["mean"]),
                      _num(a["sd"], "{:.2f}"), _num(a["paper"])])
+    md += _tolerance_table(payload)
     md += ["", "## The runs", "", *md_table(["model", "dataset", "mask", "updates", *(f"seed {x}" for x in s["seeds"]),
                                              "mean", "sd", "paper"], runs, "lllr" + "r" * (len(s["seeds"]) + 3))]
     md += ["", "The paper's numbers come from runs of 200,000-250,000 updates; they are shown for scale, not "
            "compared: the verdicts rest on the runs above alone."]
     return md
+
+
+def _tolerance_table(payload: dict) -> list[str]:
+    """How each verdict moves with the allowance of `not above` and `close to` (absent from older claims.json)."""
+    tols = payload["settings"].get("tolerances")
+    if not tols:
+        return []
+    rows = []
+    for r in payload["rows"]:
+        rows.append([f"**{r['claim']}**", *(f"**{v}**" for v in r["by_tolerance"])])
+        for c in r["comparisons"]:
+            rows.append([f"{c['a']} {KIND_TEXT[c['kind']]} {c['b']}", *c.get("by_tolerance", ["not run"] * len(tols))])
+    return ["", "## The verdicts at other tolerances", "",
+            "The allowance of `not above` and `close to` as a share of B's score (`below` does not use it); the "
+            "interval is the one above.", "",
+            *md_table(["claim / comparison", *(f"{t:.1%}" for t in tols)], rows, "l" * (len(tols) + 1))]

@@ -167,9 +167,9 @@ class Scorer:
     images and rollouts; ``checkpoint``, ``n`` and ``samples`` choose others."""
 
     def __init__(self, plan: Plan, jobs: int, log: Callable[[str], None], checkpoint: str = "best",
-                 n: int | None = None, samples: int | None = None):
+                 n: int | None = None, samples: int | None = None, per_image: bool = False):
         self.plan, self.jobs, self.log = plan, jobs, log
-        self.checkpoint = checkpoint
+        self.checkpoint, self.per_image = checkpoint, per_image
         self.n = n if n is not None else plan.eval["n"]
         self.samples = samples or plan.eval["samples"]
         self._loaded = None, None
@@ -197,7 +197,8 @@ class Scorer:
         d = self.plan.data_for(cell.role)
         mask = self.plan.mask_for(cell.role, cell.mask)
         n, K = self.n, self.samples
-        key = json.dumps([mask, "test", n, K, plan.state["step"], round(plan.state["elapsed_s"], 3), self.checkpoint])
+        key = json.dumps([mask, "test", n, K, plan.state["step"], round(plan.state["elapsed_s"], 3), self.checkpoint]
+                         + (["per_image"] if self.per_image else []))
         cache_path = plan.path / "reproduce_eval.json"
         cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
         if key in cache:
@@ -207,7 +208,8 @@ class Scorer:
         if type(model).tune is not Policy.tune:  # VAE-imp's step, kNN's k: chosen on validation under this mask
             tuned = model.tune(load_dataset(d.name, "valid", **d.options), mask, evaluate)
         self.log(f"scoring {plan.id} at {cell.label} ({mask})")
-        res = evaluate(model, load_dataset(d.name, "test", **d.options), mask, samples=K, n=n, seed=0)
+        res = evaluate(model, load_dataset(d.name, "test", **d.options), mask, samples=K, n=n, seed=0,
+                       per_image=self.per_image)
         res["tuned_on_valid"] = {k: v for k, v in tuned.items() if k in ("impute_step", "k")}
         cache[key] = res
         atomic_write(cache_path, json.dumps(cache, indent=1).encode())

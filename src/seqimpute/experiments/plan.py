@@ -17,7 +17,7 @@ from ..errors import SeqImputeError
 from ..models.registry import spec as model_spec
 
 EXPERIMENTS = ("table1", "fig1", "fig2", "fig2c", "fig3")
-PRESETS = ("paper", "cpu")
+PRESETS = ("paper", "cpu", "cpu-long")
 NATIVE_SIDE = {"mnist": 28, "tfd": 48, "svhn": 32, "binarized-mnist": 28}  # the squares' sizes refer to these
 ANCHOR_ROLE = {"MNIST": "mnist", "TFD": "tfd", "SVHN": "svhn"}
 ROLE_TITLE = {"mnist": "MNIST", "tfd": "TFD", "svhn": "SVHN", "binarized-mnist": "binarized MNIST"}
@@ -40,8 +40,11 @@ def generation_anchor(anchors: dict, model: str) -> float | None:
     return value[0] if isinstance(value, list) else value
 
 
-def load_preset(name: str) -> dict:
-    """A preset by name (``paper``, ``cpu``) or a path to a TOML file of the same layout."""
+def load_preset(name: str, _seen: tuple = ()) -> dict:
+    """A preset by name (``paper``, ``cpu``, ``cpu-long``) or a path to a TOML file of the same layout. A preset
+    with ``extends = "NAME"`` is that preset with its own tables laid over it (table by table, key by key)."""
+    if name in _seen:
+        raise SeqImputeError(f"preset {name} extends itself ({' -> '.join((*_seen, name))}).")
     if name in PRESETS:
         text = resources.files("seqimpute.experiments").joinpath(f"presets/{name}.toml").read_text()
     elif name.endswith(".toml") and Path(name).exists():
@@ -52,10 +55,23 @@ def load_preset(name: str) -> dict:
         preset = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SeqImputeError(f"preset {name} is not valid TOML ({e}).") from None
+    base = preset.pop("extends", None)
+    if base is not None:
+        parent = load_preset(base, (*_seen, name))
+        parent.pop("name")  # the preset's own name, or its file's
+        preset = _overlay(parent, preset)
     if preset.get("train_per", "cell") not in ("cell", "family"):
         raise SeqImputeError(f"preset {name}: train_per must be 'cell' or 'family'.")
     preset.setdefault("name", Path(name).stem)
     return preset
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    """``base`` with ``top``'s keys laid over it; tables merge key by key, any other value replaces."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 @dataclass

@@ -123,11 +123,12 @@ class Reproduction(Plan):
         cp.available()
         plans = cp.runs()
         status = self._train_recorded(["claims"], plans)
-        scorer = Scorer(self, self.jobs, self.log, checkpoint="last", n=cp.n, samples=cp.samples)
+        scorer = Scorer(self, self.jobs, self.log, checkpoint="last", n=cp.n, samples=cp.samples, per_image=True)
         todo = [(a, s, cp.cell(a), a.model, cp.run(a, s)) for a in cp.arms for s in cp.seeds]
-        scored = scorer.score_all(todo)
-        scores = {(a, s): (scored[(a, s)] or {}).get("score_paper_units") for a, s, *_ in todo}
-        payload = claims_results(cp, scores)
+        scored = {k: v or {} for k, v in scorer.score_all(todo).items()}
+        scores = {k: v.get("score_paper_units") for k, v in scored.items()}
+        per_image = {k: {**v["per_image"], "dim": v["dim"]} for k, v in scored.items() if "per_image" in v}
+        payload = claims_results(cp, scores, per_image)
         return self._finish(status, plans, {"claims": payload["rows"]}, {"claims": self.report.write_claims(payload)})
 
 
