@@ -69,3 +69,33 @@ def test_the_untrained_imputer_imputes_the_conditional_mean():
     mean_start = SequentialImputer(max_updates=2, early_stopping=False, random_state=0, hidden=16, latent=2,
                                    initial_canvas="mean").fit(Xm)
     assert mean_start.start_entries_ is None
+
+
+def test_categories_start_at_the_linear_models_probabilities():
+    """A mixed table's start covers the 0/1 targets of its category too: the untrained imputer's category
+    probabilities are the conditional means at the category's entries, clipped and renormalised, and they carry
+    what the numbers say about the category."""
+    import pandas as pd
+
+    from seqimpute.tabular.columns import PROB_FLOOR
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    df = pd.DataFrame({"x": x, "y": 2 * x + rng.normal(0, 0.3, 400),
+                       "kind": np.where(x < -0.5, "low", np.where(x > 0.5, "high", "mid"))})
+    holed = df.copy()
+    hide = rng.random(len(df)) < 0.3
+    holed.loc[hide, "kind"] = None
+    imp = SequentialImputer(max_updates=2, early_stopping=False, learning_rate=1e-12, random_state=0, hidden=16,
+                            latent=2).fit(holed)
+    assert list(imp.start_entries_) == list(range(imp.layout_.width))  # numbers and the category's 3 entries
+    Z, O = imp._to_model(imp._check_X(holed, reset=False)[2])
+    start = imp._start_canvas(Z, O)
+    idx = torch.as_tensor(imp.start_entries_)
+    mean = imp._start.conditional_mean(Z[:, idx], O[:, idx])
+    a, b = imp.layout_.groups[0]
+    p = mean[:, a:b].clamp(PROB_FLOOR, 1 - PROB_FLOOR)
+    torch.testing.assert_close(torch.softmax(start[:, a:b], -1), p / p.sum(1, keepdim=True))
+    out = imp.transform(holed)
+    most_frequent = (df.loc[hide, "kind"] == df.loc[~hide, "kind"].mode()[0]).mean()
+    assert most_frequent < 0.45 and (out.loc[hide, "kind"] == df.loc[hide, "kind"]).mean() > most_frequent + 0.25

@@ -29,6 +29,7 @@ from ..errors import SeqImputeError
 
 KINDS = ("numeric", "integer", "binary", "categorical")
 GAUSSIAN = ("numeric", "integer")  # the kinds whose canvas entry is a Gaussian mean
+PROB_FLOOR = 0.01  # a probability from a linear model's mean (the Gaussian start) is kept in [0.01, 0.99]
 _NUMBERS = {"integer", "floating", "mixed-integer-float", "decimal", "empty"}  # pandas' infer_dtype of number columns
 _DATES = {"datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period"}
 _JSON_SCALARS = (str, int, float, bool)
@@ -359,6 +360,14 @@ class ColumnLayout:
         if not self.groups:
             return per_column
         return per_column[:, self._on(per_column.device)["column_of"]]
+
+    def canvas_of_means(self, m: torch.Tensor) -> torch.Tensor:
+        """A canvas whose values (``link``) are the means ``m`` of the standardised targets: ``m`` at Gaussian entries,
+        its logit at binary ones, its log at a category's (whose softmax renormalises them); a mean outside (0, 1),
+        which a linear model can give, is clipped to PROB_FLOOR from either end first."""
+        g = self._on(m.device)
+        p = m.clamp(PROB_FLOOR, 1 - PROB_FLOOR)
+        return torch.where(g["gaussian"], m, torch.where(g["binary"], torch.logit(p), p.log()))
 
     def _log_softmax(self, c: torch.Tensor) -> torch.Tensor:
         """log softmax within each categorical group, 0 elsewhere."""

@@ -323,12 +323,15 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _start_canvas(self, z: torch.Tensor, visible: torch.Tensor) -> torch.Tensor | None:
         """The first canvas of the rows z given their ``visible`` entries: the conditional-Gaussian mean at the
-        start entries, 0 elsewhere (None without a Gaussian start)."""
+        start entries (as logits at binary and categorical ones: a linear model's probabilities), 0 elsewhere (None
+        without a Gaussian start)."""
         if self._start is None:
             return None
         idx = torch.as_tensor(self.start_entries_, device=z.device)
         start = torch.zeros_like(z)
         start[:, idx] = self._start.conditional_mean(z[:, idx], visible[:, idx]).to(z.dtype)
+        if self.likelihood_ == "mixed":
+            start[:, idx] = self.layout_.canvas_of_means(start)[:, idx]
         return start
 
     def _rollout(self, model, z: torch.Tensor, visible: torch.Tensor, repeat: int = 1, start=None, **kw):

@@ -62,7 +62,8 @@ def fit(imp, X: np.ndarray) -> None:
             model.writer.out.weight.zero_()  # a silent writer: the canvas stays at the start until trained
             idx = torch.as_tensor(imp.start_entries_, device=device)
             var = imp._start.missing_variance(Z[:, idx], O[:, idx]).clamp(min=math.exp(LOG_VAR_MIN))
-            raw_lv[idx] = (var.log() / LOG_VAR_GAIN).to(raw_lv.dtype)
+            numbers = torch.as_tensor(imp.layout_.gaussian[imp.start_entries_], device=device)  # have a variance
+            raw_lv[idx[numbers]] = (var[numbers].log() / LOG_VAR_GAIN).to(raw_lv.dtype)
     _train(imp, model, raw_lv, ms, Z, O, Xt, X, held)
 
 
@@ -204,10 +205,13 @@ def build_policy(imp, ms, D: int, device: torch.device):
 
 
 def fit_start(imp, Z: torch.Tensor, O: torch.Tensor) -> None:
-    """initial_canvas="gaussian": the conditional Gaussian of the numeric entries (start_entries_; none when the
-    table has none or more than gaussian.MAX_ENTRIES of them, or is Bernoulli), fitted on the training view."""
-    # a Bernoulli table has no Gaussian entries; otherwise the layout's (every entry of a table of numbers)
-    entries = np.flatnonzero(imp.layout_.gaussian) if imp.likelihood_ != "bernoulli" else np.zeros(0, np.int64)
+    """initial_canvas="gaussian": the conditional Gaussian of the canvas entries (start_entries_), fitted on the
+    training view: every entry (numbers, and the 0/1 targets of binary and categorical columns, whose conditional
+    means are a linear model's probabilities) when there are at most gaussian.MAX_ENTRIES, else the numeric ones
+    if that few; none for a Bernoulli table (its entries are pixels: too many, and no Gaussian ones)."""
+    every = np.arange(imp.layout_.width)
+    entries = np.zeros(0, np.int64) if imp.likelihood_ == "bernoulli" else \
+        every if len(every) <= MAX_ENTRIES else np.flatnonzero(imp.layout_.gaussian)
     imp.start_entries_, imp._start = None, None
     if imp.initial_canvas == "gaussian" and 0 < len(entries) <= MAX_ENTRIES:
         imp.start_entries_ = entries.astype(np.int64)
