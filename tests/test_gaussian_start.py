@@ -16,12 +16,12 @@ def gaussian_table(n=400, d=5, seed=0):
     return rng.multivariate_normal(rng.normal(size=d), cov, size=n), cov
 
 
-def closed_form(mean, cov, z, visible):
+def closed_form(mean, cov, z, visible, ridge=RIDGE):
     """Row by row: mu_u + S_uo (S_oo + ridge I)^-1 (z_o - mu_o), and S_uu - S_uo (S_oo + ridge I)^-1 S_ou."""
     means, variances = z.copy(), np.zeros_like(z)
     for i in range(len(z)):
         o, u = visible[i], ~visible[i]
-        K = np.linalg.solve(cov[np.ix_(o, o)] + RIDGE * np.eye(o.sum()), cov[np.ix_(o, u)]).T
+        K = np.linalg.solve(cov[np.ix_(o, o)] + ridge * np.eye(o.sum()), cov[np.ix_(o, u)]).T
         means[i, u] = mean[u] + K @ (z[i, o] - mean[o])
         variances[i, u] = np.diag(cov[np.ix_(u, u)] - K @ cov[np.ix_(o, u)])
     return means, variances
@@ -99,3 +99,23 @@ def test_categories_start_at_the_linear_models_probabilities():
     out = imp.transform(holed)
     most_frequent = (df.loc[hide, "kind"] == df.loc[~hide, "kind"].mode()[0]).mean()
     assert most_frequent < 0.45 and (out.loc[hide, "kind"] == df.loc[hide, "kind"]).mean() > most_frequent + 0.25
+
+
+def test_the_low_rank_start_is_the_closed_form_of_its_covariance_and_finds_the_table_s_rank():
+    from seqimpute.tabular.gaussian import LowRankGaussian
+
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(30, 3))
+    X = rng.normal(size=(600, 3)) @ W.T + 0.1 * rng.normal(size=(600, 30)) + rng.normal(size=30)
+    visible = rng.random(X.shape) > 0.3
+    z = torch.tensor(np.where(visible, X, 0.0))
+    v = torch.tensor(visible)
+    m = LowRankGaussian.fit(z, v, rank=3)
+    cov = m.factor.numpy() @ m.factor.numpy().T + m.noise_var.item() * np.eye(30)
+    want, var = closed_form(m.mean.numpy(), cov, z.numpy(), visible, ridge=0.0)  # its noise keeps S_oo regular
+    np.testing.assert_allclose(m.conditional_mean(z, v).numpy(), want, atol=1e-8)
+    hidden = ~visible
+    np.testing.assert_allclose(m.missing_variance(z, v).numpy(), (var * hidden).sum(0) / hidden.sum(0), rtol=1e-8)
+    true_cov = W @ W.T + 0.01 * np.eye(30)
+    assert np.abs(cov - true_cov).max() < 0.1 * np.abs(true_cov).max()  # EM recovers the covariance
+    assert m.noise_var.item() == pytest.approx(0.01, rel=0.2)

@@ -255,7 +255,7 @@ def test_a_saved_mixed_imputer_loads_with_its_layout_and_gives_the_same_values(t
     imp = SequentialImputer(**TINY).fit(dfm)
     imp.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "imputer.json").read_text())
-    assert meta["format_version"] == 4 and meta["fitted"]["likelihood_"] == "mixed"
+    assert meta["format_version"] == 5 and meta["fitted"]["likelihood_"] == "mixed"
     assert meta["fitted"]["layout_"][0] == {"kind": "categorical", "categories": ["blue", "green", "red"]}
     assert meta["fitted"]["layout_"][4] == {"kind": "categorical", "categories": ["Lima", "Oslo"]}
     assert meta["fitted"]["layout_"][2]["kind"] == "integer"

@@ -63,8 +63,9 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
               "stopped_by_", "training_seconds_", "best_iteration_", "validation_score_", "validation_updates_"):
         assert np.array_equal(getattr(twin, a), getattr(imp, a)), a
     # early stopping's holes were scored: at the 20th update, and first the untrained policy when it starts from the
-    # conditional Gaussian (Gaussian tables)
-    assert len(imp.validation_score_) == (2 if likelihood == "gaussian" else 1)
+    # conditional Gaussian (a GPSI policy; the Bernoulli case here is an LSTM, which starts from its constant)
+    assert len(imp.validation_score_) == (2 if imp.start_entries_ is not None else 1)
+    assert (imp.start_entries_ is None) == (imp.model == "lstm-add")
     assert (twin.log_var_ is None) == (likelihood == "bernoulli")
     if twin.log_var_ is not None:
         assert np.array_equal(twin.log_var_, imp.log_var_)
@@ -74,7 +75,7 @@ def test_a_loaded_imputer_gives_the_saved_ones_values_exactly(saved):
 def test_the_saved_files_are_plain_tensors_and_json(saved):
     imp, folder, Xm, likelihood = saved
     meta = json.loads((folder / "imputer.json").read_text())
-    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 4
+    assert meta["format"] == "seqimpute-imputer" and meta["format_version"] == 5
     assert meta["params"]["hide_rate"] == [0.2, 0.5] and meta["fitted"]["seed_"] == imp.seed_
     assert set(meta["versions"]) >= {"seqimpute", "torch", "numpy", "scikit-learn"}
     assert meta["weights_sha256"] == hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
@@ -84,13 +85,29 @@ def test_the_saved_files_are_plain_tensors_and_json(saved):
     assert policy.keys() == state.keys() and all(torch.equal(policy[k], state[k]) for k in state)
     assert tensors["mean_"].dtype == torch.float64 and np.array_equal(tensors["scale_"].numpy(), imp.scale_)
     assert ("log_var" in tensors) == (likelihood == "gaussian")
-    if likelihood == "gaussian":  # the starting canvas's conditional Gaussian, over every (numeric) entry
+    if imp.start_entries_ is not None:  # the starting canvas's conditional Gaussian over every entry, full covariance
         G = Xm.shape[1]
         assert meta["fitted"]["start_entries_"] == list(range(G))
         assert tensors["start_mean"].shape == (G,) and tensors["start_cov"].shape == (G, G)
         assert torch.equal(tensors["start_cov"], imp._start.cov)
-    else:  # no start on a Bernoulli table
-        assert meta["fitted"]["start_entries_"] is None and "start_cov" not in tensors
+    else:  # an LSTM policy has no start
+        assert meta["fitted"]["start_entries_"] is None and not any(k.startswith("start_") for k in tensors)
+
+
+def test_a_wide_tables_low_rank_start_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = (rng.random((80, 3)) @ rng.random((3, 140)) / 3).clip(0, 1)  # 140 Bernoulli columns: over MAX_ENTRIES
+    Xm = np.where(rng.random(X.shape) < 0.3, np.nan, X)
+    imp = SequentialImputer(max_updates=4, hidden=16, latent=2, steps=2, random_state=0).fit(Xm)
+    assert imp.likelihood_ == "bernoulli" and type(imp._start).__name__ == "LowRankGaussian"
+    imp.save(tmp_path / "wide")
+    tensors = load_file(tmp_path / "wide" / "weights.safetensors")
+    assert {"start_mean", "start_factor", "start_noise"} <= set(tensors) and "start_cov" not in tensors
+    twin = SequentialImputer.load(tmp_path / "wide")
+    assert np.array_equal(twin.transform(Xm), imp.transform(Xm))
+    _edit_weights(tmp_path / "wide", lambda t: t.update(start_noise=torch.tensor([-1.0], dtype=torch.float64)))
+    with pytest.raises(SeqImputeError, match="starting canvas's Gaussian .* does not fit .*positive noise"):
+        SequentialImputer.load(tmp_path / "wide")
 
 
 def _edit_json(folder, edit):
@@ -117,8 +134,8 @@ def _edit_weights(folder, edit):
 
 
 BAD = {  # damage -> what the one error says
-    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=5)),
-                     r"format version 5 .* reads format versions 1, 2, 3, 4 only; load it with the seqimpute that saved "
+    "newer format": (lambda f: _edit_json(f, lambda m: m.update(format_version=6)),
+                     r"format version 6 .* reads format versions 1, 2, 3, 4, 5 only; load it with the seqimpute that saved "
                      r"it, or fit it again"),
     "other format": (lambda f: _edit_json(f, lambda m: m.update(format="something-else")),
                      "is not a saved SequentialImputer"),

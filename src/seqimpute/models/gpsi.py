@@ -30,6 +30,7 @@ PRESETS = {  # docs/PAPER.md §4.1 (GPSI sizes)
 
 class GPSI(Policy):
     l2 = 1e-4
+    takes_start = True
 
     def __init__(self, dim: int, hidden: int = 1000, z: int = 100, steps: int = 6, step_type: str = "add",
                  kl_q_weight: float = 0.9, kl_p_weight: float = 0.1, l2: float = 1e-4, link: str = "sigmoid"):

@@ -120,6 +120,7 @@ class Policy(nn.Module):
     kl_q_weight = 0.9  # the authors' trained objective: NLL + 0.9 KL(q||p) + 0.1 KL(p||q)
     kl_p_weight = 0.1
     train_mask: str | None = None  # the trainer's mask when set, whatever the run's mask (a VAE trains on 'full')
+    takes_start = False  # rollout(start=...) begins from a given canvas, and a silent writer keeps it (GPSI)
 
     def rollout(self, x: torch.Tensor, observed: torch.Tensor, guided: bool = True, steps: int | None = None,
                 generator: torch.Generator | None = None) -> Rollout:

@@ -41,7 +41,7 @@ from ..numerics import subnormals_flushed
 from ..precision import matmul_precision, resolve
 from ..threads import scoped
 from . import missing, params, saved, training
-from .columns import is_frame
+from .columns import PROB_FLOOR, is_frame
 
 
 
@@ -124,12 +124,13 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         10 from the mean canvas, where the policy learns everything and gains come slowly (on MNIST as a table,
         5 with the 0.5% rule stopped training long before its best).
     initial_canvas : {"gaussian", "mean"}, default "gaussian"
-        The canvas the policy starts from. "gaussian": a multivariate Gaussian of the standardised numeric entries
-        is fitted by EM on the observed values, and a row's missing numbers start at their conditional mean given
-        its visible ones (a linear model of the visible columns, one per pattern of holes); the writer starts
-        silent and the learned variance at the conditional variance, so the untrained policy imputes exactly that
-        mean, and training refines it where the held-out values say it helps. Binary and categorical entries start
-        at the learned constant; a Bernoulli table, or one with more than 128 numeric entries, starts from "mean".
+        The canvas the policy starts from. "gaussian": a multivariate Gaussian of the standardised canvas entries
+        (numbers, and the 0/1 targets of binary, categorical and Bernoulli entries) is fitted by EM on the observed
+        values, and a row's missing entries start at their conditional mean given its visible ones (a linear model
+        of the visible columns, one per pattern of holes; at 0/1 entries its probabilities, kept in [0.01, 0.99]);
+        the writer starts silent and the learned variance at the conditional variance, so the untrained policy
+        imputes exactly that mean, and training refines it where the held-out values say it helps. Up to 128
+        entries the Gaussian's covariance is full; above, it is low-rank (probabilistic PCA of rank 64).
         "mean": every row starts at the learned constant c0 (the column means at first), as the paper's policies.
         ``start_entries_`` lists the entries with a Gaussian start (None: none).
     model_options : dict or None, default None
@@ -332,6 +333,8 @@ class SequentialImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         start[:, idx] = self._start.conditional_mean(z[:, idx], visible[:, idx]).to(z.dtype)
         if self.likelihood_ == "mixed":
             start[:, idx] = self.layout_.canvas_of_means(start)[:, idx]
+        elif self.likelihood_ == "bernoulli":  # the canvas holds logits
+            start[:, idx] = torch.logit(start[:, idx].clamp(PROB_FLOOR, 1 - PROB_FLOOR))
         return start
 
     def _rollout(self, model, z: torch.Tensor, visible: torch.Tensor, repeat: int = 1, start=None, **kw):

@@ -23,16 +23,17 @@ from ..errors import SeqImputeError
 from ..files import atomic_write
 from ..models.registry import model_from_config
 from .columns import ColumnLayout
-from .gaussian import ConditionalGaussian
+from .gaussian import from_tensors
 from .missing import is_nan_marker
 from .state import ARRAYS, FITTED  # ARRAYS: float64 (W,) each, plus "log_var" (float32, Gaussian and mixed only)
 
 FORMAT = "seqimpute-imputer"
 # 2: the parameter categorical_features, and a mixed table's column layout ("layout_"); 3: missing_values,
 # add_indicator, keep_empty_features and their fitted features (empty_features_, indicator_features_); 4: the
-# parameter initial_canvas and the conditional Gaussian of the start (start_entries_, start_mean, start_cov)
-FORMAT_VERSION = 4
-READS = (1, 2, 3, 4)  # the earlier formats are read too
+# parameter initial_canvas and the conditional Gaussian of the start (start_entries_, start_mean, start_cov); 5: a
+# low-rank start for wide tables (start_mean, start_factor, start_noise), and starts over every kind of entry
+FORMAT_VERSION = 5
+READS = (1, 2, 3, 4, 5)  # the earlier formats are read too
 NEW_IN_3 = {"missing_values": None, "add_indicator": False, "keep_empty_features": False}  # at their defaults
 META, WEIGHTS = "imputer.json", "weights.safetensors"
 
@@ -74,7 +75,7 @@ def save(imp, folder) -> Path:
     if imp._log_var_t is not None:
         tensors["log_var"] = imp._log_var_t.detach().cpu().contiguous()
     if imp._start is not None:
-        tensors["start_mean"], tensors["start_cov"] = (t.detach().cpu().contiguous() for t in (imp._start.mean, imp._start.cov))
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in imp._start.tensors().items()})
     weights = to_bytes(tensors, metadata={"format": FORMAT})
     names = getattr(imp, "feature_names_in_", None)
     fitted = {k: _to_json(kind, getattr(imp, k, None)) for k, kind in FITTED.items()}
@@ -285,16 +286,17 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     D, device = imp.layout_.width, torch.device(imp.device)  # the canvas entries
     gaussian = imp.likelihood_ != "bernoulli"  # a log-variance: Gaussian and mixed
     entries = imp.start_entries_
-    expected = set(ARRAYS) | ({"log_var"} if gaussian else set()) | ({"start_mean", "start_cov"} if entries is not None else set())
+    expected = set(ARRAYS) | ({"log_var"} if gaussian else set())
     arrays = {k: v for k, v in tensors.items() if not k.startswith("model.")}
-    if set(arrays) != expected:
-        raise _bad(folder, f"{WEIGHTS} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-    start = {k: arrays.pop(k) for k in ("start_mean", "start_cov") if k in arrays}
+    start = {k: arrays.pop(k) for k in list(arrays) if k.startswith("start_")}
+    if set(arrays) != expected or bool(start) != (entries is not None):
+        raise _bad(folder, f"{WEIGHTS} holds arrays {sorted([*arrays, *start])}, expected {sorted(expected)}"
+                           + (" and the starting canvas's Gaussian" if entries is not None else ""))
     if start:
-        G = len(entries)
-        if any(v.dtype != torch.float64 or not torch.isfinite(v).all() for v in start.values()) or \
-                tuple(start["start_mean"].shape) != (G,) or tuple(start["start_cov"].shape) != (G, G):
-            raise _bad(folder, f"the starting canvas's Gaussian in {WEIGHTS} is not {G} and {G}x{G} finite float64 values")
+        try:
+            start = from_tensors(start, len(entries))
+        except ValueError as e:
+            raise _bad(folder, f"the starting canvas's Gaussian in {WEIGHTS} does not fit ({e})") from None
     for k, v in arrays.items():
         want = torch.float32 if k == "log_var" else torch.float64
         if v.dtype != want or tuple(v.shape) != (D,) or not torch.isfinite(v).all():
@@ -317,5 +319,5 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     for k in ARRAYS:
         setattr(imp, k, arrays[k].numpy())
     imp._log_var_t = arrays["log_var"].to(device) if gaussian else None
-    imp._start = ConditionalGaussian(start["start_mean"].to(device), start["start_cov"].to(device)) if start else None
+    imp._start = from_tensors({k: v.to(device) for k, v in start.tensors().items()}, len(entries)) if start else None
     imp.log_var_ = arrays["log_var"].numpy().astype(np.float64) if gaussian else None

@@ -18,7 +18,7 @@ from ..models.objectives import scored_sum, training_loss
 from ..models.registry import build_model, spec
 from ..optim import Optimizer
 from . import early_stopping
-from .gaussian import MAX_ENTRIES, ConditionalGaussian
+from .gaussian import MAX_ENTRIES, ConditionalGaussian, LowRankGaussian
 
 LOG_VAR_GAIN = 20.0  # log_var = GAIN * raw: Adam moves raw by ~lr per update, so the log-variance moves ~GAIN*lr
 # (a 1e-3 step alone could not leave 0 in a budget of a few hundred updates); it is clamped at LOG_VAR_MIN
@@ -56,14 +56,16 @@ def fit(imp, X: np.ndarray) -> None:
     model = build_policy(imp, ms, imp.layout_.width, device)
     raw_lv = torch.nn.Parameter(torch.zeros(imp.layout_.width, device=device)) if imp.likelihood_ != "bernoulli" else None
     Z, O = imp._to_model(Xt)
-    fit_start(imp, Z, O)
+    fit_start(imp, Z, O, model)
     if imp._start is not None:  # the untrained policy imputes the conditional mean, with its spread
         with torch.no_grad():
             model.writer.out.weight.zero_()  # a silent writer: the canvas stays at the start until trained
+        if raw_lv is not None:
             idx = torch.as_tensor(imp.start_entries_, device=device)
             var = imp._start.missing_variance(Z[:, idx], O[:, idx]).clamp(min=math.exp(LOG_VAR_MIN))
             numbers = torch.as_tensor(imp.layout_.gaussian[imp.start_entries_], device=device)  # have a variance
-            raw_lv[idx[numbers]] = (var[numbers].log() / LOG_VAR_GAIN).to(raw_lv.dtype)
+            with torch.no_grad():
+                raw_lv[idx[numbers]] = (var[numbers].log() / LOG_VAR_GAIN).to(raw_lv.dtype)
     _train(imp, model, raw_lv, ms, Z, O, Xt, X, held)
 
 
@@ -204,19 +206,17 @@ def build_policy(imp, ms, D: int, device: torch.device):
         return build_model(imp.model, D, None, options).to(device)
 
 
-def fit_start(imp, Z: torch.Tensor, O: torch.Tensor) -> None:
-    """initial_canvas="gaussian": the conditional Gaussian of the canvas entries (start_entries_), fitted on the
-    training view: every entry (numbers, and the 0/1 targets of binary and categorical columns, whose conditional
-    means are a linear model's probabilities) when there are at most gaussian.MAX_ENTRIES, else the numeric ones
-    if that few; none for a Bernoulli table (its entries are pixels: too many, and no Gaussian ones)."""
-    every = np.arange(imp.layout_.width)
-    entries = np.zeros(0, np.int64) if imp.likelihood_ == "bernoulli" else \
-        every if len(every) <= MAX_ENTRIES else np.flatnonzero(imp.layout_.gaussian)
+def fit_start(imp, Z: torch.Tensor, O: torch.Tensor, model) -> None:
+    """initial_canvas="gaussian": a Gaussian of every canvas entry (start_entries_), fitted on the training view:
+    the numbers, and the 0/1 targets of binary, categorical and Bernoulli entries (whose conditional means are a
+    linear model's probabilities); with a full covariance up to gaussian.MAX_ENTRIES entries, else low-rank. None
+    for a policy that cannot start from a canvas (the LSTM policies start from their learned constant)."""
     imp.start_entries_, imp._start = None, None
-    if imp.initial_canvas == "gaussian" and 0 < len(entries) <= MAX_ENTRIES:
-        imp.start_entries_ = entries.astype(np.int64)
-        idx = torch.as_tensor(entries, device=Z.device)
-        imp._start = ConditionalGaussian.fit(Z[:, idx], O[:, idx])
+    if imp.initial_canvas != "gaussian" or not model.takes_start:
+        return
+    width = imp.layout_.width
+    imp.start_entries_ = np.arange(width, dtype=np.int64)
+    imp._start = (ConditionalGaussian if width <= MAX_ENTRIES else LowRankGaussian).fit(Z, O)
 
 
 def max_updates(imp, n_rows: int) -> int | None:
