@@ -529,6 +529,10 @@ def _result(X, mask, imp, seed, quick, coverage=True) -> dict:
 
 def run_grid(args, doc: dict, jpath: Path) -> None:
     """Run every (table, mechanism, rate, seed, imputer) of ``args`` that ``doc`` lacks, saving after each."""
+    todo = {(ds, m, float(r), int(s), i) for ds in args.datasets for m in args.mechanisms for r in args.rates
+            for s in args.seeds for i in args.imputers}
+    if args.rerun:  # the records this call makes replace the ones it finds
+        doc["records"] = [r for r in doc["records"] if key(r) not in todo]
     done = {key(r) for r in doc["records"]}
     t0 = time.perf_counter()
     for ds in args.datasets:
@@ -586,6 +590,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: wine, rate 0.3, seed 0, tiny budgets for the slow imputers")
     ap.add_argument("--report", action="store_true", help="only rewrite the Markdown from the JSON")
+    ap.add_argument("--rerun", action="store_true", help="run the given cells again, replacing their records (by "
+                    "default a cell already recorded is skipped)")
     args = ap.parse_args(argv)
     args.rates = args.rates or ([0.3] if args.timing else [0.1, 0.3, 0.5, 0.7])
     args.seeds = args.seeds if args.seeds is not None else ([0] if args.timing else [0, 1, 2, 3, 4])

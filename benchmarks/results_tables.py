@@ -143,6 +143,13 @@ def claims(d: dict) -> list[str]:
     return md_table(["claim", "paper", "verdict", "A - B over seeds, 95% interval (lower is better)"], body, "llll")
 
 
+def claims_tolerance(d: dict) -> list[str]:
+    """`reproduce claims`: how each verdict moves with the tolerance (claims.json written with per-image scores)."""
+    from seqimpute.experiments.claims import tolerance_table
+
+    return tolerance_table(d)
+
+
 def vs_fp32(d: dict) -> list[str]:
     """benchmarks/precision_quality.py rerun: each trained cell at fp32 and at bf16 in the same CPU-minute budget."""
     body = [[r["experiment"], r["dataset"], r["mask"], r["model"] + (f" T={r['steps']}" if r.get("steps") else ""),
@@ -209,6 +216,11 @@ def imputers_wide(d: dict) -> list[str]:
     return md_table(["imputer", "RMSE (grey levels)", "wall s", "CPU s", "updates (stopped by)"], body, "lrrrl")
 
 
+def mixed_tables(d: dict) -> list[str]:
+    """benchmarks/mixed_tables.py: RMSE / accuracy per table and rate, and each imputer's averages."""
+    return _bench("mixed_tables").cell_lines(d)
+
+
 def kill_resume(d: dict) -> list[str]:
     """benchmarks/kill_resume.py: the kills, those inside a checkpoint write, and the comparison at the end."""
     yes = lambda v: "equal" if v else "DIFFERENT"  # noqa: E731
@@ -223,11 +235,11 @@ TABLES = {"table1": table1, "claims": claims, "fig2": by_mask, "fig2c": fig2c, "
           "imputers-cells": imputers_cells, "imputers-timing": imputers_timing, "recipe-fp32": recipe,
           "recipe-bf16": recipe, "threads": threads, "table-defaults": table_defaults, "breast-cancer": breast_cancer,
           "pretrained": pretrained, "kill-resume": kill_resume,
-          "imputers-wide": imputers_wide}
+          "imputers-wide": imputers_wide, "mixed-tables": mixed_tables, "claims-tolerance": claims_tolerance}
 SOURCE = {"table1-runs": "status", "imputers-summary": "imputers", "imputers-paired": "imputers",
           "imputers-cells": "imputers", "imputers-timing": "timing", "recipe-fp32": "fp32",
           "recipe-bf16": "bf16", "table-defaults": "defaults", "breast-cancer": "breast-cancer", "pretrained": "reproduction",
-          "imputers-wide": "mnist-5000"}  # the JSON file a table is read from, when not <name>.json
+          "imputers-wide": "mnist-5000", "mixed-tables": "mixed", "claims-tolerance": "claims"}  # the JSON file a table is read from, when not <name>.json
 MARKED = re.compile(r"(<!-- generated: python benchmarks/results_tables\.py (?:--results (\S+) )?(\S+) -->\n)(.*?)"
                     r"(<!-- end generated -->)", re.S)
 

@@ -10,6 +10,7 @@ Writes results/imputers-wide/mnist-5000.json.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def main() -> None:
     from sklearn.impute import KNNImputer, SimpleImputer
 
     torch.set_num_threads(THREADS)
+    load = [os.getloadavg()[0]]
     X = load_dataset("mnist", "train").x[:ROWS].double().numpy()
     hidden = np.random.default_rng(0).random(X.shape) < RATE
     Xm = np.where(hidden, np.nan, X)
@@ -46,6 +48,7 @@ def main() -> None:
     for name, ref in (("KNNImputer", KNNImputer(n_neighbors=5)), ("mean", SimpleImputer())):
         out, wall, cpu = timed(ref.fit_transform, Xm[:, keep])
         rows[name] = {"rmse": rmse(out), "wall_s": wall, "cpu_s": cpu}
+    load.append(os.getloadavg()[0])
     for name, r in rows.items():
         print(f"{name}: RMSE {r['rmse']:.4f}, {r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} CPU-s"
               + (f", {r['updates']} updates (stopped by {r['stopped_by']})" if "updates" in r else ""), flush=True)
@@ -53,6 +56,7 @@ def main() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"table": f"MNIST train[:{ROWS}], {int(keep.sum())} columns", "mcar": RATE,
                                 "threads": THREADS, "precision": "fp32", "cpu": cpu_name(),
+                                "load_average": load,  # 1-minute, before and after: other work on the machine
                                 "command": "python benchmarks/wide_table.py", "rows": rows}, indent=2) + "\n")
     print(f"wrote {path}")
 

@@ -215,3 +215,30 @@ def test_the_wide_table_reading_quotes_its_json():
     assert "It fits in under 4 minutes of wall time on 2 cores" in doc and seq["wall_s"] < 240
     assert f"using its whole budget of {seq['updates']:,} updates" in doc and seq["stopped_by"] == "updates"
     assert "kNN still imputes these images better" in doc and knn["rmse"] < seq["rmse"]
+
+
+def test_the_mixed_tables_reading_quotes_its_json():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mixed", ROOT / "benchmarks" / "mixed_tables.py")
+    mixed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mixed)
+    d = json.loads((ROOT / "results" / "imputers-mixed" / "mixed.json").read_text())
+    recs = [r for r in d["records"] if "not_run" not in r]
+    mean = lambda name, k: np.mean([np.mean([r[k] for r in recs if r["imputer"] == name and (r["table"], r["rate"])
+                                             == c]) for c in {(r["table"], r["rate"]) for r in recs}])  # noqa: E731
+    cpu = lambda name: [np.mean([r["cpu_s"] for r in recs if r["imputer"] == name and (r["table"], r["rate"]) == c])
+                        for c in {(r["table"], r["rate"]) for r in recs}]  # noqa: E731
+    text = " ".join((ROOT / "docs" / "RESULTS.md").read_text().split())
+    assert (f"(0.565 against MissForest's 0.596)" in text and f"{mean('sequential', 'rmse'):.3f}" == "0.565"
+            and f"{mean('missforest', 'rmse'):.3f}" == "0.596")
+    assert (f"mean accuracy 0.718 against MissForest's 0.787" in text
+            and f"{mean('sequential', 'accuracy'):.3f}" == "0.718" and f"{mean('missforest', 'accuracy'):.3f}" == "0.787")
+    assert f"at {min(cpu('sequential')):.1f}-{max(cpu('sequential')):.1f} CPU-s per fit against MissForest's " \
+           f"{min(cpu('missforest')):.1f}-{max(cpu('missforest')):.1f}" in text
+    by_table = {t: [np.mean([r["rmse"] for r in recs if r["imputer"] == n and r["table"] == t])
+                    for n in ("sequential", "missforest", "miceforest", "simple")] for t in d["tables"]}
+    best = sorted(t for t, v in by_table.items() if v[0] == np.nanmin(v))
+    assert best == ["iris", "penguins", "seattle-weather"]  # "best on penguins, seattle-weather and iris"
+    assert "imputes the numbers best on penguins, seattle-weather and iris" in text
+    assert mixed.cell_lines(d)  # the generated table renders (test_generated_tables_match_the_json compares it)

@@ -360,7 +360,9 @@ def markdown(payload: dict) -> list[str]:
                                else "")
         runs.append([a["arm"], data, a["mask"], a["updates"] or "fitted", *per, _num(a["mean"]),
                      _num(a["sd"], "{:.2f}"), _num(a["paper"])])
-    md += _tolerance_table(payload)
+    tols = tolerance_table(payload)
+    md += ["", "## The verdicts at other tolerances", "", "The allowance of `not above` and `close to` as a share of "
+           "B's score (`below` does not use it); the interval is the one above.", "", *tols] if tols else []
     md += ["", "## The runs", "", *md_table(["model", "dataset", "mask", "updates", *(f"seed {x}" for x in s["seeds"]),
                                              "mean", "sd", "paper"], runs, "lllr" + "r" * (len(s["seeds"]) + 3))]
     md += ["", "The paper's numbers come from runs of 200,000-250,000 updates; they are shown for scale, not "
@@ -368,8 +370,8 @@ def markdown(payload: dict) -> list[str]:
     return md
 
 
-def _tolerance_table(payload: dict) -> list[str]:
-    """How each verdict moves with the allowance of `not above` and `close to` (absent from older claims.json)."""
+def tolerance_table(payload: dict) -> list[str]:
+    """How each verdict moves with the allowance of `not above` and `close to` (none in older claims.json)."""
     tols = payload["settings"].get("tolerances")
     if not tols:
         return []
@@ -378,7 +380,4 @@ def _tolerance_table(payload: dict) -> list[str]:
         rows.append([f"**{r['claim']}**", *(f"**{v}**" for v in r["by_tolerance"])])
         for c in r["comparisons"]:
             rows.append([f"{c['a']} {KIND_TEXT[c['kind']]} {c['b']}", *c.get("by_tolerance", ["not run"] * len(tols))])
-    return ["", "## The verdicts at other tolerances", "",
-            "The allowance of `not above` and `close to` as a share of B's score (`below` does not use it); the "
-            "interval is the one above.", "",
-            *md_table(["claim / comparison", *(f"{t:.1%}" for t in tols)], rows, "l" * (len(tols) + 1))]
+    return md_table(["claim / comparison", *(f"{t:.1%}" for t in tols)], rows, "l" * (len(tols) + 1))
