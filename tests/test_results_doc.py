@@ -244,3 +244,79 @@ def test_the_mixed_tables_reading_quotes_its_json():
     assert best == ["iris", "penguins", "seattle-weather"]  # "best on penguins, seattle-weather and iris"
     assert "imputes the numbers best on penguins, seattle-weather and iris" in text
     assert mixed.cell_lines(d)  # the generated table renders (test_generated_tables_match_the_json compares it)
+
+
+NUMBER = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(?![\w.]|\d)")
+
+
+def _prose_paragraphs(text: str) -> tuple[list[str], list[float]]:
+    """A Markdown file's prose paragraphs (no code, commands, tables or link targets) and the numbers of its
+    generated tables (which test_generated_tables_match_the_json ties to their JSON)."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    generated = " ".join(re.findall(r"<!-- generated.*?end generated -->", text, flags=re.S))
+    text = re.sub(r"<!-- generated.*?end generated -->", "", text, flags=re.S)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    paras = [" ".join(line for line in p.splitlines() if not line.startswith("    ") and not line.lstrip().startswith("|"))
+             for p in re.split(r"\n\s*\n", text)]
+    return paras, [float(x) for x in NUMBER.findall(generated)]
+
+
+def _committed_numbers() -> set[float]:
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "results/*.json", "src/seqimpute/pretrained/*.json",
+                            "src/seqimpute/anchors/*.json"], capture_output=True, text=True, cwd=ROOT).stdout.split()
+    out: set[float] = set()
+
+    def walk(o):
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, (int, float)) and not isinstance(o, bool):
+            out.add(float(o))
+    for f in files:
+        walk(json.loads((ROOT / f).read_text()))
+    return out
+
+
+def untraced_numbers(text: str, committed: set[float]) -> list[str]:
+    """The numbers of three or more significant digits in ``text``'s prose that are neither a committed value nor a
+    generated table's (to their printed precision) nor the difference of two numbers of their paragraph (a gap the
+    text reads off)."""
+    paras, generated = _prose_paragraphs(text)
+    known = np.array(sorted(committed | set(generated)))
+
+    def found(x: float, tol: float) -> bool:
+        i = np.searchsorted(known, x - tol)
+        return i < len(known) and known[i] <= x + tol
+
+    out = []
+    for p in paras:
+        tokens = NUMBER.findall(p)
+        values = [float(t) for t in tokens]
+        for t in tokens:
+            if len(t.replace(".", "").lstrip("0")) < 3:
+                continue
+            tol = 0.5 * 10 ** -len(t.split(".")[1]) + 1e-12
+            x = float(t)
+            if not (found(x, tol) or any(abs(abs(a - b) - x) <= 3 * tol for a in values for b in values)):
+                out.append(f"{t} in: {p[:100]}...")
+    return out
+
+
+def test_an_untraced_number_is_caught_and_a_read_off_gap_is_not():
+    text = ("Intro.\n\nThe bound is 85.92 against kNN's 100.2, 14.3 below it; the run took 7.3 minutes.\n\n"
+            "    seqimpute demo --minutes 123.4\n\n| 555.5 | table |\n")
+    assert untraced_numbers(text, {85.9213, 100.21}) == []  # 14.3 = 100.2 - 85.92; 7.3 has two digits only
+    caught = untraced_numbers(text.replace("14.3", "14.9"), {85.9213, 100.21})
+    assert len(caught) == 1 and caught[0].startswith("14.9 in: The bound is")
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the git checkout to list the committed results")
+@pytest.mark.parametrize("doc", ["README.md", "docs/RESULTS.md"])
+def test_every_measured_number_in_the_prose_is_in_a_committed_file(doc):
+    untraced = untraced_numbers((ROOT / doc).read_text(), _committed_numbers())
+    assert not untraced, "numbers without a committed source:\n" + "\n".join(untraced)
