@@ -302,7 +302,8 @@ def test_sequential_imputer_takes_the_precision():
     for p, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         with ProductDtypes() as rec:
             out = SequentialImputer(precision=p, **kw).fit(X).transform(X)
-        assert rec.dtypes == {dtype} and out.dtype == X.dtype and not np.isnan(out).any()
+        # the policy's products at the precision asked for; the Gaussian start's EM solves run in float64
+        assert rec.dtypes - {torch.float64} == {dtype} and out.dtype == X.dtype and not np.isnan(out).any()
     with pytest.raises(SeqImputeError, match="precision='fp16'; choose one of auto, bf16, fp32"):
         SequentialImputer(precision="fp16", **kw).fit(X)
 
@@ -322,4 +323,4 @@ def test_sequential_imputer_auto_takes_fp32_for_narrow_policies_on_a_cpu(monkeyp
     for hidden, dtype in ((255, torch.float32), (256, torch.bfloat16)):
         with ProductDtypes() as rec:
             SequentialImputer(hidden=hidden, **kw).fit(X).transform(X)
-        assert rec.dtypes == {dtype}, hidden
+        assert rec.dtypes - {torch.float64} == {dtype}, hidden  # float64: the Gaussian start's solves
