@@ -22,14 +22,13 @@ import torch
 
 from seqimpute import load_dataset
 from seqimpute.data.masks import mask_set
-from seqimpute.reporting import md_table
+from seqimpute.reporting.benchmarks import baselines_markdown as markdown
 from seqimpute.evaluate import evaluate
 from seqimpute.models.baselines import KNNImputer, MeanImputer
 from seqimpute.models.template import TemplateMatcher
 
 MASKS = {"MCAR-60": "mcar:0.6", "MCAR-70": "mcar:0.7", "MCAR-80": "mcar:0.8", "MCAR-90": "mcar:0.9",
          "MAR-14": "square:14", "MAR-16": "square:16"}
-PAPER_NAMES = {"tm-orc": "TM-orc", "tm-hon": "TM-hon", "vae-imp": "VAE-imp"}
 
 
 def paper_values() -> dict:
@@ -129,37 +128,6 @@ def main(argv=None) -> int:
     (out / "baselines.md").write_text(markdown(result))
     print(markdown(result))
     return 0
-
-
-def markdown(result: dict) -> str:
-    cols = ["mean", "knn", "tm-hon", "tm-orc", "vae-imp", "vae-imp oracle"]
-    have = {n for row in result["scores"].values() for n in row}
-    cols = [c for c in cols if c in have or (c == "vae-imp oracle" and "vae-imp" in have)]
-    head = ["mask", *(f"{c} (ours / paper)" if PAPER_NAMES.get(c.split()[0]) else f"{c} (ours)" for c in cols)]
-    body = []
-    for label, row in result["scores"].items():
-        paper = result["paper"].get(label, {})
-        cells = []
-        for c in cols:
-            base = c.split()[0]
-            r = row.get(base)
-            if r is None:
-                cells.append("-")
-                continue
-            v = r["oracle_best_step_nll_paper_units"] if c.endswith("oracle") else r["score_paper_units"]
-            cell = f"{v:.1f}"
-            if c == "knn":
-                cell += f" (k={r['k']})"
-            if c == "vae-imp":
-                cell += f" (step {r['impute_step']})"
-            if c == "vae-imp oracle":
-                cell += f" (step {r['oracle_best_step']})"
-            pname = PAPER_NAMES.get(base)
-            if pname and c != "vae-imp":  # the paper's VAE-imp number is the oracle one
-                cell += f" / {paper[pname]}" if pname in paper else " / -"
-            cells.append(cell)
-        body.append([label, *cells])
-    return "\n".join(md_table(head, body, "l" * len(head))) + "\n"
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "imputers-mixed" / "mixed.json"
 RATES = (0.1, 0.2, 0.3)
-IMPUTERS = ("simple", "missforest", "miceforest", "sequential")
+from seqimpute.reporting.benchmarks import MIXED_IMPUTERS as IMPUTERS  # noqa: E402 (one order for runs and tables)
 
 
 def load(name: str) -> pd.DataFrame:
@@ -156,39 +156,6 @@ def hide(df: pd.DataFrame, rate: float, seed: int) -> tuple[pd.DataFrame, np.nda
     for j, c in enumerate(df.columns):
         holed.loc[hidden[:, j], c] = np.nan
     return holed, hidden
-
-
-def cell_lines(doc: dict) -> list[str]:
-    """Per table and rate, each imputer's mean RMSE / accuracy over seeds (and its mean CPU seconds); then each
-    imputer's accuracy and RMSE averaged over every cell, with the cells where it beats the most frequent
-    category."""
-    from seqimpute.reporting import md_table
-
-    recs = [r for r in doc["records"] if "not_run" not in r]
-    names = [n for n in IMPUTERS if any(r["imputer"] == n for r in doc["records"])]
-    cells = list(dict.fromkeys((r["table"], r["rate"]) for r in doc["records"]))
-    mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None  # noqa: E731
-    at = {(t, rate, n): [r for r in recs if (r["table"], r["rate"], r["imputer"]) == (t, rate, n)]
-          for t, rate in cells for n in names}
-    body = []
-    for t, rate in cells:
-        row = [t, f"{rate:.0%}"]
-        for n in names:
-            rs = at[t, rate, n]
-            row.append(f"{mean(rs, 'rmse'):.3f} / {mean(rs, 'accuracy'):.3f} ({mean(rs, 'cpu_s'):.1f} s)" if rs else
-                       "not run")
-        body.append(row)
-    out = md_table(["table", "MCAR", *(f"{n}: RMSE / accuracy (CPU s)" for n in names)], body, "lr" + "r" * len(names))
-    summary = []
-    for n in names:
-        ran = [c for c in cells if at[(*c, n)]]
-        acc = [mean(at[(*c, n)], "accuracy") for c in ran]
-        above = sum(mean(at[(*c, n)], "accuracy") > mean(at[(*c, "simple")], "accuracy") for c in ran) \
-            if "simple" in names else None
-        summary.append([n, f"{len(ran)} of {len(cells)}", f"{np.mean([mean(at[(*c, n)], 'rmse') for c in ran]):.3f}",
-                        f"{np.mean(acc):.3f}", "-" if n == "simple" or above is None else f"{above} of {len(ran)}"])
-    return out + ["", *md_table(["imputer", "cells run", "mean RMSE", "mean accuracy",
-                                 "cells above the most frequent category"], summary, "lrrrr")]
 
 
 def main(argv=None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "imputers.py"
 _spec = importlib.util.spec_from_file_location("bench_imputers", _PATH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
+tables = importlib.import_module("seqimpute.reporting.benchmarks")  # what renders the benchmark's records
 
 
 def test_mcar_and_logistic_masks_hit_the_rate():
@@ -60,13 +62,13 @@ def test_summary_ranks_by_seed_averaged_rmse_and_flags_worse_than_mean():
                rec("iterative", 0, 0.9), rec("iterative", 1, 0.9),
                rec("mean", 0, 1.0, 0.5), rec("knn", 0, 0.8, 0.5), rec("iterative", 0, 0.9, 0.5),
                rec("sequential", 0, 0.1, 0.5)]  # sequential ran in one cell only
-    s = bench.summary(records)
+    s = tables.summary(records)
     assert s["cells"] == 2 and s["complete_cells"] == 1  # only the 0.5 cell has all four imputers
     assert s["mean_rank"] == {"mean": 4.0, "knn": 2.0, "iterative": 3.0, "sequential": 1.0}
     assert s["ranks"][("t", "mcar", 0.3)] == {"mean": 2.0, "knn": 3.0, "iterative": 1.0}
     assert s["ranks"][("t", "mcar", 0.5)] == {"mean": 4.0, "knn": 2.0, "iterative": 3.0, "sequential": 1.0}
     assert s["worse_than_mean"]["knn"] == [["t", "mcar", 0.3]] and s["worse_than_mean"]["sequential"] == []
-    s = bench.summary([r for r in records if r["imputer"] != "sequential"])
+    s = tables.summary([r for r in records if r["imputer"] != "sequential"])
     assert s["complete_cells"] == 2  # mean ranks (2+3, 3+1, 1+2) / 2
     assert s["mean_rank"] == {"mean": 2.5, "knn": 2.0, "iterative": 1.5}
 
@@ -140,16 +142,16 @@ def test_summary_leaves_out_imputers_that_did_not_run_and_shows_coverage_where_r
                _rec("sequential", 0, 0.7, coverage90=0.8), _rec("sequential", 1, 0.7, coverage90=0.9),
                _rec("mean", 1, 1.0), _rec("knn", 1, 0.5),
                _rec("mean", 0, 1.0, 0.5), _rec("sequential", 0, 2.0, 0.5)]  # an older record: no coverage90
-    s = bench.summary(records)
+    s = tables.summary(records)
     assert s["ranks"][("t", "mcar", 0.3)] == {"mean": 3.0, "knn": 1.0, "sequential": 2.0}
     assert s["not_run"] == {("t", "mcar", 0.3): {"missforest": "too wide"}}
     assert s["complete_cells"] == 0 and s["mean_rank"]["sequential"] is None  # missforest is missing everywhere
     assert s["means"][("t", "mcar", 0.3)]["sequential"]["coverage90"] == pytest.approx(0.85)
-    lines = bench.summary_lines({"records": records})
+    lines = tables.summary_lines({"records": records})
     assert "| sequential | - | 1 / 2 | 1.00 / 0.50 | 0.85 |" in lines  # worse than mean at 0.5 only
     assert "| missforest | - | 0 / 0 | - | - |" in lines
     assert "Not run: missforest in 1 cell(s) (too wide)." in lines
-    cells = bench.cell_lines({"records": records, "tables": {"t": [10, 3]}})
+    cells = tables.cell_lines({"records": records, "tables": {"t": [10, 3]}})
     assert "| mcar | 0.3 | 0.30 | 2 | 1.0000 / 0.0000 | **0.5000** / 0.0000 | not run | 0.7000 / 0.0000 | 0.85 |" in cells
     assert "| mcar | 0.5 | 0.50 | 1 | **1.0000** / 0.0000 |  |  | 2.0000 / 0.0000 | - |" in cells
 
@@ -161,7 +163,7 @@ def test_timing_table_by_hand():
 
     doc = {"records": [rec(2000, 10, "sequential", 150.4, 99.5, 3.0, updates=800), rec(2000, 10, "mean", 0.011, 0.004, 2.5),
                        rec(500, 10, "mean", 0.5, 0.25, 4.0)]}
-    assert bench.timing_lines(doc) == [
+    assert tables.timing_lines(doc) == [
         "| rows | columns | mean: wall / CPU s | sequential: wall / CPU s | sequential updates | load average |",
         "|---:|---:|---:|---:|---:|---:|",
         "| 500 | 10 | 0.50 / 0.25 | - |  | 4.0-4.0 |",

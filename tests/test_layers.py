@@ -19,7 +19,7 @@ LAYERS = [
     ("services", ["seqimpute.loop", "seqimpute.optim", "seqimpute.evaluate", "seqimpute.sampling", "seqimpute.runs",
                   "seqimpute.distributed", "seqimpute.bench", "seqimpute.pretrained"]),
     ("trainers", ["seqimpute.train", "seqimpute.finetune", "seqimpute.tabular"]),
-    ("jobs", ["seqimpute.experiments", "seqimpute.demo"]),
+    ("jobs", ["seqimpute.experiments", "seqimpute.demo", "seqimpute.reporting.docs"]),
     ("interface", ["seqimpute.commands", "seqimpute.cli", "seqimpute.__main__"]),
 ]
 MAX_FUNCTION_LINES = 80

@@ -42,6 +42,8 @@ def test_rerun_pairs_trained_cells_only(tmp_path):
     assert got == [("table1", "gpsi-add", None, 190.0, 185.5, -4.5, 1.75),
                    ("fig2c", "gpsi-add", 5, 98.0, 97.0, -1.0, 1.5)]
     assert doc["missing"] == ["table1 / MNIST / MAR-14 / lstm-add"]
-    table = _module("results_tables").vs_fp32(doc)
+    from seqimpute.reporting.docs import vs_fp32
+
+    table = vs_fp32(doc)
     assert table[2] == "| table1 | MNIST | MAR-14 | gpsi-add | 190.0 | 4000 | 185.5 | 7000 | -4.5 | 1.75 |"
     assert table[3] == "| fig2c | MNIST | MCAR-90 | gpsi-add T=5 | 98.0 | 2000 | 97.0 | 3000 | -1.0 | 1.50 |"

@@ -1,5 +1,5 @@
 """The one Markdown-table helper every generated table goes through: `seqimpute reproduce`'s results, the claims,
-and the docs' tables that benchmarks/results_tables.py renders from committed JSON."""
+the model cards, and the docs' tables (reporting.docs; the benchmarks' own in reporting.benchmarks)."""
 
 from __future__ import annotations
 
