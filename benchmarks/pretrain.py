@@ -242,6 +242,8 @@ def _plot_curves() -> None:
         ax.plot([p["updates"] for p in pts], [p["bound_paper_units"] for p in pts], "o-", label=c["name"])
         if c.get("paper") is not None:
             ax.axhline(c["paper"], color="k", ls="--", lw=1, label=f"paper GPSI-add ({c['paper']:g})")
+        for i, st in enumerate(c.get("stages", [])[1:], start=2):
+            ax.axvline(st["starts_at"], color="grey", ls=":", lw=1, label=f"stage {i} starts (--init)")
         ax.set_xscale("log")
         ax.set_xlabel("updates")
         ax.set_ylabel(f"test bound at {c['cell']}, paper units")

@@ -193,16 +193,18 @@ def test_the_pretrained_reading_quotes_the_reproduction_json():
     assert f"by {min(gaps):.1f}-{max(gaps):.1f} units" in doc and min(gaps) > 0
     assert (" / ".join(f"{rows[c]['bound_paper_units']:.1f}" for c in mcar) + " against " +
             " / ".join(f"{rows[c]['paper']:g}" for c in mcar)) in doc
-    assert {r["updates"] for r in rows.values()} == {30000} and "after 30,000 updates" in doc
+    assert {rows[c]["updates"] for c in ("MAR-14", "MAR-16")} == {30000} and "after 30,000 updates (1.2" in doc
+    assert {rows[c]["updates"] for c in mcar} == {60000} and "made 60,000 updates in two stages (2.6" in doc
     from seqimpute import pretrained
 
-    hours = sorted(pretrained.card(n)["training"]["cpu_hours"] for n in pretrained.names())
-    assert f"({hours[0]:.1f}-{hours[-1]:.1f} CPU-hours each)" in doc
+    hours = {n: pretrained.card(n)["training"]["cpu_hours"] for n in pretrained.names()}
+    assert f"{hours['gpsi-add-mnist-mar']:.1f}" == "1.2" and f"{hours['gpsi-add-mnist-mcar']:.1f}" == "2.6"
     curve = {q["updates"]: q["bound_paper_units"] for q in json.loads(
         (ROOT / "results" / "pretrained" / "curve-gpsi-add-mnist-mcar.json").read_text())["points"]}
-    assert f"({curve[16000] - curve[30000]:.1f} units from 16,000 to 30,000 updates)" in doc
+    assert f"took MCAR-80 from {curve[30000]:.1f} to {curve[60000]:.1f}" in doc
+    assert abs(curve[60000] - rows["MCAR-80"]["bound_paper_units"]) < 0.01  # the same weights, float32 and the shipped float16
     below = [rows[c]["cpu_preset"] - rows[c]["bound_paper_units"] for c in rows]
-    assert f"Both are {min(below):.0f}-{max(below):.0f} units below the `cpu` preset" in doc
+    assert f"Both models are {min(below):.0f}-{max(below):.0f} units below the `cpu` preset" in doc
 
 
 def test_the_wide_table_reading_quotes_its_json():
