@@ -95,8 +95,8 @@ def missforest(holed: pd.DataFrame, seed: int, trees: int = 100, max_iter: int =
     column is observed and predicting its holes from the current imputation of the others; stop when the change
     between rounds grows for every column kind present, keeping the round before. Categories enter the other
     columns' forests as their codes. (The MissForest package on PyPI fits each forest on all rows, its own initial
-    guesses included, so its forests reproduce the guesses: on penguins its categories were no better than the
-    most frequent one. Hence this short transcription of the published algorithm with scikit-learn's forests.)"""
+    guesses included, so that its forests learn to reproduce the guesses. Hence this short transcription of the
+    published algorithm with scikit-learn's forests.)"""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
     cats = categorical(holed)

@@ -88,9 +88,9 @@ class ConditionalGaussian:
         return filled, cov_u.sum(0)
 
 
-RANK = 64  # the low-rank start's latent dimensions (probabilistic PCA); on the MNIST table of
-PPCA_ITERATIONS = 10  # benchmarks/imputers.py rank 30 / 64 / 100 imputed RMSE 0.163 / 0.138 / 0.136, and 20 EM
-# iterations instead of 10 moved rank 64's by 0.0002 at twice the time
+RANK = 64  # the low-rank start's latent dimensions (probabilistic PCA), and its EM iterations: chosen on the MNIST
+PPCA_ITERATIONS = 10  # table of benchmarks/imputers.py (rank 30 imputed it clearly worse, 100 barely better at twice
+# the time; more iterations moved little once the parameter expansion was in)
 
 
 class LowRankGaussian:
