@@ -313,3 +313,24 @@ def test_an_untraced_number_is_caught_and_a_read_off_gap_is_not():
 def test_every_measured_number_in_the_prose_is_in_a_committed_file(doc):
     untraced = untraced_numbers((ROOT / doc).read_text(), _committed_numbers())
     assert not untraced, "numbers without a committed source:\n" + "\n".join(untraced)
+
+
+def test_the_refinement_reading_quotes_the_cpu_long_claims():
+    d = json.loads((ROOT / "results" / "cpu-long" / "claims.json").read_text())
+    status = json.loads((ROOT / "results" / "cpu-long" / "status.json").read_text())
+    doc = " ".join(DOC.read_text().split())
+    row = d["rows"][0]
+    t5_t1, t10_t5, t15_t5 = row["comparisons"]
+    assert row["claim"] == "refinement" and row["verdict"] == "holds"
+    assert f"T=5 is {-t5_t1['diff']:.1f} below T=1, T=10 is {-t10_t5['diff']:.1f} below T=5" in doc
+    lo, hi = t15_t5["ci95"]
+    assert f"is now {-t15_t5['diff']:.1f} below it, with an interval of [{lo:+.1f}, {hi:+.1f}]" in doc
+    assert f"the 1% allowance ({0.01 * t15_t5['b_mean']:.2f} units)" in doc and 0.005 * t15_t5["b_mean"] < hi
+    assert row["by_tolerance"][:2] == ["not resolved at this budget"] * 2 and "holds" == row["by_tolerance"][2]
+    sds = [a["sd"] for a in d["arms"]]
+    assert f"spread by {min(sds):.2f}-{max(sds):.2f} units" in doc
+    assert all(c["t95"][1] - c["t95"][0] > c["bootstrap95"][1] - c["bootstrap95"][0] for c in row["comparisons"])
+    hours = sum(r["training_minutes"] for r in status["runs"].values()) / 60
+    assert f"The 12 runs trained for {hours:.1f} hours in all" in doc and len(status["runs"]) == 12
+    before = json.loads((ROOT / "results" / "cpu" / "claims.json").read_text())["rows"][0]["comparisons"][2]
+    assert f"which ended {before['diff']:.1f} above T=5 at 1,000 updates" in doc
