@@ -179,7 +179,8 @@ def cmd_curve(name: str) -> None:
     out = RESULTS / f"curve-{name}.json"
     points = json.loads(out.read_text())["points"] if out.exists() else []  # scored already: kept
     done = {p["updates"] for p in points}
-    for st, before in zip(stages(name), _offsets(name)):
+    offsets = _offsets(name)
+    for st, before in zip(stages(name), offsets):
         for path in sorted((RUNS / st["run"] / "history").glob("*.safetensors")):
             if before["updates"] + int(path.stem) in done:
                 continue
@@ -197,7 +198,7 @@ def cmd_curve(name: str) -> None:
         "note": "weights kept during the runs (each stage's learning rate follows its own schedule to its last "
                 "update; a later stage starts from the previous stage's best weights)" if len(stages(name)) > 1 else
                 "weights kept during the one run (its learning rate follows the run's schedule to its last update)",
-        "stages": [{"run": st["run"], "starts_at": b["updates"]} for st, b in zip(stages(name), _offsets(name))],
+        "stages": [{"run": st["run"], "starts_at": b["updates"]} for st, b in zip(stages(name), offsets)],
         "command": f"python benchmarks/pretrain.py curve {name}", "points": points}, indent=2) + "\n")
 
 

@@ -294,7 +294,7 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
                            + (" and the starting canvas's Gaussian" if entries is not None else ""))
     if start:
         try:
-            start = from_tensors(start, len(entries))
+            start = from_tensors({k: v.to(device) for k, v in start.items()}, len(entries))
         except ValueError as e:
             raise _bad(folder, f"the starting canvas's Gaussian in {WEIGHTS} does not fit ({e})") from None
     for k, v in arrays.items():
@@ -319,5 +319,5 @@ def _set_weights(imp, folder: Path, tensors: dict, config: dict) -> None:
     for k in ARRAYS:
         setattr(imp, k, arrays[k].numpy())
     imp._log_var_t = arrays["log_var"].to(device) if gaussian else None
-    imp._start = from_tensors({k: v.to(device) for k, v in start.tensors().items()}, len(entries)) if start else None
+    imp._start = start if entries is not None else None  # the start checked above (or no start)
     imp.log_var_ = arrays["log_var"].numpy().astype(np.float64) if gaussian else None
